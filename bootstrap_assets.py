@@ -1,0 +1,1865 @@
+#!/usr/bin/env python3
+"""bootstrap_assets: restore a project's `_assets` folder from ONE archive on Google Drive.
+
+An ephemeral notebook (Colab, Kaggle, a rented Jupyter box) loses its local disk with the
+VM, and reading thousands of files straight off the Drive mount is ~10x too slow. So the
+folder lives on Drive as one archive, and each session starts with
+
+    !wget -q https://.../bootstrap_assets.py && python bootstrap_assets.py
+
+which reads the archive once, in large sequential chunks, hashes it (sha256) as it is read,
+decompresses and extracts it as it streams into a staging folder beside the destination,
+checks every member against the safety rules, verifies the hash, and only then renames the
+finished folder into place. Re-running it with nothing changed does nothing.
+
+Ways in:
+    python bootstrap_assets.py [restore] [--archive PATH_OR_URL] [--dest DIR] [--sha256 HEX]
+                               [--force] [--engine auto|python|tar] [--quiet]
+    python bootstrap_assets.py demo          # a self-contained round trip in a temp dir
+    import bootstrap_assets; bootstrap_assets.restore(archive=..., dest=...)
+    paste this whole file into a notebook cell (edit the CONFIG block below)
+
+Standard library only; CPython 3.9 to 3.14; Linux and macOS (GNU tar, pigz-less, zstd are
+used when present, never required). Exit codes are listed with the exceptions below.
+"""
+
+# ------------------------------------------------------------------------------------------
+# CONFIG: when you paste this file into a notebook cell, edit these lines.
+# Flags (--archive, --dest, ...) and environment variables override them.
+ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
+DEST = "/content/_assets"
+SHA256 = ""  # expected sha256 of the archive, kept OUTSIDE Drive ("" = use ARCHIVE.sha256)
+ENGINE = "auto"  # auto | python | tar
+DRIVE_MOUNT = "/content/drive"
+# ------------------------------------------------------------------------------------------
+
+import argparse
+import dataclasses
+import difflib
+import errno
+import fcntl
+import hashlib
+import http.client
+import importlib.util
+import itertools
+import json
+import os
+import queue
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+import bz2
+import lzma
+
+try:  # Python 3.14+
+    from compression import zstd as _zstd_module
+except ImportError:
+    _zstd_module = None
+
+VERSION = "0.1.0"
+ENV_ARCHIVE = "BOOTSTRAP_ASSETS_ARCHIVE"
+ENV_DEST = "BOOTSTRAP_ASSETS_DEST"
+ENV_DRIVE_MOUNT = "BOOTSTRAP_ASSETS_DRIVE_MOUNT"
+ENGINES = ("auto", "python", "tar")
+
+CHUNK = 1 << 20  # read and decompress in 1 MiB pieces: large enough for the mount, small for RSS
+QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (bounds memory to ~20 MiB)
+BLOCK = 512
+MARKER_NAME = ".bootstrap_assets.json"
+MAX_META_SIZE = 1 << 20  # a pax header or GNU long name larger than this is an attack
+MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tolerate
+MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel does
+SPACE_MARGIN = 16 << 20  # free space left untouched on the destination filesystem
+PROGRESS_EVERY = 0.25  # seconds between live progress updates (about 4 a second)
+PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when output is a log
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in
+    ("EIO", "ENOTCONN", "ETIMEDOUT", "ECONNRESET", "ESTALE", "ECONNABORTED", "EAGAIN")
+    if hasattr(errno, name)
+)
+NO_SPACE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+# ---------------------------------------------------------------------------- exceptions --
+class BootstrapError(Exception):
+    """Any failure the tool reports to the user (exit 1 when nothing more specific fits)."""
+
+    exit_code = 1
+
+
+class UsageError(BootstrapError):
+    """A flag or setting is wrong (exit 2)."""
+
+    exit_code = 2
+
+
+class SourceMissing(BootstrapError):
+    """The archive is not there, or Drive is not mounted (exit 3)."""
+
+    exit_code = 3
+
+
+class DeadMount(BootstrapError):
+    """The mount holding the archive stopped answering: "Transport endpoint is not connected" (exit 4)."""
+
+    exit_code = 4
+
+
+class ChecksumMismatch(BootstrapError):
+    """The archive's sha256 is not the expected one (exit 5)."""
+
+    exit_code = 5
+
+
+class UnsafeArchive(BootstrapError):
+    """A member would escape the destination or create something dangerous (exit 6)."""
+
+    exit_code = 6
+
+
+class CorruptArchive(BootstrapError):
+    """The file is not a readable archive: truncated, damaged, or not an archive at all (exit 7)."""
+
+    exit_code = 7
+
+
+class NoSpace(BootstrapError):
+    """The destination filesystem has not enough room (exit 8)."""
+
+    exit_code = 8
+
+
+class DestinationChanged(BootstrapError):
+    """The destination holds files we did not put there; refusing to replace them without --force (exit 9)."""
+
+    exit_code = 9
+
+
+class Locked(BootstrapError):
+    """Another run is restoring or saving the same destination (exit 10)."""
+
+    exit_code = 10
+
+
+class Unsupported(BootstrapError):
+    """The archive needs a decompressor this machine does not have (exit 11)."""
+
+    exit_code = 11
+
+
+# ------------------------------------------------------------------------ small helpers --
+def _human(nbytes):
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
+
+
+def _in_kernel():
+    """True inside a Jupyter/IPython kernel (pasted cell or import), not in `!python`."""
+    return "ipykernel" in sys.modules
+
+
+def _in_notebook_output():
+    """True when our output lands in a notebook cell, where `\\r` redraws a line."""
+    return _in_kernel() or any(
+        name in os.environ for name in ("JPY_PARENT_PID", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"))
+
+
+def _is_url(text):
+    return text.startswith(("http://", "https://"))
+
+
+def _is_within(path, root):
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _fs_name(path):
+    """The mount point holding path, for messages about space."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _remove_tree(path):
+    """Delete a tree of ours, including read-only directories an archive may have made."""
+    def make_writable_and_retry(function, failed_path, _exc_info):
+        parent = os.path.dirname(failed_path)
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
+            os.chmod(failed_path, stat.S_IRWXU)
+        function(failed_path)
+
+    if os.path.lexists(path):
+        # onerror is deprecated from 3.12 in favour of onexc, but both accept this handler shape
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def _parse_sha256(text, origin):
+    text = (text or "").strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UsageError(f"{origin} must be 64 hex digits (a sha256), got {text[:80]!r}.")
+    return text
+
+
+def _parse_sidecar(content, where):
+    """The hash from a `sha256sum` line: `<hex>  <name>`, `<hex> *<name>`, or a bare hex."""
+    words = content.decode("utf-8", "replace").split()
+    if not words:
+        raise BootstrapError(f"The checksum file {where} is empty. Delete it, or write the "
+                             f"archive's hash into it with: sha256sum ARCHIVE > {where}")
+    try:
+        return _parse_sha256(words[0], f"The checksum file {where}")
+    except UsageError as exc:
+        raise BootstrapError(str(exc) + " Fix or delete that file.") from None
+
+
+# ------------------------------------------------------------------- finding the source --
+def _drive_mount_fix(drive_mount):
+    return (f"In a notebook cell, run: from google.colab import drive; "
+            f"drive.mount('{drive_mount}')")
+
+
+def _dead_mount_error(path, drive_mount, detail):
+    mount = drive_mount if drive_mount and _is_within(path, drive_mount) else _fs_name_safe(path)
+    return DeadMount(
+        f"The mount at {mount} is dead ({detail}) while reading {path}. "
+        f"This is Drive's mount dropping, not a problem with the archive. Fix: in a notebook "
+        f"cell run: from google.colab import drive; drive.flush_and_unmount(); "
+        f"drive.mount('{mount}', force_remount=True) -- or restart the runtime -- "
+        f"then run this again.")
+
+
+def _fs_name_safe(path):
+    try:
+        return _fs_name(path)
+    except OSError:
+        return os.path.dirname(path)
+
+
+def _check_drive_mounted(path, drive_mount):
+    """Mount Drive from a Colab kernel, or explain how, when the archive lives on Drive."""
+    if not drive_mount or not _is_within(path, drive_mount):
+        return
+    try:
+        os.stat(drive_mount)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise _dead_mount_error(path, drive_mount, os.strerror(exc.errno)) from None
+    if os.path.ismount(drive_mount):
+        return
+    if _in_kernel() and importlib.util.find_spec("google.colab") is not None:
+        from google.colab import drive
+        drive.mount(drive_mount)
+        return
+    raise SourceMissing(
+        f"Google Drive is not mounted at {drive_mount}, so {path} cannot be read. "
+        f"{_drive_mount_fix(drive_mount)} -- then run this again. (Mounting needs the "
+        f"notebook kernel; it cannot be done from a `!python` command.)")
+
+
+def _describe_missing(path):
+    """What is in the nearest existing folder above path, so a typo is obvious."""
+    folder = os.path.dirname(path)
+    while folder and not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return ""
+    lines = []
+    for name in names[:30]:
+        full = os.path.join(folder, name)
+        try:
+            st = os.stat(full)
+            size = "folder" if stat.S_ISDIR(st.st_mode) else _human(st.st_size)
+        except OSError:
+            size = "?"
+        lines.append(f"  {name}  ({size})")
+    if len(names) > 30:
+        lines.append(f"  ... and {len(names) - 30} more")
+    wanted = os.path.relpath(path, folder).split(os.sep)[0]
+    hint = difflib.get_close_matches(wanted, names, n=1)
+    listing = "\n".join(lines) if lines else "  (empty)"
+    text = f"\n{folder} holds:\n{listing}"
+    if hint:
+        text += f"\nDid you mean {os.path.join(folder, hint[0])}?"
+    return text
+
+
+class _PathSource:
+    """An archive on a filesystem (Drive, gcsfuse, NFS, local) read with retries.
+
+    Transient errors (a mount hiccup) make the reader back off, reopen the file, seek to the
+    offset reached and go on, for up to retry_for seconds of continuous failure.
+    """
+
+    def __init__(self, path, retry_for, drive_mount):
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self.name = os.path.basename(self.path)
+        self.retry_for = retry_for
+        self.drive_mount = drive_mount
+        _check_drive_mounted(self.path, drive_mount)
+        st = self._retrying(lambda: os.stat(self.path), "checking")
+        if stat.S_ISDIR(st.st_mode):
+            raise SourceMissing(f"{self.path} is a folder, not an archive. Point --archive at "
+                                f"the archive file.{_describe_missing(os.path.join(self.path, '?'))}")
+        self.size = st.st_size
+        self.identity = {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def _retrying(self, action, doing, offset=None):
+        delay, started = 0.2, time.monotonic()
+        while True:
+            try:
+                return action()
+            except FileNotFoundError:
+                raise SourceMissing(f"The archive {self.path} does not exist."
+                                    f"{_describe_missing(self.path)}") from None
+            except OSError as exc:
+                if exc.errno not in TRANSIENT_ERRNOS:
+                    raise BootstrapError(f"Cannot read {self.path}: {exc}") from None
+                if time.monotonic() - started >= self.retry_for:
+                    where = f" at byte {offset:,}" if offset is not None else ""
+                    if exc.errno == errno.ENOTCONN:
+                        raise _dead_mount_error(self.path, self.drive_mount,
+                                                f"{os.strerror(exc.errno)}, for "
+                                                f"{self.retry_for:g} s{where}") from None
+                    raise BootstrapError(
+                        f"{doing.capitalize()} {self.path} kept failing for {self.retry_for:g} s"
+                        f"{where}: {exc}. The mount may be unhealthy; run this again, or "
+                        f"remount Drive.") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def read_sidecar(self):
+        sidecar = self.path + ".sha256"
+        try:
+            with open(sidecar, "rb") as f:
+                return _parse_sidecar(f.read(4096), sidecar)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
+
+    def chunks(self, offset=0):
+        handle = None
+        try:
+            while True:
+                def read_next():
+                    nonlocal handle
+                    if handle is None:
+                        handle = open(self.path, "rb", buffering=0)
+                        handle.seek(offset)
+                    try:
+                        return handle.read(CHUNK)
+                    except OSError:
+                        handle.close()
+                        handle = None
+                        raise
+                data = self._retrying(read_next, "reading", offset)
+                if not data:
+                    break
+                offset += len(data)
+                yield data
+        finally:
+            if handle is not None:
+                handle.close()
+        if offset != self.size:
+            raise CorruptArchive(
+                f"{self.path} changed while it was read: {self.size:,} bytes were expected, "
+                f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
+
+
+class _HttpSource:
+    """An archive at an http(s) URL, resumed with Range requests after a broken connection."""
+
+    def __init__(self, url, retry_for):
+        self.path = url
+        self.name = os.path.basename(urllib.parse.urlsplit(url).path) or url
+        self.retry_for = retry_for
+        headers = self._retrying(lambda: self._head(url), "checking")
+        self.size = int(headers.get("Content-Length") or -1)
+        self.validator = headers.get("ETag") or headers.get("Last-Modified") or ""
+        self.identity = {"path": url, "size": self.size, "validator": self.validator}
+
+    def _head(self, url):
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.headers
+
+    def _retrying(self, action, doing, offset=None):
+        delay, started = 0.2, time.monotonic()
+        while True:
+            try:
+                return action()
+            except urllib.error.HTTPError as exc:
+                if exc.code in (404, 410):
+                    raise SourceMissing(f"The archive {self.path} does not exist (HTTP "
+                                        f"{exc.code}). Check the URL.") from None
+                if exc.code < 500 and exc.code != 429:
+                    raise BootstrapError(f"{self.path} answered HTTP {exc.code} {exc.reason}. "
+                                         f"Check the URL and its sharing settings.") from None
+                failure = exc
+            except (OSError, http.client.HTTPException) as exc:
+                failure = exc
+            if time.monotonic() - started >= self.retry_for:
+                where = f" at byte {offset:,}" if offset is not None else ""
+                raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
+                                     f"{self.retry_for:g} s{where}: {failure}. Check the "
+                                     f"network and run this again.")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def read_sidecar(self):
+        def fetch():
+            try:
+                with urllib.request.urlopen(self.path + ".sha256", timeout=30) as response:
+                    return response.read(4096)
+            except urllib.error.HTTPError as exc:
+                if exc.code in (403, 404, 410):
+                    return None
+                raise
+        content = self._retrying(fetch, "fetching the checksum of")
+        return None if content is None else _parse_sidecar(content, self.path + ".sha256")
+
+    def chunks(self, offset=0):
+        while True:
+            received = []
+
+            def open_at():
+                request = urllib.request.Request(self.path)
+                if offset:
+                    request.add_header("Range", f"bytes={offset}-")
+                    if self.validator:
+                        request.add_header("If-Range", self.validator)
+                response = urllib.request.urlopen(request, timeout=30)
+                if offset and response.status != 206:
+                    # The server ignored the Range header: skip what we already have.
+                    skip = offset
+                    while skip:
+                        piece = response.read(min(skip, CHUNK))
+                        if not piece:
+                            raise ConnectionResetError("connection closed while skipping")
+                        skip -= len(piece)
+                return response
+
+            response = self._retrying(open_at, "downloading", offset)
+            try:
+                while True:
+                    try:
+                        data = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException):
+                        break  # reconnect below and resume from offset
+                    if not data:
+                        break
+                    offset += len(data)
+                    received.append(len(data))
+                    yield data
+            finally:
+                response.close()
+            if self.size < 0 or offset >= self.size:
+                break
+            if not received:
+                self._retrying(lambda: (_ for _ in ()).throw(ConnectionResetError(
+                    "no data")), "downloading", offset)
+        if self.size >= 0 and offset != self.size:
+            raise CorruptArchive(f"{self.path} sent {offset:,} bytes, but announced "
+                                 f"{self.size:,}. Run this again.")
+
+
+def _open_source(archive, retry_for, drive_mount):
+    if _is_url(archive):
+        return _HttpSource(archive, retry_for)
+    return _PathSource(archive, retry_for, drive_mount)
+
+
+# ------------------------------------------------------------------ the streaming pipe --
+_END = object()
+
+
+class _Failed:
+    def __init__(self, exc):
+        self.exc = exc
+
+
+class _Stage:
+    """Runs an iterable in its own thread, handing items on through a small bounded queue.
+
+    Reading, hashing, decompressing and writing then overlap on the two or more cores a
+    notebook VM has: hashlib, zlib, bz2, lzma and file I/O all release the GIL.
+    """
+
+    def __init__(self, make_iterable, name):
+        self._queue = queue.Queue(QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(make_iterable,),
+                                        name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, make_iterable):
+        iterator = None
+        try:
+            iterator = iter(make_iterable())
+            for item in iterator:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(_Failed(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close:
+                close()
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self._done = True
+            raise item.exc
+        return item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+
+
+class _Counter:
+    bytes = 0
+
+
+def _hashing(source, hasher, counter, offset=0):
+    for data in source.chunks(offset):
+        hasher.update(data)
+        counter.bytes += len(data)
+        yield data
+
+
+# ------------------------------------------------------------------ formats and decompression --
+def _detect_format(head, where):
+    """The archive's format from its first bytes: names lie, magic numbers don't."""
+    if not head:
+        raise CorruptArchive(f"{where} is empty (0 bytes): a save that was cut off, or a file "
+                             f"Drive has not finished syncing. Restore an older version or "
+                             f"save again.")
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh") and head[3:4].isdigit():
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zst"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])):
+        return "tar"
+    sniff = head[:2048].lstrip().lower()
+    if sniff.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")) \
+            or b"<html" in sniff:
+        raise CorruptArchive(
+            f"{where} is a web page (HTML), not an archive: typically a Drive sharing or "
+            f"virus-scan page, or a login page, saved under the archive's name. Download the "
+            f"real file (for Drive: File > Download, or copy it inside Drive), then run again.")
+    raise CorruptArchive(f"{where} is not an archive this tool knows (tar, tar.gz, tar.bz2, "
+                         f"tar.xz, tar.zst, zip): it starts with bytes {head[:8].hex(' ')}.")
+
+
+def _decompressed(chunks, fmt, where):
+    """Decompressed data in pieces of at most CHUNK, whatever the compression ratio.
+
+    Handles concatenated members/streams (pigz, `cat a.gz b.gz`, pbzip2, multi-stream xz and
+    zstd), which tarfile's stream mode does not.
+    """
+    if fmt == "tar":
+        return chunks
+    if fmt == "gz":
+        return _inflate(chunks, where)
+    if fmt == "bz2":
+        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2")
+    if fmt == "xz":
+        return _unpack(chunks, lzma.LZMADecompressor, b"\xfd7zXZ\x00", where, "xz")
+    if _zstd_module is not None:
+        return _unpack(chunks, _zstd_module.ZstdDecompressor, b"\x28\xb5\x2f\xfd", where, "zstd")
+    zstd = shutil.which("zstd")
+    if zstd:
+        return _external_decompress([zstd, "-dcq"], chunks, where, "zstd")
+    raise Unsupported(f"{where} is compressed with zstd, and this machine can neither "
+                      f"decompress it in Python (needs 3.14+) nor with a `zstd` program. Fix: "
+                      f"apt-get install zstd (or brew install zstd), then run again.")
+
+
+def _trailing_ok(data):
+    return not data.strip(b"\0")
+
+
+def _inflate(chunks, where):
+    decompressor = zlib.decompressobj(31)
+    between_members = False  # True after a member ended: only a new member or zeros may follow
+    pending = b""
+    try:
+        for chunk in chunks:
+            data = pending + chunk if pending else chunk
+            pending = b""
+            while data:
+                if between_members:
+                    if len(data) < 2:
+                        pending = data
+                        break
+                    if data[:2] != b"\x1f\x8b":
+                        if not _trailing_ok(data):
+                            raise CorruptArchive(f"{where} has unexpected data after its gzip "
+                                                 f"stream: the file is damaged.")
+                        break
+                    decompressor = zlib.decompressobj(31)
+                    between_members = False
+                out = decompressor.decompress(data, CHUNK)
+                if out:
+                    yield out
+                if decompressor.eof:
+                    data = decompressor.unused_data
+                    between_members = True
+                else:
+                    data = decompressor.unconsumed_tail
+    except zlib.error as exc:
+        raise CorruptArchive(f"{where} is damaged: its gzip data does not decompress ({exc}).") from None
+    if not between_members or (pending and not _trailing_ok(pending)):
+        raise CorruptArchive(f"{where} ends in the middle of its gzip data: it is truncated "
+                             f"(a save or upload that was cut off).")
+
+
+def _unpack(chunks, make_decompressor, magic, where, label):
+    """bz2 / xz / zstd, whose decompressors share one interface (needs_input, eof, unused_data)."""
+    decompressor = make_decompressor()
+    between_streams = False
+    pending = b""
+    try:
+        for chunk in chunks:
+            data = pending + chunk if pending else chunk
+            pending = b""
+            while True:
+                if between_streams:
+                    if not data:
+                        break
+                    if len(data) < len(magic) and magic.startswith(data[:len(magic)]) \
+                            and not _trailing_ok(data):
+                        pending = data
+                        break
+                    if not data.startswith(magic):
+                        if not _trailing_ok(data):
+                            raise CorruptArchive(f"{where} has unexpected data after its "
+                                                 f"{label} stream: the file is damaged.")
+                        break
+                    decompressor = make_decompressor()
+                    between_streams = False
+                out = decompressor.decompress(data, CHUNK)
+                data = b""
+                if out:
+                    yield out
+                if decompressor.eof:
+                    data = decompressor.unused_data
+                    between_streams = True
+                elif decompressor.needs_input:
+                    break
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+        raise CorruptArchive(f"{where} is damaged: its {label} data does not decompress "
+                             f"({exc}).") from None
+    except Exception as exc:  # compression.zstd.ZstdError has no stable base we can name
+        if type(exc).__name__ == "ZstdError":
+            raise CorruptArchive(f"{where} is damaged: its zstd data does not decompress "
+                                 f"({exc}).") from None
+        raise
+    if not between_streams:
+        raise CorruptArchive(f"{where} ends in the middle of its {label} data: it is "
+                             f"truncated (a save or upload that was cut off).")
+
+
+def _external_decompress(command, chunks, where, label):
+    """Decompress through an external program fed by our reader (hashing stays ours)."""
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    feed_error = []
+
+    def feed():
+        try:
+            for chunk in chunks:
+                process.stdin.write(chunk)
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:
+            feed_error.append(exc)
+        finally:
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    feeder = threading.Thread(target=feed, name=f"{label}-feed", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            out = process.stdout.read(CHUNK)
+            if not out:
+                break
+            yield out
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        feeder.join()
+    if feed_error:
+        raise feed_error[0]
+    if process.returncode:
+        message = process.stderr.read().decode("utf-8", "replace").strip()
+        raise CorruptArchive(f"{where} is damaged: {label} could not decompress it ({message}).")
+
+
+# --------------------------------------------------------------------- tar, read by hand --
+def _header_checksum_ok(block):
+    try:
+        recorded = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    signed = unsigned - sum(b for b in block[:148] if b > 127) * 2 \
+        - sum(b for b in block[156:] if b > 127) * 2
+    return recorded in (unsigned, signed)
+
+
+def _number(field, what):
+    if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
+        return int.from_bytes(field[1:], "big")
+    if field[:1] == b"\xff":
+        raise CorruptArchive(f"a tar header has a negative {what}")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise CorruptArchive(f"a tar header has an unreadable {what} field {field!r}") from None
+
+
+def _text(field):
+    return os.fsdecode(field.split(b"\0", 1)[0])
+
+
+def _pax_records(data, where):
+    records, pos = {}, 0
+    while pos < len(data):
+        if data[pos:].strip(b"\0") == b"":
+            break
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise CorruptArchive(f"{where}: a pax header is unreadable") from None
+        record = data[space + 1:pos + length]
+        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+            raise CorruptArchive(f"{where}: a pax header record is malformed")
+        key, value = record[:-1].split(b"=", 1)
+        records[key.decode("utf-8", "replace")] = value
+        pos += length
+    return records
+
+
+@dataclasses.dataclass
+class _Member:
+    name: str  # as written in the archive, for messages
+    kind: str  # "file" | "dir" | "symlink" | "hardlink"
+    parts: tuple  # normalised path components below the archive root
+    mode: int
+    mtime: float
+    size: int
+    linkname: str = ""
+    raw: bytes = b""  # header blocks exactly as they go to GNU tar (tar engine only)
+
+
+_KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
+          b"5": "dir"}
+_FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
+                    b"S": "a GNU sparse file", b"D": "a GNU incremental dump directory",
+                    b"M": "a multi-volume continuation", b"N": "an old GNU long-name entry"}
+_PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
+
+
+def _member_parts(name, rule_subject):
+    if name.startswith("/"):
+        raise UnsafeArchive(f"member {rule_subject!r} has an absolute path (rule: every "
+                            f"member must stay inside the destination)")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchive(f"member {rule_subject!r} has a '..' component (rule: every "
+                            f"member must stay inside the destination)")
+    return parts
+
+
+class _TarStream:
+    """Reads a tar stream piece by piece, without copying file data."""
+
+    def __init__(self, pieces):
+        self._pieces = iter(pieces)
+        self._buffer = memoryview(b"")
+
+    def _refill(self):
+        for piece in self._pieces:
+            if piece:
+                self._buffer = memoryview(piece)
+                return True
+        return False
+
+    def take(self, n):
+        parts = []
+        while n:
+            if not self._buffer and not self._refill():
+                raise CorruptArchive("the archive ends in the middle of a member: it is "
+                                     "truncated (a save or upload that was cut off)")
+            part = self._buffer[:n]
+            self._buffer = self._buffer[len(part):]
+            parts.append(part)
+            n -= len(part)
+        return b"".join(parts)
+
+    def pieces(self, n):
+        while n:
+            if not self._buffer and not self._refill():
+                raise CorruptArchive("the archive ends in the middle of a member: it is "
+                                     "truncated (a save or upload that was cut off)")
+            part = self._buffer[:n]
+            self._buffer = self._buffer[len(part):]
+            n -= len(part)
+            yield part
+
+    def skip(self, n):
+        for _ in self.pieces(n):
+            pass
+
+    def drain(self, limit):
+        """Read to the end (finishing the decompressor's checks); fail past limit bytes."""
+        total = len(self._buffer)
+        self._buffer = memoryview(b"")
+        for piece in self._pieces:
+            total += len(piece)
+            if total > limit:
+                raise CorruptArchive(f"more than {_human(limit)} of data follow the end of "
+                                     f"the tar archive: this is not one tar archive")
+
+
+def _tar_members(stream):
+    """Members of a tar stream, as GNU tar reads them (ustar, GNU long names, pax).
+
+    Anything whose meaning could differ between readers (global pax names, sparse files,
+    links with data) is refused rather than guessed, so that what we validate is exactly
+    what either engine extracts.
+    """
+    pax, long_name, long_link, raw_prefix = {}, None, None, []
+    while True:
+        block = stream.take(BLOCK)
+        if block == bytes(BLOCK):
+            return
+        if not _header_checksum_ok(block):
+            raise CorruptArchive("a tar header is damaged (bad header checksum): the archive "
+                                 "is corrupt or not a tar archive")
+        typeflag = block[156:157]
+        size = _number(block[124:136], "size")
+        if typeflag in (b"x", b"g", b"L", b"K"):
+            if size > MAX_META_SIZE:
+                raise UnsafeArchive(f"a tar metadata entry declares {size:,} bytes (rule: "
+                                    f"pax headers and long names stay under {MAX_META_SIZE:,})")
+            padded = size + (-size) % BLOCK
+            data = stream.take(padded)
+            raw_prefix.append(block + data)
+            payload = data[:size]
+            if typeflag == b"x":
+                pax.update(_pax_records(payload, "tar"))
+            elif typeflag == b"g":
+                named = [k for k in _pax_records(payload, "tar") if k in _PAX_KEYS_THAT_NAME
+                         or k.startswith("GNU.sparse")]
+                if named:
+                    raise UnsafeArchive(f"a global pax header sets {', '.join(named)} for "
+                                        f"every later member (rule: names come from each "
+                                        f"member's own header)")
+            elif typeflag == b"L":
+                long_name = os.fsdecode(payload.split(b"\0", 1)[0])
+            else:
+                long_link = os.fsdecode(payload.split(b"\0", 1)[0])
+            continue
+        name = _text(block[0:100])
+        if block[257:263] == b"ustar\x00":
+            prefix = _text(block[345:500])
+            if prefix:
+                name = prefix + "/" + name
+        linkname = _text(block[157:257])
+        if long_name is not None:
+            name = long_name
+        if long_link is not None:
+            linkname = long_link
+        if "path" in pax:
+            name = pax["path"].decode("utf-8", "surrogateescape")
+        if "linkpath" in pax:
+            linkname = pax["linkpath"].decode("utf-8", "surrogateescape")
+        if "size" in pax:
+            size = int(pax["size"])
+        if any(k.startswith("GNU.sparse") for k in pax):
+            typeflag = b"S"
+        mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
+        mode = _number(block[100:108], "mode")
+        if typeflag == b"V":  # a volume label carries no file
+            stream.skip(size + (-size) % BLOCK)
+            pax, long_name, long_link, raw_prefix = {}, None, None, []
+            continue
+        if typeflag in _FORBIDDEN_KINDS:
+            raise UnsafeArchive(f"member {name!r} is {_FORBIDDEN_KINDS[typeflag]} (rule: only "
+                                f"regular files, folders and links are extracted)")
+        kind = _KINDS.get(typeflag)
+        if kind is None:
+            raise UnsafeArchive(f"member {name!r} has the unknown tar type {typeflag!r} (rule: "
+                                f"only regular files, folders and links are extracted)")
+        if kind == "file" and typeflag == b"\0" and name.endswith("/"):
+            kind = "dir"  # pre-POSIX archives mark folders this way
+        if name.endswith("/") and kind != "dir":
+            raise UnsafeArchive(f"member {name!r} ends with '/' but is a {kind} (rule: a "
+                                f"member's name must match its type)")
+        if kind != "file" and size:
+            raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
+                                f"data (rule: links and folders carry none)")
+        if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+            block = bytearray(block)
+            block[100:108] = b"%07o\0" % (mode & 0o777)
+            block[148:156] = b" " * 8
+            block[148:156] = b"%06o\0 " % sum(block)
+            block = bytes(block)
+        yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
+                      mtime=mtime, size=size, linkname=linkname,
+                      raw=b"".join(raw_prefix) + block)
+        pax, long_name, long_link, raw_prefix = {}, None, None, []
+
+
+# -------------------------------------------------------------------- member validation --
+class _TreeModel:
+    """The tree the archive has built so far, so each member is judged against it.
+
+    Rules: no member is written through a symlink; nothing replaces an earlier member of a
+    different kind (or any symlink); every symlink must resolve inside the root, and may not
+    climb ('..') out of a part of its target that does not exist yet, since a later member
+    could make that part a symlink; hard links point at regular files extracted earlier.
+    """
+
+    def __init__(self):
+        self.kinds = {(): "dir"}
+        self.links = {}
+
+    def _check_parents(self, parts, name):
+        for i in range(1, len(parts)):
+            kind = self.kinds.get(parts[:i])
+            if kind == "symlink":
+                raise UnsafeArchive(f"member {name!r} would be written through the symlink "
+                                    f"{'/'.join(parts[:i])!r} (rule: nothing is extracted "
+                                    f"through a link)")
+            if kind in ("file", "hardlink"):
+                raise UnsafeArchive(f"member {name!r} lies below the file "
+                                    f"{'/'.join(parts[:i])!r} (rule: a member's parents "
+                                    f"must be folders)")
+
+    def _resolve(self, start, target, name, depth=0):
+        """Where a symlink at start/... pointing at target lands, as components below root."""
+        if depth > MAX_LINK_DEPTH:
+            raise UnsafeArchive(f"member {name!r}: its symlink chain is longer than "
+                                f"{MAX_LINK_DEPTH} links (rule: links must resolve)")
+        if target.startswith("/"):
+            raise UnsafeArchive(f"member {name!r} is a symlink to the absolute path {target!r} "
+                                f"(rule: links must stay inside the destination)")
+        here, missing = list(start), False
+        for part in target.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if missing:
+                    raise UnsafeArchive(f"member {name!r} is a symlink to {target!r}, which "
+                                        f"climbs out of a path that does not exist yet (rule: "
+                                        f"links must stay inside the destination)")
+                if not here:
+                    raise UnsafeArchive(f"member {name!r} is a symlink to {target!r}, which "
+                                        f"points outside the destination (rule: links must "
+                                        f"stay inside the destination)")
+                here.pop()
+                continue
+            here.append(part)
+            kind = self.kinds.get(tuple(here))
+            if kind == "symlink" and not missing:
+                linked = self.links[tuple(here)]
+                here = list(self._resolve(tuple(here[:-1]), linked, name, depth + 1))
+            elif kind is None:
+                missing = True
+        return tuple(here)
+
+    def admit(self, member):
+        parts, name = member.parts, member.name
+        if not parts:
+            if member.kind == "dir":
+                return
+            raise UnsafeArchive(f"member {name!r} has an empty name (rule: every member "
+                                f"names a path inside the destination)")
+        self._check_parents(parts, name)
+        earlier = self.kinds.get(parts)
+        kind = "file" if member.kind == "hardlink" else member.kind
+        if earlier is not None and not (earlier == kind and kind in ("file", "dir")):
+            raise UnsafeArchive(f"member {name!r} replaces an earlier {earlier} of the same "
+                                f"name with a {member.kind} (rule: members may not change "
+                                f"what an earlier member made)")
+        if member.kind == "symlink":
+            self._resolve(parts[:-1], member.linkname, name)
+            self.links[parts] = member.linkname
+        elif member.kind == "hardlink":
+            target = _member_parts(member.linkname, name)
+            self._check_parents(target, name)
+            if self.kinds.get(target) != "file":
+                raise UnsafeArchive(f"member {name!r} is a hard link to {member.linkname!r}, "
+                                    f"which is not a regular file extracted before it (rule: "
+                                    f"hard links point at files inside the archive)")
+            member.linkname = "/".join(target)
+        for i in range(1, len(parts)):
+            self.kinds.setdefault(parts[:i], "dir")
+        self.kinds[parts] = kind
+
+
+class _SpaceGuard:
+    """Tracks what the extraction will take, so a bomb fails before it fills the disk."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.free = _free_bytes(folder)
+        self.used = 0
+
+    def left(self):
+        return self.free - SPACE_MARGIN - self.used
+
+    def take(self, nbytes, what):
+        need = nbytes + (-nbytes) % 4096 + 4096
+        if need > self.left():
+            raise NoSpace(self.message(what, nbytes))
+        self.used += need
+
+    def message(self, what, nbytes):
+        return (f"Not enough space on {_fs_name_safe(self.folder)} for {what}: it needs "
+                f"{_human(nbytes)}, {_human(max(self.left(), 0))} is left (of "
+                f"{_human(self.free)} free when the restore began, keeping "
+                f"{_human(SPACE_MARGIN)} spare). Free some space, or use --dest on a larger "
+                f"disk.")
+
+
+# -------------------------------------------------------------------------- the writers --
+class _PythonWriter:
+    """Extracts validated members with plain os calls: the engine that works everywhere."""
+
+    name = "python"
+
+    def __init__(self, root):
+        self.root = root
+        self.umask = os.umask(0)
+        os.umask(self.umask)
+        self.dirs = {}  # path -> (mode, mtime or None), applied once everything is written
+
+    def _path(self, parts):
+        return os.path.join(self.root, *parts)
+
+    def _make_parents(self, parts):
+        for i in range(1, len(parts)):
+            path = self._path(parts[:i])
+            if path not in self.dirs:
+                if not os.path.isdir(path):
+                    os.mkdir(path, 0o700)
+                self.dirs[path] = (0o777 & ~self.umask, None)
+
+    def add(self, member, pieces):
+        self._make_parents(member.parts)
+        path = self._path(member.parts)
+        if member.kind == "dir":
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o700)
+            self.dirs[path] = (member.mode, member.mtime)
+            return
+        if os.path.lexists(path):  # a repeated member: the later one wins, as in tar
+            os.unlink(path)
+        if member.kind == "symlink":
+            os.symlink(member.linkname, path)
+            if os.utime in os.supports_follow_symlinks:
+                os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        elif member.kind == "hardlink":
+            os.link(os.path.join(self.root, member.linkname), path, follow_symlinks=False)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | getattr(os, "O_CLOEXEC", 0), member.mode)
+            try:
+                for piece in pieces:
+                    while piece:
+                        piece = piece[os.write(fd, piece):]
+                if member.mode & ~self.umask != member.mode:
+                    os.fchmod(fd, member.mode)
+                os.utime(fd, (member.mtime, member.mtime))
+            finally:
+                os.close(fd)
+
+    def finish(self):
+        for path in sorted(self.dirs, key=len, reverse=True):
+            mode, mtime = self.dirs[path]
+            os.chmod(path, mode)
+            if mtime is not None:
+                os.utime(path, (mtime, mtime))
+
+    def abort(self):
+        pass
+
+
+def _gnu_tar():
+    tar = shutil.which("tar")
+    if not tar:
+        return None
+    try:
+        version = subprocess.run([tar, "--version"], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return tar if b"GNU tar" in version else None
+
+
+class _GnuTarWriter:
+    """Hands validated members to GNU tar, which creates the files.
+
+    tar sees only header blocks we have parsed and checked (setuid bits already cleared),
+    followed by our own end-of-archive marker, so its defaults as root (device files,
+    owners, absolute links) never come into play; --no-same-owner makes files ours.
+    """
+
+    name = "tar"
+
+    def __init__(self, root):
+        env = {k: v for k, v in os.environ.items() if k not in ("TAR_OPTIONS", "POSIXLY_CORRECT")}
+        env["LC_ALL"] = "C"
+        self._errors = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [_gnu_tar(), "--extract", "--file=-", f"--directory={root}", "--no-same-owner",
+             "--preserve-permissions", "--warning=no-timestamp", "--warning=no-unknown-keyword"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors, env=env)
+        self._pipe = self._process.stdin
+
+    def _write(self, data):
+        try:
+            self._pipe.write(data)
+        except BrokenPipeError:
+            self._fail()
+
+    def add(self, member, pieces):
+        self._write(member.raw)
+        for piece in pieces:
+            self._write(piece)
+        if member.size % BLOCK:
+            self._write(bytes(BLOCK - member.size % BLOCK))
+
+    def finish(self):
+        self._write(bytes(2 * BLOCK))
+        try:
+            self._pipe.close()
+        except BrokenPipeError:
+            pass
+        if self._process.wait():
+            self._fail()
+
+    def _fail(self):
+        self._process.wait()
+        self._errors.seek(0)
+        message = self._errors.read().decode("utf-8", "replace").strip()
+        if "No space left" in message or "Disk quota" in message:
+            raise OSError(errno.ENOSPC, f"GNU tar: {message}")
+        raise BootstrapError(f"GNU tar failed to extract (exit {self._process.returncode}): "
+                             f"{message}. Try --engine python.")
+
+    def abort(self):
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        self._errors.close()
+
+
+def available_engines():
+    """The extraction engines this machine can run, best first is decided by 'auto'."""
+    return ["python", "tar"] if _gnu_tar() else ["python"]
+
+
+def _pick_engine(engine):
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}.")
+    if engine == "tar" and not _gnu_tar():
+        raise UsageError("--engine tar needs GNU tar on the PATH, and there is none. Use "
+                         "--engine python (or auto).")
+    if engine == "auto":
+        return "python"
+    return engine
+
+
+# ------------------------------------------------------------------ progress and results --
+class _Progress:
+    """One self-redrawing line in a terminal or notebook cell; sparse plain lines in a log."""
+
+    def __init__(self, label, total, quiet, stream=None):
+        self.stream = stream or sys.stderr
+        self.label, self.total = label, total
+        self.quiet = quiet
+        self.live = not quiet and (self.stream.isatty() or _in_notebook_output())
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.drawn = False
+
+    def update(self, done, files, force=False):
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self.shown < (PROGRESS_EVERY if self.live else PLAIN_PROGRESS_EVERY):
+            return
+        self.shown = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = done / elapsed
+        line = f"{self.label}: {_human(done)}"
+        if self.total > 0:
+            eta = (self.total - done) / rate if rate else 0
+            line += f" / {_human(self.total)} ({100 * done / self.total:.0f}%)"
+            line += f"  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
+        else:
+            line += f"  {rate / 1e6:.1f} MB/s"
+        line += f"  {files:,} files"
+        if self.live:
+            self.stream.write("\r" + line.ljust(79))
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    """What restore() did, with its figures."""
+
+    action: str  # "restored" or "unchanged"
+    archive: str
+    dest: str
+    archive_bytes: int = 0
+    files: int = 0
+    bytes_extracted: int = 0
+    seconds: float = 0.0
+    sha256: str = None
+    verified: bool = False
+    checksum_source: str = None
+    engine: str = None
+    format: str = None
+    moved_aside: str = None
+    local_changes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def mb_per_s(self):
+        return self.archive_bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+    def summary(self):
+        if self.action == "unchanged":
+            text = f"{self.dest} is already restored from {self.archive}; nothing to do"
+            if self.local_changes:
+                text += (f" (kept {len(self.local_changes)} local change(s), e.g. "
+                         f"{self.local_changes[0]}; --force restores a fresh copy and moves "
+                         f"this one aside)")
+            return text + f" [{self.seconds:.2f} s]"
+        check = (f"sha256 verified ({self.checksum_source})" if self.verified else
+                 "NOT verified: no --sha256 and no .sha256 file beside the archive")
+        text = (f"restored {_human(self.archive_bytes)} ({self.files:,} files, "
+                f"{_human(self.bytes_extracted)}) to {self.dest} in {self.seconds:.1f} s "
+                f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
+        if self.moved_aside:
+            text += f"; the previous folder was moved to {self.moved_aside}"
+        return text
+
+
+# ------------------------------------------------------------ the destination and its marker --
+def _scan(root, check=False):
+    """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
+
+    Entries: ["d"], ["f", size, mtime_ns], ["l", target]. This is the manifest kept in the
+    marker and what local changes are judged by. With check it is also the last guard after
+    extraction, whatever engine ran: only files, folders and links that resolve inside root,
+    no setuid/setgid/sticky bits, everything owned by us.
+    """
+    entries, pending = {}, [""]
+    real_root = os.path.realpath(root)
+    uid = os.geteuid()
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(root, rel)) as listing:
+            for entry in listing:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if path == MARKER_NAME:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    entries[path] = ["d"]
+                    pending.append(path)
+                elif stat.S_ISREG(st.st_mode):
+                    entries[path] = ["f", st.st_size, st.st_mtime_ns]
+                elif stat.S_ISLNK(st.st_mode):
+                    entries[path] = ["l", os.readlink(entry.path)]
+                    if check and not _is_within(os.path.realpath(entry.path), real_root):
+                        raise UnsafeArchive(f"member {path!r} is a symlink to "
+                                            f"{entries[path][1]!r}, which points outside the "
+                                            f"destination (rule: links must stay inside it)")
+                elif check:
+                    raise UnsafeArchive(f"member {path!r} came out as a special file (rule: "
+                                        f"only regular files, folders and links)")
+                else:
+                    entries[path] = ["?"]
+                if check and not stat.S_ISLNK(st.st_mode):
+                    if st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+                        raise UnsafeArchive(f"member {path!r} came out with a setuid, setgid "
+                                            f"or sticky bit (rule: those bits are cleared)")
+                if check and st.st_uid != uid:
+                    raise UnsafeArchive(f"member {path!r} came out owned by uid {st.st_uid} "
+                                        f"(rule: files belong to the user running the tool)")
+    return entries
+
+
+def _read_marker(dest):
+    try:
+        with open(os.path.join(dest, MARKER_NAME), encoding="utf-8") as f:
+            marker = json.load(f)
+        return marker if isinstance(marker, dict) and "manifest" in marker else None
+    except (OSError, ValueError):
+        return None
+
+
+def _local_changes(dest, manifest):
+    """What differs between dest and the manifest recorded when we installed it."""
+    current = _scan(dest)
+    changes = []
+    for path in sorted(current):
+        if path not in manifest:
+            changes.append(f"added {path}")
+        elif current[path] != manifest[path]:
+            changes.append(f"modified {path}")
+    changes += [f"deleted {path}" for path in sorted(manifest) if path not in current]
+    return changes
+
+
+def _inspect_dest(dest):
+    """("absent" | "empty" | "ours" | "foreign", marker, local changes)."""
+    if not os.path.lexists(dest):
+        return "absent", None, []
+    if not os.path.isdir(dest) or os.path.islink(dest):
+        return "foreign", None, [f"{dest} is not a folder"]
+    marker = _read_marker(dest)
+    if marker is None:
+        with os.scandir(dest) as listing:
+            if next(listing, None) is None:
+                return "empty", None, []
+        return "foreign", None, ["it was not made by bootstrap_assets (no marker file)"]
+    return "ours", marker, _local_changes(dest, marker["manifest"])
+
+
+def _changes_text(changes):
+    shown = "; ".join(changes[:8])
+    return shown + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+
+
+class _Lock:
+    """An exclusive lock beside the destination, so two runs never interleave."""
+
+    def __init__(self, path, timeout, what):
+        self.path, self.timeout, self.what = path, timeout, what
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
+                    os.close(self.fd)
+                    raise Locked(f"Another run is working on {self.what} (lock {self.path} is "
+                                 f"held by {holder or 'an unknown process'}). Wait for it to "
+                                 f"finish, then run this again.") from None
+                time.sleep(0.1)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}: "
+                           f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
+                  .encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the flock
+
+
+def _staging_prefix(dest):
+    return f".{os.path.basename(dest)}.staging-"
+
+
+def _clean_stale_staging(dest, keep):
+    """Remove staging folders left by runs that died (we hold the lock: none is live)."""
+    parent, prefix = os.path.dirname(dest), _staging_prefix(dest)
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if name.startswith(prefix) and path != keep:
+            _remove_tree(path)
+
+
+# ------------------------------------------------------------------ extraction, one pass --
+def _stream_tar(data, root, writer, space, progress, counter):
+    """Validate and extract every member of a tar stream; return (files, bytes, top names, dotted)."""
+    tree, files, total, tops, dotted = _TreeModel(), 0, 0, set(), False
+    stream = _TarStream(data)
+    for member in _tar_members(stream):
+        tree.admit(member)
+        if member.parts:
+            tops.add(member.parts[0])
+        dotted = dotted or member.name.startswith("./") or member.name == "."
+        space.take(member.size, f"member {member.name!r}")
+        writer.add(member, stream.pieces(member.size))
+        stream.skip((-member.size) % BLOCK)
+        if member.kind != "dir":
+            files += 1
+        total += member.size
+        progress.update(counter.bytes, files)
+    stream.drain(MAX_TRAILING)
+    return tree, files, total, tops, dotted
+
+
+def _zip_member(info):
+    mode = info.external_attr >> 16
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise Unsupported(f"member {name!r} of the zip archive is encrypted; this tool does "
+                          f"not take passwords. Re-create the archive without encryption.")
+    if stat.S_ISLNK(mode):
+        kind = "symlink"
+    elif info.is_dir():
+        kind = "dir"
+    elif mode and not stat.S_ISREG(mode):
+        raise UnsafeArchive(f"member {name!r} is a special file (rule: only regular files, "
+                            f"folders and links are extracted)")
+    else:
+        kind = "file"
+    permissions = mode & 0o777 or (0o755 if kind == "dir" else 0o644)
+    return _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=permissions,
+                   mtime=time.mktime(info.date_time + (0, 0, -1)),
+                   size=0 if kind == "dir" else info.file_size)
+
+
+def _extract_zip(spool, root, writer, space, progress, counter):
+    """Zip keeps its index at the end, so it is read from a local spool of the download."""
+    tree, files, total, tops, dotted = _TreeModel(), 0, 0, set(), False
+    try:
+        with zipfile.ZipFile(spool) as archive:
+            infos = archive.infolist()
+            space.take(sum(i.file_size for i in infos), "the zip archive's contents")
+            for info in infos:
+                member = _zip_member(info)
+                if member.kind == "symlink":
+                    member.linkname = archive.read(info).decode("utf-8", "surrogateescape")
+                    member.size = 0
+                tree.admit(member)
+                if member.parts:
+                    tops.add(member.parts[0])
+                dotted = dotted or info.filename.startswith("./")
+                if member.kind == "file":
+                    with archive.open(info) as data:
+                        writer.add(member, iter(lambda: data.read(CHUNK), b""))
+                    files += 1
+                else:
+                    writer.add(member, ())
+                    files += member.kind != "dir"
+                total += member.size
+                progress.update(counter.bytes, files)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise CorruptArchive(f"the zip archive is damaged ({exc})") from None
+    except NotImplementedError as exc:
+        raise Unsupported(f"the zip archive uses a compression method Python cannot read "
+                          f"({exc}). Re-create it with ordinary deflate compression.") from None
+    return tree, files, total, tops, dotted
+
+
+def _content_root(root, tree, tops, dotted):
+    """The folder to install: a lone top-level folder is unwrapped (see README, Layout)."""
+    if not dotted and len(tops) == 1:
+        top = next(iter(tops))
+        if tree.kinds.get((top,)) == "dir":
+            return os.path.join(root, top)
+    return root
+
+
+def _with_context(exc, text):
+    exc.args = (f"{text}{exc}",)
+    return exc
+
+
+# ---------------------------------------------------------------------------- operations --
+def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0):
+    """Make dest a verified copy of the archive's contents; return a RestoreResult.
+
+    archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace.
+    Unset arguments come from the environment (BOOTSTRAP_ASSETS_ARCHIVE, _DEST,
+    _DRIVE_MOUNT) and then from the CONFIG block. Raises a BootstrapError subclass on
+    failure, after which dest is exactly as it was.
+    """
+    archive = archive or os.environ.get(ENV_ARCHIVE) or ARCHIVE
+    dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
+    drive_mount = drive_mount if drive_mount is not None else (
+        os.environ.get(ENV_DRIVE_MOUNT) or DRIVE_MOUNT)
+    expected = sha256 or SHA256
+    expected = _parse_sha256(expected, "--sha256") if expected else None
+    engine = _pick_engine(engine or ENGINE)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    started = time.monotonic()
+    with _Lock(os.path.join(parent, f".{os.path.basename(dest)}.lock"), lock_timeout, dest):
+        source = _open_source(archive, retry_for, drive_mount)
+        checksum_source = "--sha256" if expected else None
+        if expected is None:
+            expected = source.read_sidecar()
+            checksum_source = "sidecar" if expected else None
+        state, marker, changes = _inspect_dest(dest)
+        if state == "ours":
+            same = (marker.get("archive", {}).get("identity") == source.identity
+                    and expected in (None, marker["archive"].get("sha256")))
+            if same and not force:
+                return RestoreResult(
+                    action="unchanged", archive=source.path, dest=dest,
+                    archive_bytes=source.size, sha256=marker["archive"].get("sha256"),
+                    verified=bool(marker["archive"].get("verified")),
+                    checksum_source=marker["archive"].get("checksum_source"),
+                    local_changes=changes, seconds=time.monotonic() - started)
+        if (state == "foreign" or changes) and not force:
+            raise DestinationChanged(
+                f"{dest} has local changes that restoring {source.path} would replace: "
+                f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
+                f"again with --force to restore anyway (the current folder is then moved to "
+                f"{dest}.old-<timestamp>, never deleted).")
+        free = _free_bytes(parent)
+        if source.size > free - SPACE_MARGIN:
+            raise NoSpace(f"Not enough space on {_fs_name_safe(parent)} to restore "
+                          f"{source.path}: the archive alone is {_human(source.size)}, and "
+                          f"{_human(free)} is free. Free some space, or use --dest on a "
+                          f"larger disk.")
+        container = tempfile.mkdtemp(prefix=_staging_prefix(dest), dir=parent)
+        try:
+            result = _restore_into(source, container, dest, engine, expected, checksum_source,
+                                   quiet)
+            fresh_state, _, fresh_changes = _inspect_dest(dest)
+            if fresh_state == "foreign" or fresh_changes:
+                if not force:
+                    raise DestinationChanged(
+                        f"{dest} changed while the archive was being restored: "
+                        f"{_changes_text(fresh_changes)}. Nothing was changed; run again.")
+                result.moved_aside = _move_aside(dest)
+            elif fresh_state == "ours":
+                os.rename(dest, os.path.join(container, "replaced"))
+            elif fresh_state == "empty":
+                os.rmdir(dest)
+            os.rename(result.dest, dest)
+        finally:
+            _remove_tree(container)
+        _clean_stale_staging(dest, keep=container)
+    result.dest = dest
+    result.local_changes = changes
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _move_aside(dest):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = f"{dest}.old-{stamp}", 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = f"{dest}.old-{stamp}-{n}"
+    os.rename(dest, aside)
+    return aside
+
+
+def _restore_into(source, container, dest, engine, expected, checksum_source, quiet):
+    """Extract the archive into container; return a RestoreResult whose dest is the new folder."""
+    root = os.path.join(container, "root")
+    os.mkdir(root, 0o700)
+    hasher, counter = hashlib.sha256(), _Counter()
+    progress = _Progress(f"restoring {source.name}", source.size, quiet)
+    raw = _Stage(lambda: _hashing(source, hasher, counter), "read")
+    stages = [raw]
+    writer = None
+    try:
+        head = b""
+        for piece in raw:
+            head += piece
+            if len(head) >= BLOCK:
+                break
+        fmt = _detect_format(head, source.path)
+        chunks = itertools.chain([head], raw)
+        space = _SpaceGuard(container)
+        if fmt == "zip":
+            spool = os.path.join(container, "archive.zip")
+            with open(spool, "wb") as f:
+                for piece in chunks:
+                    f.write(piece)
+                    progress.update(counter.bytes, 0)
+            _check_hash(hasher, expected, checksum_source, source)
+            space.free = _free_bytes(container)
+            writer = _PythonWriter(root)
+            tree, files, total, tops, dotted = _extract_zip(spool, root, writer, space,
+                                                            progress, counter)
+            os.unlink(spool)
+        else:
+            data = _decompressed(chunks, fmt, source.path)
+            if fmt != "tar":
+                data = _Stage(lambda: data, "decompress")
+                stages.append(data)
+            writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root)
+            tree, files, total, tops, dotted = _stream_tar(data, root, writer, space,
+                                                           progress, counter)
+        writer.finish()
+        writer = None
+        progress.update(counter.bytes, files, force=True)
+        _check_hash(hasher, expected, checksum_source, source)
+    except CorruptArchive as exc:
+        if expected:  # a hash mismatch explains a damaged file better than where it broke
+            for stage in reversed(stages):
+                stage.close()
+            for piece in _hashing(source, hasher, counter, counter.bytes):
+                pass
+            _check_hash(hasher, expected, checksum_source, source)
+        raise _with_context(exc, f"Cannot restore {source.path}: ") from None
+    except UnsafeArchive as exc:
+        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
+                          f"{source.path} ({_human(counter.bytes)} of {_human(source.size)} "
+                          f"read, {_human(_free_bytes(container))} free now). Nothing was "
+                          f"changed at {dest}. Free some space, or use --dest on a larger "
+                          f"disk.") from None
+        raise
+    finally:
+        if writer is not None:
+            writer.abort()
+        for stage in reversed(stages):
+            stage.close()
+        progress.close()
+    content = _content_root(root, tree, tops, dotted)
+    try:
+        manifest = _scan(content, check=True)
+    except UnsafeArchive as exc:
+        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    marker = {
+        "tool": f"bootstrap_assets {VERSION}",
+        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "archive": {"identity": source.identity, "sha256": hasher.hexdigest(),
+                    "verified": expected is not None, "checksum_source": checksum_source,
+                    "format": fmt},
+        "manifest": manifest,
+    }
+    with open(os.path.join(content, MARKER_NAME), "w", encoding="utf-8") as f:
+        json.dump(marker, f)
+    return RestoreResult(action="restored", archive=source.path, dest=content,
+                         archive_bytes=counter.bytes, files=files, bytes_extracted=total,
+                         sha256=hasher.hexdigest(), verified=expected is not None,
+                         checksum_source=checksum_source, engine=engine, format=fmt)
+
+
+def _check_hash(hasher, expected, checksum_source, source):
+    if expected and hasher.hexdigest() != expected:
+        origin = "--sha256" if checksum_source == "--sha256" else f"{source.path}.sha256"
+        raise ChecksumMismatch(
+            f"{source.path} does not match its checksum: expected sha256 {expected} (from "
+            f"{origin}), got {hasher.hexdigest()}. The file is damaged or is not the one "
+            f"that was saved; nothing was changed. Restore an older version, or save again.")
+
+
+def _sample_tree(root):
+    """A small stand-in `_assets`: images, a weight shard, a tokenizer, a script, a link."""
+    rng = __import__("random").Random(7)
+    for i in range(60):
+        path = os.path.join(root, "images", f"class_{i % 3:02d}", f"img_{i:04d}.jpg")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(rng.randbytes(rng.randint(20_000, 60_000)) if hasattr(rng, "randbytes")
+                    else os.urandom(rng.randint(20_000, 60_000)))
+    os.makedirs(os.path.join(root, "weights"))
+    with open(os.path.join(root, "weights", "model.safetensors"), "wb") as f:
+        f.write(os.urandom(8 << 20))
+    os.makedirs(os.path.join(root, "tokenizer"))
+    with open(os.path.join(root, "tokenizer", "tokenizer.json"), "w") as f:
+        json.dump({f"tok{i}": i for i in range(50_000)}, f)
+    with open(os.path.join(root, "config.yaml"), "w") as f:
+        f.write("lr: 0.001\nbatch_size: 32\n")
+    os.makedirs(os.path.join(root, "scripts"))
+    with open(os.path.join(root, "scripts", "train.sh"), "w") as f:
+        f.write("#!/bin/sh\necho training\n")
+    os.chmod(os.path.join(root, "scripts", "train.sh"), 0o755)
+    os.symlink("weights/model.safetensors", os.path.join(root, "latest.safetensors"))
+    os.makedirs(os.path.join(root, "logs"))
+
+
+def _tree_fingerprint(root):
+    """{relative path: (kind, permission bits, sha256 or link target)} for comparing trees."""
+    prints = {}
+    for path, entry in _scan(root).items():
+        full = os.path.join(root, path)
+        if entry[0] == "f":
+            with open(full, "rb") as f:
+                prints[path] = ("f", os.lstat(full).st_mode & 0o777,
+                                hashlib.sha256(f.read()).hexdigest())
+        elif entry[0] == "l":
+            prints[path] = ("l", entry[1])
+        else:
+            prints[path] = ("d", os.lstat(full).st_mode & 0o777)
+    return prints
+
+
+def demo(log=print):
+    """Archive a sample folder, restore it with every engine, check it file by file, clean up."""
+    import tarfile
+    with tempfile.TemporaryDirectory(prefix="bootstrap_assets-demo-") as tmp:
+        made = os.path.join(tmp, "made", "_assets")
+        _sample_tree(made)
+        archive = os.path.join(tmp, "drive", "MyDrive", "assets.tar.gz")
+        os.makedirs(os.path.dirname(archive))
+        started = time.monotonic()
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+            tar.add(made, arcname="_assets")
+        with open(archive, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(archive + ".sha256", "w") as f:
+            f.write(f"{digest}  assets.tar.gz\n")
+        log(f"demo: made a sample _assets ({len(_scan(made))} entries) and archived it to "
+            f"{archive} ({_human(os.path.getsize(archive))}) with a .sha256 sidecar in "
+            f"{time.monotonic() - started:.2f} s")
+        expected = _tree_fingerprint(made)
+        for engine in available_engines():
+            dest = os.path.join(tmp, f"content-{engine}", "_assets")
+            result = restore(archive, dest, engine=engine, quiet=True, drive_mount="")
+            if _tree_fingerprint(dest) != expected:
+                raise BootstrapError(f"demo: the tree restored by engine {engine} differs "
+                                     f"from the original. This is a bug; please report it.")
+            log(f"demo [{engine}]: {result.summary()}")
+            log(f"demo [{engine}]: all {len(expected)} entries match the original (bytes, "
+                f"modes, links)")
+            again = restore(archive, dest, engine=engine, quiet=True, drive_mount="")
+            log(f"demo [{engine}]: re-run: {again.action} in {again.seconds:.3f} s")
+    log("demo: done, temporary files removed")
+
+
+# ------------------------------------------------------------------------------------ CLI --
+EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__}" for cls in (
+    BootstrapError, UsageError, SourceMissing, DeadMount, ChecksumMismatch, UnsafeArchive,
+    CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported))
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message}. See: python bootstrap_assets.py --help")
+
+
+def _parser():
+    parser = _ArgumentParser(
+        prog="bootstrap_assets.py",
+        description="Restore a verified local copy of an `_assets` archive kept on Google "
+                    "Drive (or any mount or URL).",
+        epilog="exit codes:\n  0  success\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="restore", choices=("restore", "demo"),
+                        help="restore (default) or demo (a self-contained round trip)")
+    parser.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
+                                          f"default {ARCHIVE})")
+    parser.add_argument("--dest", help=f"folder to restore into (env {ENV_DEST}; default {DEST})")
+    parser.add_argument("--sha256", help="expected sha256 of the archive; keep it outside Drive "
+                                         "(default: ARCHIVE.sha256 when present)")
+    parser.add_argument("--force", action="store_true",
+                        help="restore even over local changes (the old folder is moved to "
+                             "DEST.old-<timestamp>, never deleted)")
+    parser.add_argument("--engine", choices=ENGINES, help="extractor: python (everywhere), tar "
+                                                          "(GNU tar), auto (default)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    parser.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
+                                              f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
+    parser.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for another run on the same folder (10)")
+    parser.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to keep retrying a failing mount or download (60)")
+    parser.add_argument("--version", action="version", version=f"bootstrap_assets {VERSION}")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; return the exit code. The one place errors become exits."""
+    if argv is None:
+        # In a notebook kernel sys.argv holds the kernel's own arguments (-f ...json).
+        argv = [] if _in_kernel() else sys.argv[1:]
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "demo":
+            demo()
+            return 0
+        result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
+                         engine=args.engine, quiet=args.quiet, drive_mount=args.drive_mount,
+                         lock_timeout=args.lock_timeout, retry_for=args.retry_for)
+        if not args.quiet:
+            print(result.summary())
+        return 0
+    except BootstrapError as exc:
+        print(f"bootstrap_assets: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # --help and --version
+        return exc.code or 0
+    except KeyboardInterrupt:
+        print("bootstrap_assets: interrupted; the destination was not changed.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    _exit_code = main()
+    if _exit_code or not _in_kernel():
+        sys.exit(_exit_code)
