@@ -62,7 +62,7 @@ import bz2
 import lzma
 
 try:  # Python 3.14+
-    from compression import zstd as _zstd_module
+    from compression import zstd as _zstd_module  # novm: tried, with a fallback
 except ImportError:
     _zstd_module = None
 
@@ -931,14 +931,16 @@ def _tar_members(stream):
         if long_link is not None:
             linkname = long_link
         if "path" in pax:
-            name = pax["path"].decode("utf-8", "surrogateescape")
+            name = str(pax["path"], "utf-8", "surrogateescape")
         if "linkpath" in pax:
-            linkname = pax["linkpath"].decode("utf-8", "surrogateescape")
-        if "size" in pax:
-            size = int(pax["size"])
+            linkname = str(pax["linkpath"], "utf-8", "surrogateescape")
+        try:
+            size = int(pax.get("size", size))
+            mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
+        except ValueError:
+            raise CorruptArchive(f"member {name!r} has an unreadable pax size or mtime") from None
         if any(k.startswith("GNU.sparse") for k in pax):
             typeflag = b"S"
-        mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
         mode = _number(block[100:108], "mode")
         if typeflag == b"V":  # a volume label carries no file
             stream.skip(size + (-size) % BLOCK)
@@ -1661,7 +1663,7 @@ def _restore_into(source, container, dest, engine, expected, checksum_source, qu
             tree, files, total, tops, dotted = _stream_tar(data, root, writer, space,
                                                            progress, counter)
         writer.finish()
-        writer = None
+        engine_used, writer = writer.name, None
         progress.update(counter.bytes, files, force=True)
         _check_hash(hasher, expected, checksum_source, source)
     except CorruptArchive as exc:
@@ -1706,7 +1708,7 @@ def _restore_into(source, container, dest, engine, expected, checksum_source, qu
     return RestoreResult(action="restored", archive=source.path, dest=content,
                          archive_bytes=counter.bytes, files=files, bytes_extracted=total,
                          sha256=hasher.hexdigest(), verified=expected is not None,
-                         checksum_source=checksum_source, engine=engine, format=fmt)
+                         checksum_source=checksum_source, engine=engine_used, format=fmt)
 
 
 def _check_hash(hasher, expected, checksum_source, source):
@@ -1725,8 +1727,7 @@ def _sample_tree(root):
         path = os.path.join(root, "images", f"class_{i % 3:02d}", f"img_{i:04d}.jpg")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
-            f.write(rng.randbytes(rng.randint(20_000, 60_000)) if hasattr(rng, "randbytes")
-                    else os.urandom(rng.randint(20_000, 60_000)))
+            f.write(rng.randbytes(rng.randint(20_000, 60_000)))
     os.makedirs(os.path.join(root, "weights"))
     with open(os.path.join(root, "weights", "model.safetensors"), "wb") as f:
         f.write(os.urandom(8 << 20))
