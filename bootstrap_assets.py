@@ -76,6 +76,9 @@ CHUNK = 1 << 20  # read and decompress in 1 MiB pieces: large enough for the mou
 QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (bounds memory to ~20 MiB)
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
+DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
+LAYER_INFIX = ".layer-"
+MAX_SIDECAR = 1 << 20
 MAX_META_SIZE = 1 << 20  # a pax header or GNU long name larger than this is an attack
 MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tolerate
 MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel does
@@ -220,16 +223,53 @@ def _parse_sha256(text, origin):
     return text
 
 
-def _parse_sidecar(content, where):
-    """The hash from a `sha256sum` line: `<hex>  <name>`, `<hex> *<name>`, or a bare hex."""
-    words = content.decode("utf-8", "replace").split()
-    if not words:
+def _sidecar_entries(content, where):
+    """{file name: {sha256, ...}} from `sha256sum` lines (`<hex>  <name>`, `<hex> *<name>`,
+    or a bare hex). While a save swaps files, a name may carry two hashes: its content
+    before and after, so that whatever instant a crash hits, every file verifies."""
+    entries = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split(None, 1)
+        if not words:
+            continue
+        try:
+            digest = _parse_sha256(words[0], f"A line of the checksum file {where}")
+        except UsageError as exc:
+            raise BootstrapError(f"{exc} Fix or delete that file.") from None
+        name = words[1].strip().lstrip("*") if len(words) > 1 else ""
+        entries.setdefault(name, set()).add(digest)
+    if not entries:
         raise BootstrapError(f"The checksum file {where} is empty. Delete it, or write the "
                              f"archive's hash into it with: sha256sum ARCHIVE > {where}")
-    try:
-        return _parse_sha256(words[0], f"The checksum file {where}")
-    except UsageError as exc:
-        raise BootstrapError(str(exc) + " Fix or delete that file.") from None
+    return entries
+
+
+def _expected_hashes(entries, name, fallback=True):
+    """The hashes the sidecar accepts for name; a lone line also covers a renamed archive."""
+    if name in entries:
+        return frozenset(entries[name])
+    if fallback and "" in entries:
+        return frozenset(entries[""])
+    if fallback and len(entries) == 1:
+        return frozenset(next(iter(entries.values())))
+    return None
+
+
+def _read_sidecar(archive, retry_for):
+    """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers)."""
+    sidecar = archive + ".sha256"
+    started, delay = time.monotonic(), 0.2
+    while True:
+        try:
+            with open(sidecar, "rb") as f:
+                return _sidecar_entries(f.read(MAX_SIDECAR), sidecar)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            if exc.errno not in TRANSIENT_ERRNOS or time.monotonic() - started > retry_for:
+                raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 # ------------------------------------------------------------------- finding the source --
@@ -327,6 +367,9 @@ class _PathSource:
                                 f"the archive file.{_describe_missing(os.path.join(self.path, '?'))}")
         self.size = st.st_size
         self.identity = {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if os.path.isdir(self.path + ".sha256"):
+            raise SourceMissing(f"{self.path}.sha256 is a folder; it should be the archive's "
+                                f"checksum file. Remove or rename it.")
 
     def _retrying(self, action, doing, offset=None):
         delay, started = 0.2, time.monotonic()
@@ -352,15 +395,10 @@ class _PathSource:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def read_sidecar(self):
-        sidecar = self.path + ".sha256"
-        try:
-            with open(sidecar, "rb") as f:
-                return _parse_sidecar(f.read(4096), sidecar)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
+    @staticmethod
+    def identity_of(path):
+        st = os.stat(path)
+        return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def chunks(self, offset=0):
         handle = None
@@ -435,13 +473,13 @@ class _HttpSource:
         def fetch():
             try:
                 with urllib.request.urlopen(self.path + ".sha256", timeout=30) as response:
-                    return response.read(4096)
+                    return response.read(MAX_SIDECAR)
             except urllib.error.HTTPError as exc:
                 if exc.code in (403, 404, 410):
                     return None
                 raise
         content = self._retrying(fetch, "fetching the checksum of")
-        return None if content is None else _parse_sidecar(content, self.path + ".sha256")
+        return {} if content is None else _sidecar_entries(content, self.path + ".sha256")
 
     def chunks(self, offset=0):
         while True:
@@ -734,14 +772,16 @@ def _external_decompress(command, chunks, where, label):
 
     feeder = threading.Thread(target=feed, name=f"{label}-feed", daemon=True)
     feeder.start()
+    finished = False
     try:
         while True:
             out = process.stdout.read(CHUNK)
             if not out:
                 break
             yield out
+        finished = True
     finally:
-        if process.poll() is None:
+        if not finished:  # we stopped early: the program's output is no longer wanted
             process.kill()
         process.wait()
         feeder.join()
@@ -1141,6 +1181,8 @@ class _PythonWriter:
     def finish(self):
         for path in sorted(self.dirs, key=len, reverse=True):
             mode, mtime = self.dirs[path]
+            if not os.path.isdir(path):  # deleted by a later layer
+                continue
             os.chmod(path, mode)
             if mtime is not None:
                 os.utime(path, (mtime, mtime))
@@ -1207,7 +1249,7 @@ class _GnuTarWriter:
         self._errors.seek(0)
         message = self._errors.read().decode("utf-8", "replace").strip()
         if "No space left" in message or "Disk quota" in message:
-            raise OSError(errno.ENOSPC, f"GNU tar: {message}")
+            raise OSError(errno.ENOSPC, f"GNU tar: {message.splitlines()[0]}")
         raise BootstrapError(f"GNU tar failed to extract (exit {self._process.returncode}): "
                              f"{message}. Try --engine python.")
 
@@ -1295,6 +1337,8 @@ class RestoreResult:
     format: str = None
     moved_aside: str = None
     local_changes: list = dataclasses.field(default_factory=list)
+    layers: int = 0
+    note: str = None
 
     @property
     def mb_per_s(self):
@@ -1310,11 +1354,14 @@ class RestoreResult:
             return text + f" [{self.seconds:.2f} s]"
         check = (f"sha256 verified ({self.checksum_source})" if self.verified else
                  "NOT verified: no --sha256 and no .sha256 file beside the archive")
-        text = (f"restored {_human(self.archive_bytes)} ({self.files:,} files, "
+        layers = f" + {self.layers} layer(s)" if self.layers else ""
+        text = (f"restored {_human(self.archive_bytes)}{layers} ({self.files:,} files, "
                 f"{_human(self.bytes_extracted)}) to {self.dest} in {self.seconds:.1f} s "
                 f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
         if self.moved_aside:
             text += f"; the previous folder was moved to {self.moved_aside}"
+        if self.note:
+            text += f". Note: {self.note}"
         return text
 
 
@@ -1335,7 +1382,7 @@ def _scan(root, check=False):
         with os.scandir(os.path.join(root, rel)) as listing:
             for entry in listing:
                 path = f"{rel}/{entry.name}" if rel else entry.name
-                if path == MARKER_NAME:
+                if path in (MARKER_NAME, MARKER_NAME + ".tmp"):
                     continue
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
@@ -1452,29 +1499,82 @@ def _clean_stale_staging(dest, keep):
 
 
 # ------------------------------------------------------------------ extraction, one pass --
-def _stream_tar(data, root, writer, space, progress, counter):
-    """Validate and extract every member of a tar stream; return (files, bytes, top names, dotted)."""
-    tree, files, total, tops, dotted = _TreeModel(), 0, 0, set(), False
+class _Extraction:
+    """What the members of one restore (a base archive and its layers) have built so far."""
+
+    def __init__(self, root, space, progress):
+        self.root, self.space, self.progress = root, space, progress
+        self.tree = _TreeModel()
+        self.files = self.total = 0
+        self.tops, self.dotted = set(), False
+
+    def admit(self, member, raw_name):
+        self.tree.admit(member)
+        if member.parts:
+            self.tops.add(member.parts[0])
+        self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
+        self.space.take(member.size, f"member {member.name!r}")
+        self.files += member.kind != "dir"
+        self.total += member.size
+
+    def delete(self, paths):
+        """Apply a layer's list of deleted paths (validated like member names)."""
+        for path in paths:
+            parts = _member_parts(path, path)
+            self.tree._check_parents(parts, path)
+            kind = self.tree.kinds.get(parts)
+            if not parts or kind is None:
+                continue
+            full = os.path.join(self.root, *parts)
+            if kind == "dir":
+                _remove_tree(full)
+            else:
+                os.unlink(full)
+            for table in (self.tree.kinds, self.tree.links):
+                for key in [k for k in table if k[:len(parts)] == parts]:
+                    del table[key]
+
+    def content_root(self):
+        """The folder to install: a lone top-level folder is unwrapped (see README, Layout)."""
+        if not self.dotted and len(self.tops) == 1:
+            top = next(iter(self.tops))
+            if self.tree.kinds.get((top,)) == "dir":
+                return os.path.join(self.root, top)
+        return self.root
+
+
+def _stream_tar(data, extraction, writer, counter):
+    """Validate and extract every member of one tar stream."""
     stream = _TarStream(data)
     for member in _tar_members(stream):
-        tree.admit(member)
-        if member.parts:
-            tops.add(member.parts[0])
-        dotted = dotted or member.name.startswith("./") or member.name == "."
-        space.take(member.size, f"member {member.name!r}")
+        if member.parts == (DELETED_NAME,) and member.kind == "file":
+            if member.size > MAX_META_SIZE * 64:
+                raise UnsafeArchive(f"member {member.name!r} is {member.size:,} bytes (rule: "
+                                    f"a list of deleted paths stays under 64 MiB)")
+            listing = b"".join(stream.pieces(member.size))
+            stream.skip((-member.size) % BLOCK)
+            try:
+                extraction.delete(json.loads(listing.decode("utf-8", "surrogateescape")))
+            except (ValueError, TypeError, AttributeError):
+                raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
+                                     f"paths") from None
+            continue
+        extraction.admit(member, member.name)
         writer.add(member, stream.pieces(member.size))
         stream.skip((-member.size) % BLOCK)
-        if member.kind != "dir":
-            files += 1
-        total += member.size
-        progress.update(counter.bytes, files)
+        extraction.progress.update(counter.bytes, extraction.files)
     stream.drain(MAX_TRAILING)
-    return tree, files, total, tops, dotted
 
 
 def _zip_member(info):
     mode = info.external_attr >> 16
     name = info.filename
+    if not info.flag_bits & 0x800:
+        # Info-ZIP on Linux and macOS writes UTF-8 names without setting the UTF-8 flag.
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:
+            pass
     if info.flag_bits & 0x1:
         raise Unsupported(f"member {name!r} of the zip archive is encrypted; this tool does "
                           f"not take passwords. Re-create the archive without encryption.")
@@ -1493,46 +1593,29 @@ def _zip_member(info):
                    size=0 if kind == "dir" else info.file_size)
 
 
-def _extract_zip(spool, root, writer, space, progress, counter):
+def _extract_zip(spool, extraction, writer, counter):
     """Zip keeps its index at the end, so it is read from a local spool of the download."""
-    tree, files, total, tops, dotted = _TreeModel(), 0, 0, set(), False
     try:
         with zipfile.ZipFile(spool) as archive:
             infos = archive.infolist()
-            space.take(sum(i.file_size for i in infos), "the zip archive's contents")
+            extraction.space.take(sum(i.file_size for i in infos), "the zip archive's contents")
             for info in infos:
                 member = _zip_member(info)
                 if member.kind == "symlink":
                     member.linkname = archive.read(info).decode("utf-8", "surrogateescape")
                     member.size = 0
-                tree.admit(member)
-                if member.parts:
-                    tops.add(member.parts[0])
-                dotted = dotted or info.filename.startswith("./")
+                extraction.admit(member, info.filename)
                 if member.kind == "file":
                     with archive.open(info) as data:
                         writer.add(member, iter(lambda: data.read(CHUNK), b""))
-                    files += 1
                 else:
                     writer.add(member, ())
-                    files += member.kind != "dir"
-                total += member.size
-                progress.update(counter.bytes, files)
+                extraction.progress.update(counter.bytes, extraction.files)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CorruptArchive(f"the zip archive is damaged ({exc})") from None
     except NotImplementedError as exc:
         raise Unsupported(f"the zip archive uses a compression method Python cannot read "
                           f"({exc}). Re-create it with ordinary deflate compression.") from None
-    return tree, files, total, tops, dotted
-
-
-def _content_root(root, tree, tops, dotted):
-    """The folder to install: a lone top-level folder is unwrapped (see README, Layout)."""
-    if not dotted and len(tops) == 1:
-        top = next(iter(tops))
-        if tree.kinds.get((top,)) == "dir":
-            return os.path.join(root, top)
-    return root
 
 
 def _with_context(exc, text):
@@ -1540,42 +1623,82 @@ def _with_context(exc, text):
     return exc
 
 
+def _layer_prefix(archive_path, base_sha):
+    """Layers are named after their base's hash, so renaming a base never separates them."""
+    return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
+
+
+def _find_layers(archive_path, base_sha, names=None):
+    """The layer files of the base with this hash, in order (stops at the first gap)."""
+    folder = os.path.dirname(archive_path)
+    prefix = _layer_prefix(archive_path, base_sha)
+    if names is None:
+        names = os.listdir(folder)
+    numbers = {int(n[len(prefix):]) for n in names
+               if n.startswith(prefix) and n[len(prefix):].isdigit()}
+    layers, k = [], 1
+    while k in numbers:
+        layers.append(os.path.join(folder, f"{prefix}{k}"))
+        k += 1
+    return layers
+
+
+def _version_path(archive, version):
+    return f"{archive}.{version}" if version else archive
+
+
 # ---------------------------------------------------------------------------- operations --
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0):
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
-    archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace.
+    archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
+    version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N).
+    Layers written by `save --incremental` are applied on top of their base, each verified.
     Unset arguments come from the environment (BOOTSTRAP_ASSETS_ARCHIVE, _DEST,
     _DRIVE_MOUNT) and then from the CONFIG block. Raises a BootstrapError subclass on
     failure, after which dest is exactly as it was.
     """
-    archive = archive or os.environ.get(ENV_ARCHIVE) or ARCHIVE
-    dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
-    drive_mount = drive_mount if drive_mount is not None else (
-        os.environ.get(ENV_DRIVE_MOUNT) or DRIVE_MOUNT)
-    expected = sha256 or SHA256
-    expected = _parse_sha256(expected, "--sha256") if expected else None
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    given = sha256 or SHA256
+    given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
     engine = _pick_engine(engine or ENGINE)
+    if version and _is_url(archive):
+        raise UsageError("--version works with archives on a mount, not with URLs.")
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     started = time.monotonic()
-    with _Lock(os.path.join(parent, f".{os.path.basename(dest)}.lock"), lock_timeout, dest):
-        source = _open_source(archive, retry_for, drive_mount)
-        checksum_source = "--sha256" if expected else None
-        if expected is None:
-            expected = source.read_sidecar()
-            checksum_source = "sidecar" if expected else None
+    note = None
+    with _Lock(_lock_path(dest), lock_timeout, dest):
+        try:
+            source = _open_source(_version_path(archive, version), retry_for, drive_mount)
+        except SourceMissing:
+            previous = _version_path(archive, 1)
+            if version or _is_url(archive) or not os.path.exists(previous):
+                raise
+            # A save was interrupted between moving the current archive to .1 and putting
+            # the new one in its place: .1 is the newest complete archive.
+            source = _open_source(previous, retry_for, drive_mount)
+            note = (f"{archive} is missing (a save was interrupted?); restored the newest "
+                    f"complete version, {previous}")
+        sidecar = {} if given or _is_url(archive) else _read_sidecar(archive, retry_for)
+        if _is_url(archive) and not given:
+            sidecar = source.read_sidecar()
+        expected = given or _expected_hashes(sidecar, source.name)
+        checksum_source = "--sha256" if given else ("sidecar" if expected else None)
         state, marker, changes = _inspect_dest(dest)
-        if state == "ours":
-            same = (marker.get("archive", {}).get("identity") == source.identity
-                    and expected in (None, marker["archive"].get("sha256")))
-            if same and not force:
+        if state == "ours" and not force:
+            recorded = marker.get("archive", {})
+            layers = ([] if _is_url(archive) or not recorded.get("sha256") else
+                      _find_layers(source.path, recorded["sha256"]))
+            chain = [source.identity] + [_PathSource.identity_of(p) for p in layers]
+            if (recorded.get("chain") == chain and
+                    (expected is None or recorded.get("sha256") in expected)):
                 return RestoreResult(
                     action="unchanged", archive=source.path, dest=dest,
-                    archive_bytes=source.size, sha256=marker["archive"].get("sha256"),
-                    verified=bool(marker["archive"].get("verified")),
-                    checksum_source=marker["archive"].get("checksum_source"),
+                    archive_bytes=source.size, sha256=recorded.get("sha256"),
+                    verified=bool(recorded.get("verified")),
+                    checksum_source=recorded.get("checksum_source"),
                     local_changes=changes, seconds=time.monotonic() - started)
         if (state == "foreign" or changes) and not force:
             raise DestinationChanged(
@@ -1591,8 +1714,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                           f"larger disk.")
         container = tempfile.mkdtemp(prefix=_staging_prefix(dest), dir=parent)
         try:
-            result = _restore_into(source, container, dest, engine, expected, checksum_source,
-                                   quiet)
+            result = _restore_into(source, sidecar, container, dest, engine, expected,
+                                   checksum_source, quiet, retry_for, drive_mount)
             fresh_state, _, fresh_changes = _inspect_dest(dest)
             if fresh_state == "foreign" or fresh_changes:
                 if not force:
@@ -1609,9 +1732,25 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
             _remove_tree(container)
         _clean_stale_staging(dest, keep=container)
     result.dest = dest
+    result.note = note
     result.local_changes = changes
     result.seconds = time.monotonic() - started
     return result
+
+
+def _settings(archive, dest, drive_mount):
+    """Arguments, else environment variables, else the CONFIG block."""
+    archive = archive or os.environ.get(ENV_ARCHIVE) or ARCHIVE
+    if not _is_url(archive):
+        archive = os.path.abspath(os.path.expanduser(archive))
+    dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
+    if drive_mount is None:
+        drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
+    return archive, dest, drive_mount
+
+
+def _lock_path(dest):
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.lock")
 
 
 def _move_aside(dest):
@@ -1624,15 +1763,80 @@ def _move_aside(dest):
     return aside
 
 
-def _restore_into(source, container, dest, engine, expected, checksum_source, quiet):
-    """Extract the archive into container; return a RestoreResult whose dest is the new folder."""
+def _restore_into(source, sidecar, container, dest, engine, expected, checksum_source, quiet,
+                  retry_for, drive_mount):
+    """Extract the archive and its layers into container; return a RestoreResult whose dest
+    is the finished folder (inside container)."""
     root = os.path.join(container, "root")
     os.mkdir(root, 0o700)
-    hasher, counter = hashlib.sha256(), _Counter()
     progress = _Progress(f"restoring {source.name}", source.size, quiet)
+    extraction = _Extraction(root, _SpaceGuard(container), progress)
+    writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root)
+    try:
+        fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
+                                                   checksum_source, container)
+        layers = [] if _is_url(source.path) else _find_layers(source.path, base_sha)
+        chain = [source.identity]
+        for layer_path in layers:
+            if engine == "tar":
+                writer.finish()
+                writer = _GnuTarWriter(root)
+            layer = _PathSource(layer_path, retry_for, drive_mount)
+            layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
+            progress.label, progress.total = f"applying {layer.name}", layer.size
+            writer = _extract_one(layer, extraction, writer, layer_expected,
+                                  checksum_source, container)[3]
+            read += layer.size
+            chain.append(layer.identity)
+        writer.finish()
+        engine_used, writer = writer.name, None
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
+                          f"{source.path} into {dest} ({_human(extraction.total)} extracted, "
+                          f"{_human(_free_bytes(container))} and "
+                          f"{os.statvfs(container).f_favail:,} inodes free now). Nothing "
+                          f"was changed at {dest}. Free some space, or use --dest on a "
+                          f"larger disk.") from None
+        raise
+    finally:
+        if writer is not None:
+            writer.abort()
+        progress.close()
+    content = extraction.content_root()
+    try:
+        manifest = _scan(content, check=True)
+    except UnsafeArchive as exc:
+        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    _write_marker(content, {
+        "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
+                    "verified": expected is not None, "checksum_source": checksum_source,
+                    "format": fmt},
+        "manifest": manifest,
+    })
+    return RestoreResult(action="restored", archive=source.path, dest=content,
+                         archive_bytes=read, layers=len(layers),
+                         files=sum(entry[0] != "d" for entry in manifest.values()),
+                         bytes_extracted=extraction.total, sha256=base_sha,
+                         verified=expected is not None, checksum_source=checksum_source,
+                         engine=engine_used, format=fmt)
+
+
+def _write_marker(folder, fields):
+    marker = {"tool": f"bootstrap_assets {VERSION}",
+              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    marker.update(fields)
+    path = os.path.join(folder, MARKER_NAME)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(marker, f)
+    os.replace(path + ".tmp", path)
+
+
+def _extract_one(source, extraction, writer, expected, checksum_source, container):
+    """One archive of the chain, read once: hash, decompress and extract overlap."""
+    hasher, counter = hashlib.sha256(), _Counter()
     raw = _Stage(lambda: _hashing(source, hasher, counter), "read")
     stages = [raw]
-    writer = None
     try:
         head = b""
         for piece in raw:
@@ -1641,83 +1845,51 @@ def _restore_into(source, container, dest, engine, expected, checksum_source, qu
                 break
         fmt = _detect_format(head, source.path)
         chunks = itertools.chain([head], raw)
-        space = _SpaceGuard(container)
         if fmt == "zip":
+            if not isinstance(writer, _PythonWriter):
+                writer.finish()  # zip is always extracted by the python engine
+                writer = _PythonWriter(extraction.root)
             spool = os.path.join(container, "archive.zip")
             with open(spool, "wb") as f:
                 for piece in chunks:
                     f.write(piece)
-                    progress.update(counter.bytes, 0)
+                    extraction.progress.update(counter.bytes, 0)
             _check_hash(hasher, expected, checksum_source, source)
-            space.free = _free_bytes(container)
-            writer = _PythonWriter(root)
-            tree, files, total, tops, dotted = _extract_zip(spool, root, writer, space,
-                                                            progress, counter)
+            extraction.space.free = _free_bytes(container)
+            _extract_zip(spool, extraction, writer, counter)
             os.unlink(spool)
         else:
             data = _decompressed(chunks, fmt, source.path)
             if fmt != "tar":
                 data = _Stage(lambda: data, "decompress")
                 stages.append(data)
-            writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root)
-            tree, files, total, tops, dotted = _stream_tar(data, root, writer, space,
-                                                           progress, counter)
-        writer.finish()
-        engine_used, writer = writer.name, None
-        progress.update(counter.bytes, files, force=True)
+            _stream_tar(data, extraction, writer, counter)
+        extraction.progress.update(counter.bytes, extraction.files, force=True)
         _check_hash(hasher, expected, checksum_source, source)
     except CorruptArchive as exc:
         if expected:  # a hash mismatch explains a damaged file better than where it broke
             for stage in reversed(stages):
                 stage.close()
-            for piece in _hashing(source, hasher, counter, counter.bytes):
+            for _ in _hashing(source, hasher, counter, counter.bytes):
                 pass
             _check_hash(hasher, expected, checksum_source, source)
         raise _with_context(exc, f"Cannot restore {source.path}: ") from None
     except UnsafeArchive as exc:
         raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    except OSError as exc:
-        if exc.errno in NO_SPACE_ERRNOS:
-            raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
-                          f"{source.path} ({_human(counter.bytes)} of {_human(source.size)} "
-                          f"read, {_human(_free_bytes(container))} free now). Nothing was "
-                          f"changed at {dest}. Free some space, or use --dest on a larger "
-                          f"disk.") from None
-        raise
     finally:
-        if writer is not None:
-            writer.abort()
         for stage in reversed(stages):
             stage.close()
-        progress.close()
-    content = _content_root(root, tree, tops, dotted)
-    try:
-        manifest = _scan(content, check=True)
-    except UnsafeArchive as exc:
-        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    marker = {
-        "tool": f"bootstrap_assets {VERSION}",
-        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "archive": {"identity": source.identity, "sha256": hasher.hexdigest(),
-                    "verified": expected is not None, "checksum_source": checksum_source,
-                    "format": fmt},
-        "manifest": manifest,
-    }
-    with open(os.path.join(content, MARKER_NAME), "w", encoding="utf-8") as f:
-        json.dump(marker, f)
-    return RestoreResult(action="restored", archive=source.path, dest=content,
-                         archive_bytes=counter.bytes, files=files, bytes_extracted=total,
-                         sha256=hasher.hexdigest(), verified=expected is not None,
-                         checksum_source=checksum_source, engine=engine_used, format=fmt)
+    return fmt, hasher.hexdigest(), counter.bytes, writer
 
 
 def _check_hash(hasher, expected, checksum_source, source):
-    if expected and hasher.hexdigest() != expected:
-        origin = "--sha256" if checksum_source == "--sha256" else f"{source.path}.sha256"
+    if expected and hasher.hexdigest() not in expected:
+        origin = "--sha256" if checksum_source == "--sha256" else "the .sha256 file"
         raise ChecksumMismatch(
-            f"{source.path} does not match its checksum: expected sha256 {expected} (from "
-            f"{origin}), got {hasher.hexdigest()}. The file is damaged or is not the one "
-            f"that was saved; nothing was changed. Restore an older version, or save again.")
+            f"{source.path} does not match its checksum: expected sha256 "
+            f"{' or '.join(sorted(expected))} (from {origin}), got {hasher.hexdigest()}. The "
+            f"file is damaged or is not the one that was saved; nothing was changed. Restore "
+            f"an older version (--version 1), or save again.")
 
 
 def _sample_tree(root):
