@@ -46,10 +46,12 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -83,6 +85,9 @@ MAX_META_SIZE = 1 << 20  # a pax header or GNU long name larger than this is an 
 MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tolerate
 MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel does
 SPACE_MARGIN = 16 << 20  # free space left untouched on the destination filesystem
+DEFAULT_KEEP = 2  # previous versions a full save keeps (ARCHIVE.1, ARCHIVE.2)
+DEFAULT_LEVELS = {"tar": 0, "gz": 1, "zst": 3}
+COMPACT_SHARE = 0.5  # layers may add up to this share of the base before a save compacts
 PROGRESS_EVERY = 0.25  # seconds between live progress updates (about 4 a second)
 PLAIN_PROGRESS_EVERY = 10.0  # seconds between progress lines when output is a log
 TRANSIENT_ERRNOS = frozenset(
@@ -402,27 +407,38 @@ class _PathSource:
 
     def chunks(self, offset=0):
         handle = None
+
+        def drop_handle():
+            nonlocal handle
+            stale, handle = handle, None
+            if stale is not None:
+                try:
+                    stale.close()
+                except OSError:  # closing a file on a dead mount fails too
+                    pass
+
+        def read_next():
+            nonlocal handle
+            if handle is None:
+                handle = open(self.path, "rb", buffering=0)
+                handle.seek(offset)
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            try:
+                return handle.read(CHUNK)
+            except OSError:
+                drop_handle()
+                raise
+
         try:
             while True:
-                def read_next():
-                    nonlocal handle
-                    if handle is None:
-                        handle = open(self.path, "rb", buffering=0)
-                        handle.seek(offset)
-                    try:
-                        return handle.read(CHUNK)
-                    except OSError:
-                        handle.close()
-                        handle = None
-                        raise
                 data = self._retrying(read_next, "reading", offset)
                 if not data:
                     break
                 offset += len(data)
                 yield data
         finally:
-            if handle is not None:
-                handle.close()
+            drop_handle()
         if offset != self.size:
             raise CorruptArchive(
                 f"{self.path} changed while it was read: {self.size:,} bytes were expected, "
@@ -659,7 +675,8 @@ def _decompressed(chunks, fmt, where):
         return _unpack(chunks, _zstd_module.ZstdDecompressor, b"\x28\xb5\x2f\xfd", where, "zstd")
     zstd = shutil.which("zstd")
     if zstd:
-        return _external_decompress([zstd, "-dcq"], chunks, where, "zstd")
+        return _external_program([zstd, "-dcq"], chunks, lambda message: CorruptArchive(
+            f"{where} is damaged: zstd could not decompress it ({message})."))
     raise Unsupported(f"{where} is compressed with zstd, and this machine can neither "
                       f"decompress it in Python (needs 3.14+) nor with a `zstd` program. Fix: "
                       f"apt-get install zstd (or brew install zstd), then run again.")
@@ -750,8 +767,11 @@ def _unpack(chunks, make_decompressor, magic, where, label):
                              f"truncated (a save or upload that was cut off).")
 
 
-def _external_decompress(command, chunks, where, label):
-    """Decompress through an external program fed by our reader (hashing stays ours)."""
+def _external_program(command, chunks, failure):
+    """Pipe chunks through an external (de)compressor; our threads keep hashing and I/O.
+
+    failure(stderr text) makes the exception raised when the program fails.
+    """
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     feed_error = []
@@ -770,7 +790,7 @@ def _external_decompress(command, chunks, where, label):
             except BrokenPipeError:
                 pass
 
-    feeder = threading.Thread(target=feed, name=f"{label}-feed", daemon=True)
+    feeder = threading.Thread(target=feed, name=f"{command[0]}-feed", daemon=True)
     feeder.start()
     finished = False
     try:
@@ -785,11 +805,13 @@ def _external_decompress(command, chunks, where, label):
             process.kill()
         process.wait()
         feeder.join()
+        process.stdout.close()
+        message = process.stderr.read().decode("utf-8", "replace").strip()
+        process.stderr.close()
     if feed_error:
         raise feed_error[0]
     if process.returncode:
-        message = process.stderr.read().decode("utf-8", "replace").strip()
-        raise CorruptArchive(f"{where} is damaged: {label} could not decompress it ({message}).")
+        raise failure(message)
 
 
 # --------------------------------------------------------------------- tar, read by hand --
@@ -1243,6 +1265,7 @@ class _GnuTarWriter:
             pass
         if self._process.wait():
             self._fail()
+        self._errors.close()
 
     def _fail(self):
         self._process.wait()
@@ -1257,6 +1280,10 @@ class _GnuTarWriter:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
+        try:
+            self._pipe.close()
+        except BrokenPipeError:
+            pass
         self._errors.close()
 
 
@@ -1305,7 +1332,8 @@ class _Progress:
             line += f"  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
         else:
             line += f"  {rate / 1e6:.1f} MB/s"
-        line += f"  {files:,} files"
+        if files is not None:
+            line += f"  {files:,} files"
         if self.live:
             self.stream.write("\r" + line.ljust(79))
             self.drawn = True
@@ -1892,6 +1920,676 @@ def _check_hash(hasher, expected, checksum_source, source):
             f"an older version (--version 1), or save again.")
 
 
+# ------------------------------------------------------------------------------ saving --
+def _save_entries(folder):
+    """(entries, warnings): what a save packs, parents before children, symlinks last.
+
+    Entries are (relative path, manifest entry, stat). Symlinks come last so that every
+    folder they point through already exists when a restore checks them.
+    """
+    real_folder = os.path.realpath(folder)
+    entries, links, warnings, pending = [], [], [], [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(folder, rel)) as listing:
+            children = sorted(listing, key=lambda e: e.name)
+        for entry in children:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            if path in (MARKER_NAME, MARKER_NAME + ".tmp"):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                entries.append((path, ["d"], st))
+                pending.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                entries.append((path, ["f", st.st_size, st.st_mtime_ns], st))
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.readlink(entry.path)
+                if target.startswith("/") or not _is_within(os.path.realpath(entry.path),
+                                                            real_folder):
+                    warnings.append(f"skipped {path}: a symlink to {target!r}, which leaves "
+                                    f"the folder (restore would refuse it)")
+                else:
+                    links.append((path, ["l", target], st))
+            else:
+                warnings.append(f"skipped {path}: not a regular file, folder or symlink")
+    return entries + links, warnings
+
+
+def _tar_header(name, entry, st):
+    info = tarfile.TarInfo(name)
+    info.mtime = int(st.st_mtime)
+    info.mode = st.st_mode & 0o777
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if entry[0] == "d":
+        info.type = tarfile.DIRTYPE
+    elif entry[0] == "l":
+        info.type, info.linkname = tarfile.SYMTYPE, entry[1]
+    else:
+        info.size = entry[1]
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padded(data):
+    return data + bytes(-len(data) % BLOCK)
+
+
+def _pack(folder, top, entries, deleted, base_id, counter, warnings):
+    """The tar stream of a save: header and data pieces, one pass over the files.
+
+    A full archive starts with a global pax comment naming the save, so no two bases ever
+    share a hash (layers are found by their base's hash). A layer starts with DELETED_NAME.
+    """
+    if base_id:
+        comment = f"bootstrap_assets base {base_id}".encode()
+        record = b" comment=" + comment + b"\n"
+        length = len(record) + len(str(len(record)))
+        length += len(str(length)) - len(str(len(record)))
+        payload = str(length).encode() + record
+        info = tarfile.TarInfo("pax_global_header")
+        info.type, info.size = tarfile.XGLTYPE, len(payload)
+        yield info.tobuf(tarfile.USTAR_FORMAT) + _padded(payload)
+    if deleted is not None:
+        listing = json.dumps(deleted).encode("utf-8", "surrogateescape")
+        info = tarfile.TarInfo(DELETED_NAME)
+        info.size, info.mtime = len(listing), int(time.time())
+        yield info.tobuf(tarfile.PAX_FORMAT) + _padded(listing)
+    for path, entry, st in entries:
+        yield _tar_header(f"{top}/{path}" if path else top, entry, st)
+        if entry[0] != "f":
+            continue
+        remaining = entry[1]
+        try:
+            with open(os.path.join(folder, path), "rb", buffering=0) as f:
+                while remaining:
+                    data = f.read(min(CHUNK, remaining))
+                    if not data:
+                        break
+                    remaining -= len(data)
+                    counter.bytes += len(data)
+                    yield data
+        except FileNotFoundError:
+            pass
+        if remaining:  # the file shrank or vanished while we read it: keep the tar well-formed
+            warnings.append(f"{path} changed while it was saved; the next save takes it again")
+            yield bytes(remaining)
+        yield bytes(-entry[1] % BLOCK)
+    yield bytes(2 * BLOCK)
+
+
+def _coalesced(pieces):
+    """Join small pieces (tar headers, small files) so the stages hand over ~1 MiB at a time."""
+    pending, size = [], 0
+    for piece in pieces:
+        if len(piece) >= CHUNK and not pending:
+            yield piece
+            continue
+        pending.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _compressed(pieces, fmt, level):
+    if fmt == "tar":
+        yield from pieces
+    elif fmt == "gz":
+        compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        for piece in pieces:
+            out = compressor.compress(piece)
+            if out:
+                yield out
+        yield compressor.flush()
+    elif _zstd_module is not None:
+        compressor = _zstd_module.ZstdCompressor(level)
+        for piece in pieces:
+            out = compressor.compress(piece)
+            if out:
+                yield out
+        yield compressor.flush()
+    else:
+        zstd = shutil.which("zstd")
+        if not zstd:
+            raise Unsupported("--format zst needs Python 3.14+ or a `zstd` program; this "
+                              "machine has neither. Use --format gz, or apt-get install zstd.")
+        yield from _external_program([zstd, "-qc", f"-{level}", "-T0"], pieces,
+                                     lambda message: BootstrapError(f"zstd failed: {message}"))
+
+
+def _choose_format(folder, entries, fmt, level):
+    """--format auto: gzip only pays when the data compresses; images and weights don't.
+
+    A sample of 32 pieces of 64 KiB, spread evenly over the folder's bytes, is compressed with
+    gzip level 1: if that saves under 10 %, the archive is a plain tar (fastest to write and
+    to restore, and restorable everywhere); otherwise gzip level 1.
+    """
+    if fmt != "auto":
+        return fmt, level if level is not None else DEFAULT_LEVELS[fmt]
+    files = [(path, entry[1]) for path, entry, _ in entries if entry[0] == "f" and entry[1]]
+    total = sum(size for _, size in files)
+    if not total:
+        return "tar", 0
+    sample, packed, position, k = 0, 0, 0, 0
+    targets = [total * i // 32 for i in range(32)]
+    for path, size in files:
+        while k < len(targets) and targets[k] < position + size:
+            try:
+                with open(os.path.join(folder, path), "rb") as f:
+                    f.seek(targets[k] - position)
+                    data = f.read(64 << 10)
+            except OSError:
+                data = b""
+            sample += len(data)
+            packed += len(zlib.compress(data, 1))
+            k += 1
+        position += size
+    if not sample or packed / sample > 0.90:
+        return "tar", 0
+    return "gz", 1
+
+
+class _ReadBack:
+    """Reads the file being written back from the mount, trailing the writer, and hashes it.
+
+    Reads and writes have separate bandwidth on a Drive mount, so verifying this way costs
+    little more than the write itself. Cached pages are dropped first, so the bytes come
+    from the mount, not from this machine's memory.
+    """
+
+    def __init__(self, path, retry_for):
+        self.path, self.retry_for = path, retry_for
+        self.hasher = hashlib.sha256()
+        self.target, self.final = 0, False
+        self.error = None
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="read-back", daemon=True)
+        self.thread.start()
+
+    def advance(self, written, final=False):
+        with self.ready:
+            self.target, self.final = written, final
+            self.ready.notify()
+
+    def _run(self):
+        offset, fd, failing_since = 0, None, None
+        try:
+            while True:
+                with self.ready:
+                    while offset >= self.target and not self.final:
+                        self.ready.wait()
+                    if offset >= self.target and self.final:
+                        return
+                    want = min(CHUNK, self.target - offset)
+                try:
+                    if fd is None:
+                        fd = os.open(self.path, os.O_RDONLY)
+                    if hasattr(os, "posix_fadvise"):
+                        os.posix_fadvise(fd, offset, want, os.POSIX_FADV_DONTNEED)
+                    data = os.pread(fd, want, offset)
+                except OSError as exc:
+                    if exc.errno not in TRANSIENT_ERRNOS:
+                        raise
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > self.retry_for:
+                        raise
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    time.sleep(0.5)
+                    continue
+                failing_since = None
+                if not data:
+                    time.sleep(0.01)  # written but not yet visible to readers
+                    continue
+                self.hasher.update(data)
+                offset += len(data)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def digest(self, written):
+        self.advance(written, final=True)
+        self.thread.join()
+        if self.error is not None:
+            raise BootstrapError(f"Reading {self.path} back to verify it failed: "
+                                 f"{self.error}. The previous archive is untouched.")
+        return self.hasher.hexdigest()
+
+    def abandon(self):
+        self.advance(0, final=True)
+        self.thread.join()
+
+
+def _write_archive(pieces, path, verify, retry_for, progress, counter):
+    """Write pieces to a new file on the mount, hashing them; fsync; read back. -> (sha, size)"""
+    hasher, written = hashlib.sha256(), 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                 0o644)
+    reader = _ReadBack(path, retry_for) if verify else None
+    try:
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
+                written += len(piece)
+                if reader:
+                    reader.advance(written)
+                progress.update(counter.bytes, None)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if reader:
+            back, reader = reader.digest(written), None
+            if back != hasher.hexdigest():
+                raise ChecksumMismatch(
+                    f"The archive written to {path} does not read back as written (sha256 "
+                    f"{hasher.hexdigest()} written, {back} read): the mount is corrupting "
+                    f"data. The previous archive is untouched; try again, or remount Drive.")
+    finally:
+        if reader:
+            reader.abandon()
+    return hasher.hexdigest(), written
+
+
+def _write_sidecar(archive, entries):
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
+    lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
+                    for digest in sorted(entries[name]))
+    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, archive + ".sha256")
+
+
+def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for):
+    """Move a written and verified file into place, keeping `keep` previous versions.
+
+    Crash safety, whatever instant the process dies: the sidecar is first replaced by one
+    that lists, for every name about to change, both its current and its future hash; only
+    then are files renamed (versions shift up one, the current archive becomes .1, the new
+    file takes its name); then the sidecar is replaced by the final one; only then are
+    versions beyond `keep` deleted. So every name always holds a complete file whose hash the
+    sidecar accepts, and a restore that finds no current archive (the instant between the
+    two last renames) takes .1. Layers are named after their base's hash, so rotating a base
+    never separates it from its layers.
+    """
+    folder, base = os.path.dirname(archive), os.path.basename(archive)
+    before = {name: set(hashes) for name, hashes in _read_sidecar(archive, retry_for).items()
+              if name}
+    plan = []
+    if rotate:
+        oldest = 0
+        while os.path.lexists(os.path.join(folder, f"{base}.{oldest + 1}")):
+            oldest += 1
+        plan += [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(oldest, 0, -1)]
+        if os.path.lexists(archive):
+            plan.append((base, f"{base}.1"))
+    plan.append((written_name, final_name))
+    after = {name: set(hashes) for name, hashes in before.items()}
+    for source, target in plan:
+        after.pop(target, None)
+        moved = {digest} if source == written_name else before.get(source, set())
+        after.pop(source, None)
+        if moved:
+            after[target] = set(moved)
+    transition = {name: before.get(name, set()) | after.get(name, set())
+                  for name in set(before) | set(after)}
+    _write_sidecar(archive, transition)
+    for source, target in plan:
+        os.rename(os.path.join(folder, source), os.path.join(folder, target))
+    dropped = [f"{base}.{i}" for i in range(keep + 1, len(plan) + keep + 2)
+               if os.path.lexists(os.path.join(folder, f"{base}.{i}"))] if rotate else []
+    for name in dropped:
+        after.pop(name, None)
+    kept_bases = {name: after.get(name) for name in [base] + [f"{base}.{i}" for i in
+                                                             range(1, keep + 1)]
+                  if os.path.lexists(os.path.join(folder, name))}
+    orphans = []
+    if dropped and all(kept_bases.values()):  # only when every kept base's hash is known
+        kept_prefixes = {_layer_prefix(archive, d) for hashes in kept_bases.values()
+                         for d in hashes}
+        orphans = [name for name in os.listdir(folder) if LAYER_INFIX in name
+                   and name.startswith(base + ".") and ".tmp-" not in name
+                   and not any(name.startswith(p) for p in kept_prefixes)]
+        for name in orphans:
+            after.pop(name, None)
+    _write_sidecar(archive, after)
+    for name in dropped + orphans:
+        os.unlink(os.path.join(folder, name))
+    return sorted(kept_bases)
+
+
+def _clean_stale_temporaries(archive):
+    """Remove temporary files of saves that died (we hold the lock, so none is live)."""
+    folder, base = os.path.dirname(archive), os.path.basename(archive)
+    for name in os.listdir(folder):
+        if name.startswith(base + ".") and ".tmp-" in name:
+            os.unlink(os.path.join(folder, name))
+
+
+@dataclasses.dataclass
+class SaveResult:
+    """What save() did, with its figures."""
+
+    action: str  # "saved" (a full archive), "layer" (an incremental layer) or "unchanged"
+    archive: str
+    written: str = None
+    bytes_written: int = 0
+    bytes_packed: int = 0
+    files: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    sha256: str = None
+    format: str = None
+    verified: bool = False
+    layer: int = 0
+    versions: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+
+    @property
+    def mb_per_s(self):
+        return self.bytes_written / self.seconds / 1e6 if self.seconds else 0.0
+
+    def summary(self):
+        if self.action == "unchanged":
+            return (f"nothing changed since the last save to {self.archive}; nothing written "
+                    f"[{self.seconds:.2f} s]")
+        what = (f"layer {self.layer} ({self.files:,} changed, {self.deleted:,} deleted)"
+                if self.action == "layer" else f"a full archive ({self.files:,} files)")
+        check = ("read back and verified" if self.verified else
+                 "NOT read back (--no-verify)")
+        text = (f"saved {what}: {_human(self.bytes_written)} to {self.written} in "
+                f"{self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s, {self.format}); {check}; "
+                f"sha256 {self.sha256[:16]}...")
+        if self.warnings:
+            text += f"\nwarnings: " + "; ".join(self.warnings)
+        return text
+
+
+def _chain_on_drive(archive, base_sha):
+    """Identities of the base and its layers as they are on the mount now."""
+    if not os.path.exists(archive):
+        return None, []
+    layers = _find_layers(archive, base_sha) if base_sha else []
+    return [_PathSource.identity_of(p) for p in [archive] + layers], layers
+
+
+def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEEP,
+         verify=True, incremental="auto", quiet=False, drive_mount=None, lock_timeout=10.0,
+         retry_for=60.0, flush_drive=False):
+    """Pack the local folder back into the archive on the mount; return a SaveResult.
+
+    incremental: "auto" (a layer of the changes when the folder was restored or saved from
+    this archive and the layers stay under half the base), "always" (a layer whenever
+    possible), "never" (always a full archive). A full save keeps `keep` previous versions
+    (ARCHIVE.1 ...). Raises a BootstrapError subclass on failure, after which the archive,
+    its versions and its sidecar are as they were.
+    """
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    if _is_url(archive):
+        raise UsageError(f"save writes to a mounted folder, not to a URL ({archive}).")
+    if format not in DEFAULT_LEVELS and format != "auto":
+        raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
+    if incremental not in ("auto", "always", "never"):
+        raise UsageError(f"incremental must be auto, always or never, not {incremental!r}.")
+    if keep < 1:
+        raise UsageError("--keep must be at least 1: the previous archive is what a crash "
+                         "falls back to.")
+    if flush_drive and not _in_kernel():
+        raise UsageError("--flush needs the notebook kernel (it calls drive.flush_and_unmount);"
+                         " from `!python` it cannot work. Use bootstrap_assets.save("
+                         "flush_drive=True) in a cell.")
+    started = time.monotonic()
+    if not os.path.isdir(dest):
+        raise SourceMissing(f"There is no folder {dest} to save. Restore it first, or pass "
+                            f"--dest with the folder to save.")
+    with _Lock(_lock_path(dest), lock_timeout, dest):
+        entries, warnings = _save_entries(dest)
+        if not entries:
+            raise SourceMissing(f"{dest} is empty; refusing to replace {archive} with an "
+                                f"empty archive. Nothing was written.")
+        _check_drive_mounted(archive, drive_mount)
+        os.makedirs(os.path.dirname(archive), exist_ok=True)
+        _clean_stale_temporaries(archive)
+        manifest = {path: entry for path, entry, _ in entries}
+        marker = _read_marker(dest)
+        recorded = (marker or {}).get("archive", {})
+        chain, layers = _chain_on_drive(archive, recorded.get("sha256"))
+        same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
+        if same_chain and marker["manifest"] == manifest and incremental != "never":
+            return SaveResult(action="unchanged", archive=archive,
+                              seconds=time.monotonic() - started, warnings=warnings)
+        top = os.path.basename(dest)
+        if same_chain and incremental != "never":
+            old = marker["manifest"]
+            changed = [e for e in entries if old.get(e[0]) != e[1]]
+            deleted = sorted(f"{top}/{p}" for p in old
+                             if p not in manifest or old[p][0] != manifest[p][0])
+            layer_bytes = sum(os.path.getsize(p) for p in layers)
+            change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
+            small = layer_bytes + change_bytes <= COMPACT_SHARE * chain[0]["size"]
+            if incremental == "always" or small:
+                return _save_layer(archive, dest, top, changed, deleted, manifest, recorded,
+                                   chain, len(layers) + 1, format, level, verify, retry_for,
+                                   quiet, started, warnings, flush_drive, drive_mount)
+        return _save_full(archive, dest, top, entries, manifest, format, level, keep, verify,
+                          retry_for, quiet, started, warnings, flush_drive, drive_mount)
+
+
+def _save_full(archive, dest, top, entries, manifest, fmt, level, keep, verify, retry_for,
+               quiet, started, warnings, flush_drive, drive_mount):
+    fmt, level = _choose_format(dest, entries, fmt, level)
+    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    _check_room(archive, total + BLOCK * 2 * len(entries))
+    written_name = f"{os.path.basename(archive)}.tmp-{os.getpid()}"
+    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    digest, size = _write_stream(archive, written_name, dest, top, entries, None, base_id,
+                                 fmt, level, verify, retry_for, quiet, total, warnings)
+    versions = _publish(archive, written_name, os.path.basename(archive), digest, True, keep,
+                        retry_for)
+    chain = [_PathSource.identity_of(archive)]
+    _write_marker(dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
+                                     "verified": True, "checksum_source": "sidecar",
+                                     "format": fmt},
+                         "manifest": manifest})
+    _flush_if_asked(flush_drive, drive_mount)
+    return SaveResult(action="saved", archive=archive, written=archive, bytes_written=size,
+                      bytes_packed=total, files=sum(e[1][0] != "d" for e in entries),
+                      seconds=time.monotonic() - started, sha256=digest, format=fmt,
+                      verified=verify, versions=versions, warnings=warnings)
+
+
+def _save_layer(archive, dest, top, changed, deleted, manifest, recorded, chain, number, fmt,
+                level, verify, retry_for, quiet, started, warnings, flush_drive, drive_mount):
+    fmt, level = _choose_format(dest, changed, fmt, level)
+    total = sum(e[1][1] for e in changed if e[1][0] == "f")
+    _check_room(archive, total + BLOCK * 2 * (len(changed) + 2))
+    final_name = f"{_layer_prefix(archive, recorded['sha256'])}{number}"
+    written_name = f"{final_name}.tmp-{os.getpid()}"
+    digest, size = _write_stream(archive, written_name, dest, top, changed, deleted, None, fmt,
+                                 level, verify, retry_for, quiet, total, warnings)
+    _publish(archive, written_name, final_name, digest, False, DEFAULT_KEEP, retry_for)
+    chain = chain + [_PathSource.identity_of(os.path.join(os.path.dirname(archive),
+                                                          final_name))]
+    fields = dict(recorded, chain=chain)
+    _write_marker(dest, {"archive": fields, "manifest": manifest})
+    _flush_if_asked(flush_drive, drive_mount)
+    return SaveResult(action="layer", archive=archive, layer=number,
+                      written=os.path.join(os.path.dirname(archive), final_name),
+                      bytes_written=size, bytes_packed=total, deleted=len(deleted),
+                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
+                      seconds=time.monotonic() - started, sha256=digest, verified=verify,
+                      warnings=warnings)
+
+
+def _check_room(archive, nbytes):
+    folder = os.path.dirname(archive)
+    free = _free_bytes(folder)
+    if nbytes > free:
+        raise NoSpace(f"Not enough space on {_fs_name_safe(folder)} to save {archive}: about "
+                      f"{_human(nbytes)} is needed, {_human(free)} is free. Free some space "
+                      f"on Drive (empty its trash too). Nothing was written.")
+
+
+def _write_stream(archive, written_name, dest, top, entries, deleted, base_id, fmt, level,
+                  verify, retry_for, quiet, total, warnings):
+    """walk -> tar -> compress -> hash -> write, each stage in its own thread."""
+    path = os.path.join(os.path.dirname(archive), written_name)
+    counter = _Counter()
+    progress = _Progress(f"saving {os.path.basename(archive)}", total, quiet)
+    packed = _Stage(lambda: _coalesced(_pack(dest, top, entries, deleted, base_id, counter,
+                                             warnings)), "pack")
+    stages = [packed]
+    if fmt != "tar":
+        stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
+    try:
+        return _write_archive(stages[-1], path, verify, retry_for, progress, counter)
+    except BaseException as exc:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            folder = os.path.dirname(archive)
+            raise NoSpace(f"Ran out of space on {_fs_name_safe(folder)} while saving "
+                          f"{archive} ({_human(counter.bytes)} of {_human(total)} packed, "
+                          f"{_human(_free_bytes(folder))} free now; {exc.strerror}). The "
+                          f"previous archive and its checksum are untouched. Free some space "
+                          f"on Drive (empty its trash too), then save again.") from None
+        raise
+    finally:
+        for stage in reversed(stages):
+            stage.close()
+        progress.close()
+
+
+def _flush_if_asked(flush_drive, drive_mount):
+    """Colab uploads after files are closed; flushing waits for that upload to finish."""
+    if flush_drive:
+        from google.colab import drive
+        drive.flush_and_unmount()
+        drive.mount(drive_mount)
+
+
+# ------------------------------------------------------------------------------ status --
+def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
+    """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    lines = []
+    if _is_url(archive):
+        lines.append(f"archive {archive} (a URL: versions and layers live on mounts only)")
+    else:
+        _check_drive_mounted(archive, drive_mount)
+        sidecar = _read_sidecar(archive, retry_for) if os.path.isdir(
+            os.path.dirname(archive)) else {}
+        lines.append(f"archive {archive}")
+        version = 0
+        while True:
+            path = _version_path(archive, version)
+            if not os.path.exists(path):
+                if version:
+                    break
+                lines.append("  current: missing")
+            else:
+                st = os.stat(path)
+                hashes = sorted(_expected_hashes(sidecar, os.path.basename(path),
+                                                 fallback=False) or [])
+                label = "current" if not version else f"--version {version}"
+                digest = " or ".join(h[:16] for h in hashes) or "no checksum"
+                layer_text = ""
+                if len(hashes) == 1:
+                    layers = _find_layers(archive, hashes[0])
+                    if layers:
+                        layer_text = (f", {len(layers)} layer(s) of "
+                                      f"{_human(sum(os.path.getsize(p) for p in layers))}")
+                lines.append(f"  {label}: {os.path.basename(path)}  {_human(st.st_size)}  "
+                             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(st.st_mtime))}"
+                             f"  sha256 {digest}{layer_text}")
+            version += 1
+    state, marker, changes = _inspect_dest(dest)
+    if state == "ours":
+        lines.append(f"folder {dest}: restored or saved by this tool, "
+                     f"{len(marker['manifest']):,} entries, "
+                     + (f"{len(changes)} local change(s): {_changes_text(changes)}" if changes
+                        else "no local changes"))
+    else:
+        lines.append(f"folder {dest}: {state}")
+    return lines
+
+
+# ---------------------------------------------------------------------------- autosave --
+def _parse_duration(text):
+    text = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            seconds = float(text[:-1]) * units[text[-1]]
+        else:
+            seconds = float(text)
+    except ValueError:
+        raise UsageError(f"--every takes a duration like 30s, 15m or 1h, not {text!r}.") from None
+    if seconds <= 0:
+        raise UsageError(f"--every must be positive, not {text!r}.")
+    return seconds
+
+
+class Autosave:
+    """A background saver: saves every `every` when something changed, skips when nothing
+    did, survives a failing save (it is logged and retried next round), and saves one last
+    time on stop()."""
+
+    def __init__(self, every, log=print, **save_arguments):
+        self.every = _parse_duration(every)
+        self.log = log
+        self.save_arguments = dict(save_arguments, quiet=True)
+        self.last = None  # the last SaveResult
+        self.error = None  # the last failure, if the last round failed
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="autosave", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            self.save_now()
+
+    def save_now(self):
+        self.rounds += 1
+        try:
+            self.last, self.error = save(**self.save_arguments), None
+            if self.last.action != "unchanged":
+                self.log(f"autosave: {self.last.summary()}")
+        except BootstrapError as exc:
+            self.error = exc
+            self.log(f"autosave: the save failed, retrying in {self.every:g} s: {exc}")
+        return self.last
+
+    def stop(self, final_save=True):
+        """Stop the loop; with final_save, save once more (what changed since the last round)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.save_now() if final_save else self.last
+
+
+def autosave(every="15m", **save_arguments):
+    """Start saving in a daemon thread (for a notebook kernel); return the Autosave handle."""
+    return Autosave(every, **save_arguments).start()
+
+
 def _sample_tree(root):
     """A small stand-in `_assets`: images, a weight shard, a tokenizer, a script, a link."""
     rng = __import__("random").Random(7)
@@ -1934,7 +2632,6 @@ def _tree_fingerprint(root):
 
 def demo(log=print):
     """Archive a sample folder, restore it with every engine, check it file by file, clean up."""
-    import tarfile
     with tempfile.TemporaryDirectory(prefix="bootstrap_assets-demo-") as tmp:
         made = os.path.join(tmp, "made", "_assets")
         _sample_tree(made)
@@ -1966,44 +2663,107 @@ def demo(log=print):
 
 
 # ------------------------------------------------------------------------------------ CLI --
-EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__}" for cls in (
+EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__.split(' (exit ')[0]}" for cls in (
     BootstrapError, UsageError, SourceMissing, DeadMount, ChecksumMismatch, UnsafeArchive,
     CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported))
 
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{message}. See: python bootstrap_assets.py --help")
+        raise UsageError(f"{message}. See: python {self.prog} --help")
+
+
+COMMANDS = ("restore", "save", "autosave", "status", "demo")
 
 
 def _parser():
+    common = _ArgumentParser(add_help=False)
+    common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
+                                          f"default {ARCHIVE})")
+    common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST})")
+    common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
+                                              f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
+    common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    common.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for another run on the same folder (10)")
+    common.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to keep retrying a failing mount or download (60)")
+    saving = _ArgumentParser(add_help=False)
+    saving.add_argument("--format", default="auto", choices=("auto", "tar", "gz", "zst"),
+                        help="archive format; auto measures whether compression pays (auto)")
+    saving.add_argument("--level", type=int, help="compression level (gz 1, zst 3)")
+    saving.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                        help=f"previous versions a full save keeps ({DEFAULT_KEEP})")
+    saving.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip reading the written archive back")
+    mode = saving.add_mutually_exclusive_group()
+    mode.add_argument("--incremental", dest="incremental", action="store_const",
+                      const="always", default="auto",
+                      help="write a layer of the changes whenever possible")
+    mode.add_argument("--full", dest="incremental", action="store_const", const="never",
+                      help="always write a full archive")
+    saving.add_argument("--flush", action="store_true",
+                        help="in a Colab kernel: wait for Drive's upload after saving")
+
     parser = _ArgumentParser(
         prog="bootstrap_assets.py",
-        description="Restore a verified local copy of an `_assets` archive kept on Google "
-                    "Drive (or any mount or URL).",
-        epilog="exit codes:\n  0  success\n" + EXIT_CODES,
+        description=f"bootstrap_assets {VERSION}: keep a project's `_assets` folder on Google "
+                    f"Drive as one archive; restore a verified local copy, save changes back."
+                    f"\n\nrestore is the default command:\n  python bootstrap_assets.py "
+                    f"[restore] [--archive PATH_OR_URL] [--dest DIR] [--sha256 HEX] [--force]"
+                    f"\n      [--engine auto|python|tar] [--version N] [--list] [--quiet]\n"
+                    f"Each command's --help lists all its flags.",
+        epilog="exit codes:\n   0  success\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="restore", choices=("restore", "demo"),
-                        help="restore (default) or demo (a self-contained round trip)")
-    parser.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
-                                          f"default {ARCHIVE})")
-    parser.add_argument("--dest", help=f"folder to restore into (env {ENV_DEST}; default {DEST})")
-    parser.add_argument("--sha256", help="expected sha256 of the archive; keep it outside Drive "
-                                         "(default: ARCHIVE.sha256 when present)")
-    parser.add_argument("--force", action="store_true",
-                        help="restore even over local changes (the old folder is moved to "
-                             "DEST.old-<timestamp>, never deleted)")
-    parser.add_argument("--engine", choices=ENGINES, help="extractor: python (everywhere), tar "
-                                                          "(GNU tar), auto (default)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    parser.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
-                                              f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
-    parser.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for another run on the same folder (10)")
-    parser.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to keep retrying a failing mount or download (60)")
-    parser.add_argument("--version", action="version", version=f"bootstrap_assets {VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    restore_parser = commands.add_parser(
+        "restore", parents=[common], help="archive -> local folder (the default command)")
+    restore_parser.add_argument("--sha256", help="expected sha256 of the archive; keep it "
+                                                 "outside Drive (default: ARCHIVE.sha256)")
+    restore_parser.add_argument("--force", action="store_true",
+                                help="restore even over local changes (the old folder is "
+                                     "moved to DEST.old-<timestamp>, never deleted)")
+    restore_parser.add_argument("--engine", choices=ENGINES,
+                                help="extractor: python (everywhere), tar (GNU tar), auto")
+    restore_parser.add_argument("--version", type=int, default=0, metavar="N",
+                                help="restore the Nth previous version kept by save")
+    restore_parser.add_argument("--list", action="store_true",
+                                help="list the archive's versions and layers, then stop")
+    commands.add_parser("save", parents=[common, saving],
+                        help="local folder -> archive (crash-safe, verified, versioned)")
+    autosave_parser = commands.add_parser(
+        "autosave", parents=[common, saving],
+        help="save every --every while something changed; a final save on SIGTERM")
+    autosave_parser.add_argument("--every", default="15m",
+                                 help="how often: 30s, 15m, 1h (15m)")
+    commands.add_parser("status", parents=[common], help="versions, layers, local changes")
+    commands.add_parser("demo", help="a self-contained round trip in a temporary folder")
     return parser
+
+
+def _save_arguments(args):
+    return dict(dest=args.dest, archive=args.archive, format=args.format, level=args.level,
+                keep=args.keep, verify=args.verify, incremental=args.incremental,
+                quiet=args.quiet, drive_mount=args.drive_mount,
+                lock_timeout=args.lock_timeout, retry_for=args.retry_for,
+                flush_drive=args.flush)
+
+
+def _run_autosave(args):
+    """The foreground autosave loop: SIGTERM or Ctrl-C ends it after one final save."""
+    saver = Autosave(args.every, **_save_arguments(args))
+    stop = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop.set())
+    if not args.quiet:
+        print(f"autosave: every {args.every}; stop with `kill {os.getpid()}` (a final save "
+              f"runs first)", flush=True)
+    while not stop.wait(saver.every):
+        saver.save_now()
+    saver.stop(final_save=True)
+    if saver.error is not None:
+        raise saver.error
+    return 0
 
 
 def main(argv=None):
@@ -2011,24 +2771,37 @@ def main(argv=None):
     if argv is None:
         # In a notebook kernel sys.argv holds the kernel's own arguments (-f ...json).
         argv = [] if _in_kernel() else sys.argv[1:]
+    argv = list(argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "restore")
     try:
         args = _parser().parse_args(argv)
         if args.command == "demo":
             demo()
-            return 0
-        result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
-                         engine=args.engine, quiet=args.quiet, drive_mount=args.drive_mount,
-                         lock_timeout=args.lock_timeout, retry_for=args.retry_for)
-        if not args.quiet:
-            print(result.summary())
+        elif args.command == "save":
+            result = save(**_save_arguments(args))
+            if not args.quiet:
+                print(result.summary())
+        elif args.command == "autosave":
+            return _run_autosave(args)
+        elif args.command == "status" or args.list:
+            print("\n".join(status(args.archive, args.dest, drive_mount=args.drive_mount,
+                                   retry_for=args.retry_for)))
+        else:
+            result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
+                             engine=args.engine, quiet=args.quiet,
+                             drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
+                             retry_for=args.retry_for, version=args.version)
+            if not args.quiet:
+                print(result.summary())
         return 0
     except BootstrapError as exc:
         print(f"bootstrap_assets: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except SystemExit as exc:  # --help and --version
+    except SystemExit as exc:  # --help
         return exc.code or 0
     except KeyboardInterrupt:
-        print("bootstrap_assets: interrupted; the destination was not changed.", file=sys.stderr)
+        print("bootstrap_assets: interrupted; nothing was left half-done.", file=sys.stderr)
         return 130
 
 

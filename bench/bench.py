@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Benchmark bootstrap_assets.py against the link limit and against GNU tar.
+
+    python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
+    make bench BENCH_ARGS="--scale 0.05 --runs 1"
+
+Data (generated once and cached in DIR, default $BENCH_DIR or /tmp/bootstrap-bench): the
+`mixed` profile of ../shared/datasets/make_assets.py at --scale, packed with GNU tar as
+assets.tar.gz and assets.tar (one top folder `_assets`).
+
+Over drivesim at its defaults (100 MB/s, 20 ms per open), archive MyDrive/assets.tar.gz
+with a sha256sum sidecar:
+  cat ARCHIVE > /dev/null (the link limit) | seed_restore.py (copy, then extract) |
+  ours, each engine                                   target: ours <= 1.10 x cat
+Local, warm page cache:
+  tar xf assets.tar   | ours on assets.tar, each engine         target <= 1.15 x tar
+  tar xzf assets.tar.gz | ours --engine python on it            target <= 1.5 x tar
+                        | ours --engine tar on it               (for information)
+Also: peak RSS of our restore process (target < 100 MB) and the no-op re-run (< 0.5 s).
+
+Each figure is the median of --runs runs, methods interleaved within a round. Every
+destination is removed between runs, outside the timed region. Prints a markdown table;
+--out also writes it to a file. Exit 0 unless --strict and a target is missed.
+"""
+import argparse
+import datetime
+import glob
+import hashlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+
+from drivesim_fixture import MAKE_ASSETS, SEED_RESTORE, DriveSim  # noqa: E402
+
+SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
+NAME = "_assets"
+MB = 1e6
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, **kw)
+    if r.returncode:
+        sys.exit(f"bench: {' '.join(cmd)} -> exit {r.returncode}\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+# -- data --------------------------------------------------------------------------
+def prepare(top, scale):
+    """The cached source tree and archives for this scale (built once, atomically)."""
+    base = os.path.join(top, f"mixed-scale{scale:g}")
+    src_parent = os.path.join(base, "src")
+    if not os.path.isdir(os.path.join(src_parent, NAME)):
+        tmp = src_parent + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"bench: generating the mixed profile at scale {scale:g} in {src_parent} ...")
+        t0 = time.monotonic()
+        sh([sys.executable, MAKE_ASSETS, "create", os.path.join(tmp, NAME),
+            "--profile", "mixed", "--scale", str(scale)])
+        os.rename(tmp, src_parent)
+        log(f"bench: generated in {time.monotonic() - t0:.1f} s")
+    archives = {}
+    for name, flags in (("assets.tar.gz", "czf"), ("assets.tar", "cf")):
+        path = os.path.join(base, name)
+        if not os.path.exists(path):
+            log(f"bench: tar {flags} {path} ...")
+            sh(["tar", flags, path + ".tmp", "-C", src_parent, NAME])
+            os.rename(path + ".tmp", path)
+        archives[name] = path
+    # the Drive: MyDrive/assets.tar.gz and its sha256sum sidecar
+    mydrive = os.path.join(base, "drive", "MyDrive")
+    os.makedirs(mydrive, exist_ok=True)
+    on_drive = os.path.join(mydrive, "assets.tar.gz")
+    if not (os.path.exists(on_drive) and os.path.samefile(on_drive, archives["assets.tar.gz"])):
+        if os.path.exists(on_drive):
+            os.remove(on_drive)
+        os.link(archives["assets.tar.gz"], on_drive)
+        h = hashlib.sha256()
+        with open(on_drive, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        with open(on_drive + ".sha256", "w") as f:
+            f.write(f"{h.hexdigest()}  assets.tar.gz\n")
+    files = sum(len(fs) for _, _, fs in os.walk(os.path.join(src_parent, NAME)))
+    return dict(base=base, src=os.path.join(src_parent, NAME), drive=os.path.dirname(mydrive),
+                files=files, **archives)
+
+
+def tree_size(root):
+    n = total = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f != ".bootstrap_assets.json":
+                n += 1
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return n, total
+
+
+# -- running --------------------------------------------------------------------
+class Method:
+    """One timed command. `make(workdir)` gives (argv, the folder it produced)."""
+
+    def __init__(self, name, make, baseline=None, target=None, ours=False):
+        self.name, self.make, self.baseline, self.target, self.ours = \
+            name, make, baseline, target, ours
+        self.times, self.rss_kb, self.cpu, self.read = [], [], [], []
+
+
+GNU_TIME = "/usr/bin/time"  # measures a child's peak RSS without our own as a floor
+
+
+def run_timed(argv):
+    """(seconds, peak RSS in KiB, CPU seconds (user + sys) of the process and the children
+    it waited for).
+
+    A forked child's ru_maxrss starts at its parent's RSS (the copy it execs from), so the
+    command is started by GNU time, a small process, when it is there; else by us, and
+    figures under our own RSS are a floor, not a measure."""
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    log_path = os.path.join(tmp, f"bench-{os.getpid()}.out")
+    rss_path = os.path.join(tmp, f"bench-{os.getpid()}.rss")
+    if os.access(GNU_TIME, os.X_OK):
+        argv = [GNU_TIME, "-f", "%M %U %S", "-o", rss_path] + argv
+    with open(log_path, "w+") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(
+            os, "waitstatus_to_exitcode") else (status >> 8)
+        out.seek(0)
+        text = out.read()
+    os.remove(log_path)
+    if proc.returncode:
+        sys.exit(f"bench: {' '.join(argv)} -> exit {proc.returncode}\n{text}")
+    rss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    if argv[0] == GNU_TIME:
+        with open(rss_path) as f:
+            fields = f.read().split()[-3:]
+        os.remove(rss_path)
+        rss, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
+    return seconds, rss, cpu
+
+
+def fresh(work, label):
+    d = os.path.join(work, label)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def settle(path):
+    """Outside the timed region: remove a run's output and flush dirty pages, so the next
+    run does not pay for this one's writeback."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.sync()
+
+
+def run_round(methods, work, ds, expect, check):
+    for m in methods:
+        folder = fresh(work, "run")
+        argv, produced = m.make(folder)
+        before = ds.stats().get("bytes_read", 0) if ds else 0
+        seconds, rss, cpu = run_timed(argv)
+        m.cpu.append(cpu)
+        if ds:
+            m.read.append(ds.stats().get("bytes_read", 0) - before)
+        m.times.append(seconds)
+        m.rss_kb.append(rss)
+        if check and produced:  # first round: the output is the whole tree
+            got = tree_size(produced)
+            if got != expect:
+                sys.exit(f"bench: {m.name} produced {got} (files, bytes), expected {expect}")
+        log(f"  {m.name:<44} {seconds:7.2f} s  cpu {cpu:6.2f} s  rss {rss / 1024:6.1f} MiB")
+        settle(folder)
+
+
+def ours(archive, engine, dest_of, *extra):
+    def make(folder):
+        dest = dest_of(folder)
+        argv = [sys.executable, SCRIPT, "--archive", archive, "--dest", dest, "--quiet"]
+        if engine:
+            argv += ["--engine", engine]
+        return argv + list(extra), dest
+    return make
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", type=float, default=0.25, help="make_assets.py --scale (0.25)")
+    p.add_argument("--runs", type=int, default=3, help="runs per method; medians (3)")
+    p.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/tmp/bootstrap-bench"),
+                   help="cache of generated data and scratch space ($BENCH_DIR)")
+    p.add_argument("--out", help="also write the markdown report here")
+    p.add_argument("--engines", help="comma-separated engines (default: all available)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = p.parse_args(argv)
+
+    import bootstrap_assets as ba
+    load_before = os.getloadavg()
+    engines = args.engines.split(",") if args.engines else ba.available_engines()
+    data = prepare(os.path.abspath(args.dir), args.scale)
+    work = os.path.join(data["base"], "work")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    expect = tree_size(data["src"])
+    sizes = {k: os.path.getsize(data[k]) for k in ("assets.tar.gz", "assets.tar")}
+    in_dest = lambda folder: os.path.join(folder, NAME)  # noqa: E731
+    rows = []
+
+    # -- over drivesim --------------------------------------------------------------
+    mnt = os.path.join(data["base"], "mnt")
+    with DriveSim(data["drive"], mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
+        cat = Method("drive: cat archive > /dev/null",
+                     lambda f: (["sh", "-c", 'cat "$1" > /dev/null', "cat", archive], None))
+        seed = Method("drive: seed_restore.py (cp + extractall)",
+                      lambda f: ([sys.executable, SEED_RESTORE, archive, f], in_dest(f)),
+                      baseline=cat)
+        drive = [cat, seed] + [
+            Method(f"drive: ours --engine {e}", ours(archive, e, in_dest), baseline=cat,
+                   target=1.10, ours=True) for e in engines]
+        log(f"bench: over drivesim ({sizes['assets.tar.gz'] / MB:.0f} MB archive)")
+        for i in range(args.runs):
+            log(f" round {i + 1}/{args.runs}")
+            run_round(drive, work, ds, expect, check=(i == 0))
+
+        # the no-op re-run: restore once, then time the runs that find nothing to do
+        noop_dest = os.path.join(work, "noop", NAME)
+        run_timed([sys.executable, SCRIPT, "--archive", archive, "--dest", noop_dest,
+                   "--quiet"])
+        noop = Method("drive: ours, no-op re-run (whole process)", None, target=0.5, ours=True)
+        for _ in range(max(args.runs, 3)):
+            before = ds.stats().get("bytes_read", 0)
+            seconds, rss, cpu = run_timed([sys.executable, SCRIPT, "--archive", archive,
+                                           "--dest", noop_dest, "--quiet"])
+            noop.cpu.append(cpu)
+            noop.read.append(ds.stats().get("bytes_read", 0) - before)
+            noop.times.append(seconds)
+            noop.rss_kb.append(rss)
+        settle(os.path.join(work, "noop"))
+
+    # -- local, warm cache ----------------------------------------------------------
+    tar, tgz = data["assets.tar"], data["assets.tar.gz"]
+    for path in (tar, tgz):  # warm the page cache
+        sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", path])
+    tar_x = Method("local: tar xf assets.tar",
+                   lambda f: (["tar", "xf", tar, "-C", f], in_dest(f)))
+    tar_xz = Method("local: tar xzf assets.tar.gz",
+                    lambda f: (["tar", "xzf", tgz, "-C", f], in_dest(f)))
+    local = [tar_x] + [
+        Method(f"local: ours --engine {e} on .tar", ours(tar, e, in_dest), baseline=tar_x,
+               target=1.15, ours=True) for e in engines]
+    local += [tar_xz, Method("local: ours --engine python on .tar.gz",
+                             ours(tgz, "python", in_dest), baseline=tar_xz, target=1.5,
+                             ours=True)]
+    if "tar" in engines:
+        local.append(Method("local: ours --engine tar on .tar.gz", ours(tgz, "tar", in_dest),
+                            baseline=tar_xz, ours=True))
+    log("bench: local")
+    for i in range(args.runs):
+        log(f" round {i + 1}/{args.runs}")
+        run_round(local, work, None, expect, check=(i == 0))
+    shutil.rmtree(work, ignore_errors=True)
+
+    # -- report ---------------------------------------------------------------------
+    missed = []
+    lines = [
+        "## bootstrap_assets benchmark",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- machine: {os.cpu_count()} CPUs (nproc {sh(['nproc']).strip()}), "
+        f"{platform.platform()}",
+        f"- python: {platform.python_version()} ({sys.executable})",
+        "- load average (1 min) before / after: {:.2f} / {:.2f} (other work on the machine "
+        "skews the figures)".format(load_before[0], os.getloadavg()[0]),
+        f"- data: mixed profile, scale {args.scale:g}: {expect[0]} files, "
+        f"{expect[1] / MB:.1f} MB; assets.tar.gz {sizes['assets.tar.gz'] / MB:.1f} MB, "
+        f"assets.tar {sizes['assets.tar'] / MB:.1f} MB",
+        f"- runs: median of {args.runs}; drivesim at defaults (read 100 MB/s, 20 ms per "
+        "open), archive with a sha256sum sidecar; CPU s is user + sys of the command and its "
+        "children (not drivesim's)",
+        "",
+        "| method | median s | CPU s | MB read off mount | baseline | ratio | target | result |",
+        "|---|---:|---:|---:|---|---:|---|---|",
+    ]
+    for m in drive + [noop] + local:
+        med = statistics.median(m.times)
+        read = f"{statistics.median(m.read) / MB:.1f}" if m.read else ""
+        ratio, target, result = "", "", ""
+        if m.baseline:
+            ratio = med / statistics.median(m.baseline.times)
+            target = f"<= {m.target:.2f} x" if m.target else "(info)"
+            if m.target:
+                result = "pass" if ratio <= m.target else "FAIL"
+            ratio = f"{ratio:.2f}"
+        elif m.target:  # an absolute time
+            target = f"< {m.target} s"
+            result = "pass" if med < m.target else "FAIL"
+        if result == "FAIL":
+            missed.append(m.name)
+        base = m.baseline.name.split(": ", 1)[1] if m.baseline else ""
+        lines.append(f"| {m.name} | {med:.2f} | {statistics.median(m.cpu):.2f} | {read} "
+                     f"| {base} | {ratio} | {target} "
+                     f"| {result} |")
+    ours_methods = [m for m in drive + local if m.ours]
+    peak = max(max(m.rss_kb) for m in ours_methods) / 1024
+    worst = max(ours_methods, key=lambda m: max(m.rss_kb))
+    result = "pass" if peak < 100 else "FAIL"
+    if result == "FAIL":
+        missed.append("peak RSS")
+    lines.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | "
+                 f"| < 100 MiB | {result} |")
+    lines += ["", "Peak RSS per method (MiB, max over runs): " + ", ".join(
+        f"{m.name.split(': ', 1)[1]} {max(m.rss_kb) / 1024:.0f}" for m in drive + local), ""]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+    if missed:
+        log(f"bench: targets missed: {', '.join(missed)}")
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Start and stop ../shared/drivesim (a FUSE mount that behaves like Google Drive) from tests.
+
+    with DriveSim(backing, mount, "--read-mbps", "5") as ds:
+        ...                      # ds.mount is mounted; ds.stats() reads the --stats JSON
+    # unmounted here, even if the drivesim process died and left a dead mount
+
+Used by tests/e2e_*.py and bench/bench.py. The shared tools live beside the repository
+(../shared); SHARED_DIR overrides that.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.abspath(os.environ.get("SHARED_DIR") or os.path.join(REPO, "..", "shared"))
+DRIVESIM = os.path.join(SHARED, "drivesim", "drivesim")
+MAKE_ASSETS = os.path.join(SHARED, "datasets", "make_assets.py")
+SEED_RESTORE = os.path.join(SHARED, "baselines", "seed_restore.py")
+
+
+def _unescape(field):
+    """/proc/self/mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounted(path):
+    """True if `path` is a mount point in /proc/self/mountinfo: also true for a dead FUSE
+    mount, where stat() fails with ENOTCONN."""
+    path = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(_unescape(line.split()[4]) == path for line in f if line.strip())
+    except OSError:
+        return os.path.ismount(path)
+
+
+def _fusermount():
+    return shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
+
+
+def unmount(path, timeout=3.0):
+    """Unmount `path`: fusermount -u, retried while busy, then lazy (-uz). Returns True if
+    it is no longer mounted."""
+    deadline = time.monotonic() + timeout
+    while mounted(path):
+        subprocess.run([_fusermount(), "-u", path], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        if not mounted(path):
+            break
+        if time.monotonic() > deadline:
+            subprocess.run([_fusermount(), "-uz", path], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            break
+        time.sleep(0.2)
+    return not mounted(path)
+
+
+class DriveSimError(RuntimeError):
+    pass
+
+
+class DriveSim:
+    """drivesim BACKING MOUNT [args...] as a subprocess.
+
+    start() waits until MOUNT is mounted (or raises DriveSimError with drivesim's stderr);
+    stop() unmounts (lazily if busy or dead), waits for the process and kills it if it
+    lingers. Stats are kept in STATS (a temp file unless given)."""
+
+    def __init__(self, backing, mount, *args, stats=None, timeout=20.0):
+        self.backing = os.path.abspath(backing)
+        self.mount = os.path.abspath(mount)
+        self.args = [str(a) for a in args]
+        self.timeout = timeout
+        self._tmp = tempfile.mkdtemp(prefix="drivesim-fixture-")
+        self.stats_path = stats or os.path.join(self._tmp, "stats.json")
+        self.stderr_path = os.path.join(self._tmp, "stderr.txt")
+        self.proc = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self):
+        if not os.path.exists(DRIVESIM):
+            raise DriveSimError(f"drivesim not found at {DRIVESIM}: shared/ belongs beside the "
+                                "repository, or set SHARED_DIR")
+        if mounted(self.mount):
+            raise DriveSimError(f"{self.mount} is already mounted")
+        os.makedirs(self.mount, exist_ok=True)
+        cmd = [DRIVESIM, self.backing, self.mount, "--stats", self.stats_path] + self.args
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + self.timeout
+        while not os.path.ismount(self.mount):
+            problem = None
+            if self.proc.poll() is not None:
+                problem = f"drivesim exited with {self.proc.returncode} before mounting"
+            elif time.monotonic() > deadline:
+                problem = f"drivesim did not mount within {self.timeout:g} s"
+            if problem:
+                self.stop()
+                message = (f"{problem} {self.mount}:\n{self.stderr()}\n"
+                           f"command: {' '.join(cmd)}")
+                self.cleanup()
+                raise DriveSimError(message)
+            time.sleep(0.05)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """Unmount and end the process. Safe to call twice and after a crash."""
+        if self.proc is None:
+            return
+        if self.alive():
+            unmount(self.mount)
+        else:
+            # the process died (--crash-after-read): the mount is stale, ENOTCONN on every call
+            if mounted(self.mount):
+                subprocess.run([_fusermount(), "-uz", self.mount], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # lazily unmounted but still held open: end it
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            unmount(self.mount, timeout=2)
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    # -- observation ----------------------------------------------------------
+    def stats(self, settle=0.25):
+        """drivesim's counters (opens, bytes_read, ...). drivesim rewrites the file every
+        0.1 s, so by default wait a little for the last reads to show up."""
+        if settle and self.alive():
+            time.sleep(settle)
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Run a test suite and end with one plain summary line.
+
+    python3 tests/run.py unit   # tests/test_*.py
+    python3 tests/run.py e2e    # tests/e2e_*.py (drivesim; needs FUSE)
+    python3 tests/run.py unit -k sidecar   # only tests whose name matches
+
+The last line reads e.g. `unit: 57 passed, 0 failed, 2 skipped` (errors count as failed).
+Exits 1 if anything failed or no test ran, 2 on bad usage.
+"""
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SUITES = {"unit": "test_*.py", "e2e": "e2e_*.py"}
+
+
+def tally(result):
+    """(passed, failed, skipped) from a unittest.TestResult, counted by test: a test with
+    failing subtests fails once; an error outside any test (setUpModule, setUpClass) is
+    one more failure."""
+    def key(test):
+        return getattr(test, "test_case", test).id()
+
+    failed, outside = set(), set()
+    for test, _ in result.failures + result.errors:
+        (failed if isinstance(test, unittest.TestCase) else outside).add(key(test))
+    failed |= {key(t) for t in result.unexpectedSuccesses}
+    skipped = {key(t) for t, _ in result.skipped if isinstance(t, unittest.TestCase)} - failed
+    passed = result.testsRun - len(failed) - len(skipped)
+    return passed, len(failed) + len(outside), len(skipped)
+
+
+def main(argv):
+    if not argv or argv[0] not in SUITES:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    suite, rest = argv[0], argv[1:]
+    patterns = []
+    while rest:
+        if rest[0] == "-k" and len(rest) > 1:
+            patterns.append(rest[1] if "*" in rest[1] else f"*{rest[1]}*")
+            rest = rest[2:]
+        else:
+            print(f"unknown argument {rest[0]!r}\n\n{__doc__.strip()}", file=sys.stderr)
+            return 2
+    for path in (REPO, HERE):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    loader = unittest.TestLoader()
+    if patterns:
+        loader.testNamePatterns = patterns
+    tests = loader.discover(HERE, pattern=SUITES[suite], top_level_dir=HERE)
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(tests)
+    passed, failed, skipped = tally(result)
+    sys.stdout.flush()
+    print(f"{suite}: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    if passed == 0 and not failed:
+        print(f"{suite}: no test ran", file=sys.stderr)
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
