@@ -2247,8 +2247,9 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for)
     _write_sidecar(archive, transition)
     for source, target in plan:
         os.rename(os.path.join(folder, source), os.path.join(folder, target))
-    dropped = [f"{base}.{i}" for i in range(keep + 1, len(plan) + keep + 2)
-               if os.path.lexists(os.path.join(folder, f"{base}.{i}"))] if rotate else []
+    dropped = []
+    while rotate and os.path.lexists(os.path.join(folder, f"{base}.{keep + 1 + len(dropped)}")):
+        dropped.append(f"{base}.{keep + 1 + len(dropped)}")
     for name in dropped:
         after.pop(name, None)
     kept_bases = {name: after.get(name) for name in [base] + [f"{base}.{i}" for i in
@@ -2631,7 +2632,9 @@ def _tree_fingerprint(root):
 
 
 def demo(log=print):
-    """Archive a sample folder, restore it with every engine, check it file by file, clean up."""
+    """The whole round trip in a temporary folder: archive a sample folder, restore it with
+    every engine, check it file by file, change it, save the change as a layer, restore
+    base + layer as a new session would, check again, clean up."""
     with tempfile.TemporaryDirectory(prefix="bootstrap_assets-demo-") as tmp:
         made = os.path.join(tmp, "made", "_assets")
         _sample_tree(made)
@@ -2659,6 +2662,22 @@ def demo(log=print):
                 f"modes, links)")
             again = restore(archive, dest, engine=engine, quiet=True, drive_mount="")
             log(f"demo [{engine}]: re-run: {again.action} in {again.seconds:.3f} s")
+        # The session's work: a new checkpoint, an edited config, a deleted image.
+        with open(os.path.join(dest, "weights", "checkpoint-1.pt"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        with open(os.path.join(dest, "config.yaml"), "a") as f:
+            f.write("epochs: 20\n")
+        os.unlink(os.path.join(dest, "images", "class_00", "img_0000.jpg"))
+        changed = _tree_fingerprint(dest)
+        saved = save(dest, archive, quiet=True, drive_mount="")
+        log(f"demo [save]: changed 3 files, then {saved.summary()}")
+        fresh = os.path.join(tmp, "content-next-session", "_assets")
+        result = restore(archive, fresh, quiet=True, drive_mount="")
+        if _tree_fingerprint(fresh) != changed:
+            raise BootstrapError("demo: base + layer did not restore the changed tree. This "
+                                 "is a bug; please report it.")
+        log(f"demo [next session]: {result.summary()}")
+        log(f"demo [next session]: all {len(changed)} entries match the changed folder")
     log("demo: done, temporary files removed")
 
 
