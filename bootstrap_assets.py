@@ -250,12 +250,15 @@ def _sidecar_entries(content, where):
 
 
 def _expected_hashes(entries, name, fallback=True):
-    """The hashes the sidecar accepts for name; a lone line also covers a renamed archive."""
+    """The hashes the sidecar accepts for name; a lone line about another file also covers
+    a renamed archive (but not a line about one of its own versions or layers)."""
     if name in entries:
         return frozenset(entries[name])
-    if fallback and "" in entries:
+    if not fallback:
+        return None
+    if "" in entries:
         return frozenset(entries[""])
-    if fallback and len(entries) == 1:
+    if len(entries) == 1 and not next(iter(entries)).startswith(name + "."):
         return frozenset(next(iter(entries.values())))
     return None
 
@@ -1832,6 +1835,7 @@ def _restore_into(source, sidecar, container, dest, engine, expected, checksum_s
             writer.abort()
         progress.close()
     content = extraction.content_root()
+    prefix = os.path.relpath(content, root)
     try:
         manifest = _scan(content, check=True)
     except UnsafeArchive as exc:
@@ -1839,7 +1843,7 @@ def _restore_into(source, sidecar, container, dest, engine, expected, checksum_s
     _write_marker(content, {
         "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
                     "verified": expected is not None, "checksum_source": checksum_source,
-                    "format": fmt},
+                    "format": fmt, "prefix": "" if prefix == "." else prefix},
         "manifest": manifest,
     })
     return RestoreResult(action="restored", archive=source.path, dest=content,
@@ -1975,7 +1979,7 @@ def _padded(data):
     return data + bytes(-len(data) % BLOCK)
 
 
-def _pack(folder, top, entries, deleted, base_id, counter, warnings):
+def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
     """The tar stream of a save: header and data pieces, one pass over the files.
 
     A full archive starts with a global pax comment naming the save, so no two bases ever
@@ -1996,7 +2000,7 @@ def _pack(folder, top, entries, deleted, base_id, counter, warnings):
         info.size, info.mtime = len(listing), int(time.time())
         yield info.tobuf(tarfile.PAX_FORMAT) + _padded(listing)
     for path, entry, st in entries:
-        yield _tar_header(f"{top}/{path}" if path else top, entry, st)
+        yield _tar_header(prefix + path, entry, st)
         if entry[0] != "f":
             continue
         remaining = entry[1]
@@ -2211,7 +2215,7 @@ def _write_sidecar(archive, entries):
     os.replace(temporary, archive + ".sha256")
 
 
-def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for):
+def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for, known=None):
     """Move a written and verified file into place, keeping `keep` previous versions.
 
     Crash safety, whatever instant the process dies: the sidecar is first replaced by one
@@ -2226,6 +2230,8 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for)
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     before = {name: set(hashes) for name, hashes in _read_sidecar(archive, retry_for).items()
               if name}
+    for name, hashes in (known or {}).items():
+        before.setdefault(name, set(hashes))
     plan = []
     if rotate:
         oldest = 0
@@ -2370,38 +2376,42 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
         if same_chain and marker["manifest"] == manifest and incremental != "never":
             return SaveResult(action="unchanged", archive=archive,
                               seconds=time.monotonic() - started, warnings=warnings)
-        top = os.path.basename(dest)
         if same_chain and incremental != "never":
+            # A layer must lay its members out like its base: under the base's top folder,
+            # or `./`-relative for a base that holds the folder's contents.
+            top = recorded.get("prefix", os.path.basename(dest))
+            prefix = f"{top}/" if top else "./"
             old = marker["manifest"]
             changed = [e for e in entries if old.get(e[0]) != e[1]]
-            deleted = sorted(f"{top}/{p}" for p in old
+            deleted = sorted(f"{prefix}{p}" for p in old
                              if p not in manifest or old[p][0] != manifest[p][0])
             layer_bytes = sum(os.path.getsize(p) for p in layers)
             change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
             small = layer_bytes + change_bytes <= COMPACT_SHARE * chain[0]["size"]
             if incremental == "always" or small:
-                return _save_layer(archive, dest, top, changed, deleted, manifest, recorded,
+                return _save_layer(archive, dest, prefix, changed, deleted, manifest, recorded,
                                    chain, len(layers) + 1, format, level, verify, retry_for,
                                    quiet, started, warnings, flush_drive, drive_mount)
-        return _save_full(archive, dest, top, entries, manifest, format, level, keep, verify,
+        return _save_full(archive, dest, entries, manifest, format, level, keep, verify,
                           retry_for, quiet, started, warnings, flush_drive, drive_mount)
 
 
-def _save_full(archive, dest, top, entries, manifest, fmt, level, keep, verify, retry_for,
+def _save_full(archive, dest, entries, manifest, fmt, level, keep, verify, retry_for,
                quiet, started, warnings, flush_drive, drive_mount):
     fmt, level = _choose_format(dest, entries, fmt, level)
     total = sum(e[1][1] for e in entries if e[1][0] == "f")
     _check_room(archive, total + BLOCK * 2 * len(entries))
     written_name = f"{os.path.basename(archive)}.tmp-{os.getpid()}"
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
-    digest, size = _write_stream(archive, written_name, dest, top, entries, None, base_id,
+    top = os.path.basename(dest)
+    digest, size = _write_stream(archive, written_name, dest, top + "/", entries, None, base_id,
                                  fmt, level, verify, retry_for, quiet, total, warnings)
     versions = _publish(archive, written_name, os.path.basename(archive), digest, True, keep,
                         retry_for)
     chain = [_PathSource.identity_of(archive)]
     _write_marker(dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
                                      "verified": True, "checksum_source": "sidecar",
-                                     "format": fmt},
+                                     "format": fmt, "prefix": top},
                          "manifest": manifest})
     _flush_if_asked(flush_drive, drive_mount)
     return SaveResult(action="saved", archive=archive, written=archive, bytes_written=size,
@@ -2410,16 +2420,18 @@ def _save_full(archive, dest, top, entries, manifest, fmt, level, keep, verify, 
                       verified=verify, versions=versions, warnings=warnings)
 
 
-def _save_layer(archive, dest, top, changed, deleted, manifest, recorded, chain, number, fmt,
+def _save_layer(archive, dest, prefix, changed, deleted, manifest, recorded, chain, number, fmt,
                 level, verify, retry_for, quiet, started, warnings, flush_drive, drive_mount):
     fmt, level = _choose_format(dest, changed, fmt, level)
     total = sum(e[1][1] for e in changed if e[1][0] == "f")
     _check_room(archive, total + BLOCK * 2 * (len(changed) + 2))
     final_name = f"{_layer_prefix(archive, recorded['sha256'])}{number}"
     written_name = f"{final_name}.tmp-{os.getpid()}"
-    digest, size = _write_stream(archive, written_name, dest, top, changed, deleted, None, fmt,
+    digest, size = _write_stream(archive, written_name, dest, prefix, changed, deleted, None, fmt,
                                  level, verify, retry_for, quiet, total, warnings)
-    _publish(archive, written_name, final_name, digest, False, DEFAULT_KEEP, retry_for)
+    # A base restored without a sidecar line gets one: its hash was computed as it was read.
+    _publish(archive, written_name, final_name, digest, False, DEFAULT_KEEP, retry_for,
+             known={os.path.basename(archive): {recorded["sha256"]}})
     chain = chain + [_PathSource.identity_of(os.path.join(os.path.dirname(archive),
                                                           final_name))]
     fields = dict(recorded, chain=chain)
@@ -2442,13 +2454,13 @@ def _check_room(archive, nbytes):
                       f"on Drive (empty its trash too). Nothing was written.")
 
 
-def _write_stream(archive, written_name, dest, top, entries, deleted, base_id, fmt, level,
+def _write_stream(archive, written_name, dest, prefix, entries, deleted, base_id, fmt, level,
                   verify, retry_for, quiet, total, warnings):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread."""
     path = os.path.join(os.path.dirname(archive), written_name)
     counter = _Counter()
     progress = _Progress(f"saving {os.path.basename(archive)}", total, quiet)
-    packed = _Stage(lambda: _coalesced(_pack(dest, top, entries, deleted, base_id, counter,
+    packed = _Stage(lambda: _coalesced(_pack(dest, prefix, entries, deleted, base_id, counter,
                                              warnings)), "pack")
     stages = [packed]
     if fmt != "tar":
