@@ -885,6 +885,9 @@ _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
 
 def _member_parts(name, rule_subject):
+    if "\0" in name:
+        raise UnsafeArchive(f"member {rule_subject!r} has a NUL byte in its name (rule: "
+                            f"names are plain paths)")
     if name.startswith("/"):
         raise UnsafeArchive(f"member {rule_subject!r} has an absolute path (rule: every "
                             f"member must stay inside the destination)")
@@ -1110,13 +1113,16 @@ class _TreeModel:
             raise UnsafeArchive(f"member {name!r} replaces an earlier {earlier} of the same "
                                 f"name with a {member.kind} (rule: members may not change "
                                 f"what an earlier member made)")
+        if "\0" in member.linkname:
+            raise UnsafeArchive(f"member {name!r} has a NUL byte in its link target (rule: "
+                                f"names are plain paths)")
         if member.kind == "symlink":
             self._resolve(parts[:-1], member.linkname, name)
             self.links[parts] = member.linkname
         elif member.kind == "hardlink":
             target = _member_parts(member.linkname, name)
             self._check_parents(target, name)
-            if self.kinds.get(target) != "file":
+            if self.kinds.get(target) != "file" or target == parts:
                 raise UnsafeArchive(f"member {name!r} is a hard link to {member.linkname!r}, "
                                     f"which is not a regular file extracted before it (rule: "
                                     f"hard links point at files inside the archive)")
@@ -1161,6 +1167,7 @@ class _PythonWriter:
         self.root = root
         self.umask = os.umask(0)
         os.umask(self.umask)
+        self.real_root = os.path.realpath(root)
         self.dirs = {}  # path -> (mode, mtime or None), applied once everything is written
 
     def _path(self, parts):
@@ -1172,7 +1179,16 @@ class _PythonWriter:
             if path not in self.dirs:
                 if not os.path.isdir(path):
                     os.mkdir(path, 0o700)
+                self._check_inside(path, parts)
                 self.dirs[path] = (0o777 & ~self.umask, None)
+
+    def _check_inside(self, path, parts):
+        """Belt and braces beside the tree model: each new folder really lies inside root
+        (once per folder, so the cost stays far from a realpath per file)."""
+        if not _is_within(os.path.realpath(path), self.real_root):
+            raise UnsafeArchive(f"member {'/'.join(parts)!r} would be written outside the "
+                                f"destination through {path!r} (rule: nothing is extracted "
+                                f"through a link)")
 
     def add(self, member, pieces):
         self._make_parents(member.parts)
@@ -1180,6 +1196,7 @@ class _PythonWriter:
         if member.kind == "dir":
             if not os.path.isdir(path):
                 os.mkdir(path, 0o700)
+                self._check_inside(path, member.parts)
             self.dirs[path] = (member.mode, member.mtime)
             return
         if os.path.lexists(path):  # a repeated member: the later one wins, as in tar
@@ -1829,7 +1846,8 @@ def _restore_into(source, sidecar, container, dest, engine, expected, checksum_s
                           f"{os.statvfs(container).f_favail:,} inodes free now). Nothing "
                           f"was changed at {dest}. Free some space, or use --dest on a "
                           f"larger disk.") from None
-        raise
+        raise BootstrapError(f"Restoring {source.path} failed while writing under "
+                             f"{container}: {exc}. Nothing was changed at {dest}.") from None
     finally:
         if writer is not None:
             writer.abort()
@@ -2479,6 +2497,11 @@ def _write_stream(archive, written_name, dest, prefix, entries, deleted, base_id
                           f"{_human(_free_bytes(folder))} free now; {exc.strerror}). The "
                           f"previous archive and its checksum are untouched. Free some space "
                           f"on Drive (empty its trash too), then save again.") from None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOTCONN:
+            raise _dead_mount_error(path, None, exc.strerror) from None
+        if isinstance(exc, OSError):
+            raise BootstrapError(f"Saving {dest} to {archive} failed: {exc}. The previous "
+                                 f"archive and its checksum are untouched.") from None
         raise
     finally:
         for stage in reversed(stages):
@@ -2834,6 +2857,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("bootstrap_assets: interrupted; nothing was left half-done.", file=sys.stderr)
         return 130
+    except OSError as exc:  # an operating-system failure no step above could explain better
+        print(f"bootstrap_assets: error: {exc}", file=sys.stderr)
+        return BootstrapError.exit_code
 
 
 if __name__ == "__main__":

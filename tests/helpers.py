@@ -891,3 +891,228 @@ def fake_module(name, **attrs):
     for k, v in attrs.items():
         setattr(m, k, v)
     return m
+
+
+# --------------------------------------------------------------------------------------
+# save side: a local folder and an archive folder ("the Drive") in plain temp dirs
+# --------------------------------------------------------------------------------------
+
+SAVE_TOP = "_assets"  # the local folder's name = the top folder inside a saved archive
+
+
+class SimulatedCrash(BaseException):
+    """Raised by CrashAt: not an Exception, so no `except Exception` in the module eats it."""
+
+
+class CrashAt:
+    """Count the calls that change a filesystem (os.rename, os.replace, os.unlink, os.remove)
+    and make call number `n` (0-based) and every later one raise SimulatedCrash without
+    doing anything, as if the process had been killed just before it. n=None only counts.
+    `self.calls` lists (function name, basename of the first argument) of the calls made."""
+
+    FUNCS = ("rename", "replace", "unlink", "remove")
+
+    def __init__(self, n=None, only=None):
+        self.n, self.only = n, only
+        self.calls = []
+        self.crashed = False
+        self._patches = []
+
+    def __enter__(self):
+        for fname in self.FUNCS:
+            real = getattr(os, fname)
+
+            def make(real, fname):
+                def f(*a, **kw):
+                    if self.crashed:
+                        raise SimulatedCrash("already dead")
+                    if self.only is None or self.only(fname, a):
+                        if self.n is not None and len(self.calls) == self.n:
+                            self.crashed = True
+                            raise SimulatedCrash("killed before %s(%r)" % (fname, a[:2]))
+                        self.calls.append((fname, os.path.basename(os.fspath(a[0]))))
+                    return real(*a, **kw)
+                return f
+            p = mock.patch("os." + fname, make(real, fname))
+            p.start()
+            self._patches.append(p)
+        return self
+
+    def __exit__(self, *exc):
+        for p in reversed(self._patches):
+            p.stop()
+        self._patches = []
+        return False
+
+
+@contextlib.contextmanager
+def hold_lock(dest):
+    """Hold the lock file beside dest (what a running restore/save holds) with flock."""
+    import fcntl
+    path = os.path.join(os.path.dirname(os.path.abspath(dest)),
+                        "." + os.path.basename(os.path.abspath(dest)) + ".lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("pid %d (test holder)" % os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
+
+
+def sidecar_lines(archive):
+    """[(hex, name)] of ARCHIVE.sha256 in file order ([] if missing)."""
+    path = archive + ".sha256"
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.strip():
+                digest, _, name = line.partition("  ")
+                out.append((digest, name.lstrip("*")))
+    return out
+
+
+def archive_family(archive):
+    """Names in the archive's folder that belong to it (base, versions, layers, temporaries),
+    not the sidecar."""
+    folder, base = os.path.split(archive)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder)
+                  if (n == base or n.startswith(base + ".")) and n != base + ".sha256")
+
+
+def temporaries(archive):
+    folder, base = os.path.split(archive)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if n.startswith(base + ".") and ".tmp-" in n)
+
+
+def folder_state(folder):
+    """{name: (size, mtime_ns, inode, sha256)} of the regular files in folder (not recursive)."""
+    out = {}
+    if not os.path.isdir(folder):
+        return None
+    for n in sorted(os.listdir(folder)):
+        p = os.path.join(folder, n)
+        st = os.lstat(p)
+        if stat.S_ISREG(st.st_mode):
+            out[n] = (st.st_size, st.st_mtime_ns, st.st_ino, sha256_file(p))
+        else:
+            out[n] = ("other", st.st_mode)
+    return out
+
+
+def tar_members_of(path):
+    """[(name, type, size, linkname)] of a saved archive or layer (any compression tarfile reads;
+    zstd through the zstd program)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"\x28\xb5\x2f\xfd":
+        raw = subprocess.run(["zstd", "-dqc", path], stdout=subprocess.PIPE, check=True).stdout
+        tf = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+    else:
+        tf = tarfile.open(path, mode="r:*")
+    with tf:
+        return [(m.name, m.type, m.size, m.linkname) for m in tf.getmembers()]
+
+
+def tar_member_data(path, name):
+    with tarfile.open(path, mode="r:*") as tf:
+        return tf.extractfile(name).read()
+
+
+def save_tree(root, big=True, seed=3):
+    """make_sample_tree plus what a save must carry: a file over 1 MiB, relative links with
+    '..' at several depths, a dangling link inside, unicode names, modes, a private folder."""
+    make_sample_tree(root, seed=seed)
+    extra = {
+        "deep/a/b/c/leaf.txt": (b"leaf\n", 0o644),
+        "\u65e5\u672c\u8a9e/\u30d5\u30a1\u30a4\u30eb.txt": (b"nihongo\n", 0o644),
+        "emoji-\U0001F600.bin": (rand_bytes(3000, seed + 1), 0o600),
+        "private/secret.txt": (b"s\n", 0o600),
+    }
+    if big:
+        extra["weights/big.bin"] = (rand_bytes(1_500_000, seed + 2), 0o644)
+    for rel, (data, mode) in extra.items():
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, mode)
+    os.chmod(os.path.join(root, "private"), 0o700)
+    links = {"deep/a/b/c/up3": "../../../../README.txt",
+             "deep/a/b/c/updir": "../../../../data/nested",
+             "deep/a/b/sibling": "c/leaf.txt",
+             "deep/through_link": "../links/readme_link",
+             "dangling_inside": "no_such_file.txt"}
+    for rel, target in links.items():
+        os.symlink(target, os.path.join(root, rel))
+    return root
+
+
+def saved_view(root):
+    """What restoring a save of root must give: snapshot with dir modes, without the
+    setuid/setgid/sticky bits (a save stores permission bits only)."""
+    return strip_special(snapshot(root, dir_modes=True))
+
+
+class SaveTestCase(BATestCase):
+    """self.local: the folder saved (named _assets); self.archive in self.drive."""
+
+    def setUp(self):
+        super().setUp()
+        self.local = os.path.join(self.tmp, "local", SAVE_TOP)
+        self.drive = os.path.join(self.tmp, "drive")
+        self.archive = os.path.join(self.drive, "assets.tar.gz")
+        self._outs = 0
+
+    def save(self, dest=None, archive=None, **kw):
+        kw.setdefault("quiet", True)
+        kw.setdefault("drive_mount", "")
+        kw.setdefault("lock_timeout", 5.0)
+        kw.setdefault("retry_for", 2.0)
+        return ba.save(dest or self.local, archive or self.archive, **kw)
+
+    def out(self, label="out"):
+        """A fresh (absent) restore destination named _assets."""
+        self._outs += 1
+        return os.path.join(self.tmp, "%s-%d" % (label, self._outs), SAVE_TOP)
+
+    def restore_fresh(self, archive=None, **kw):
+        """Restore into a fresh folder; returns (dest, result)."""
+        kw.setdefault("drive_mount", "")
+        dest = self.out()
+        r = self.restore(archive or self.archive, dest, **kw)
+        return dest, r
+
+    def assertRestores(self, want, archive=None, msg="", **kw):
+        dest, r = self.restore_fresh(archive, **kw)
+        got = strip_special(snapshot(dest, dir_modes=True))
+        if got != want:
+            self.fail("restored tree differs %s:\n%s" % (msg, summarize(got, want)))
+        return dest, r
+
+    def assertSidecarConsistent(self, archive=None):
+        """One line per archive file on disk (base, versions, layers), no line for anything
+        else, no temporaries, and `sha256sum -c` passes in the archive's folder."""
+        archive = archive or self.archive
+        folder, base = os.path.split(archive)
+        lines = sidecar_lines(archive)
+        names = [n for _, n in lines]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        self.assertEqual(dup, [], "names with more than one sidecar line: %s" % lines)
+        self.assertEqual(temporaries(archive), [], "temporaries left")
+        self.assertEqual(sorted(names), archive_family(archive),
+                         "sidecar names != archive files on disk")
+        if shutil.which("sha256sum"):
+            r = subprocess.run(["sha256sum", "-c", "--strict", base + ".sha256"], cwd=folder,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.assertEqual(r.returncode, 0, "sha256sum -c: %s" % r.stdout.decode(errors="replace"))
+        return lines
