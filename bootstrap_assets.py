@@ -35,38 +35,29 @@ DRIVE_MOUNT = "/content/drive"
 
 import argparse
 import dataclasses
-import difflib
 import errno
 import fcntl
 import hashlib
-import http.client
-import importlib.util
 import itertools
 import json
 import os
 import queue
 import shutil
 import signal
-import socket
 import stat
-import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import zipfile
 import zlib
-import bz2
-import lzma
 
 try:  # Python 3.14+
     from compression import zstd as _zstd_module  # novm: tried, with a fallback
 except ImportError:
     _zstd_module = None
+
+# Modules that only some runs need (URLs, zip, bz2/xz, the demo) are imported where they are
+# used: interpreter start-up is paid on every restore, including the no-op re-run.
 
 VERSION = "0.1.0"
 ENV_ARCHIVE = "BOOTSTRAP_ASSETS_ARCHIVE"
@@ -235,7 +226,7 @@ def _sidecar_entries(content, where):
     entries = {}
     for line in content.decode("utf-8", "surrogateescape").splitlines():
         words = line.split(None, 1)
-        if not words:
+        if not words or words[0].startswith("#"):  # comments (sha256sum -c skips them too)
             continue
         try:
             digest = _parse_sha256(words[0], f"A line of the checksum file {where}")
@@ -263,16 +254,33 @@ def _expected_hashes(entries, name, fallback=True):
     return None
 
 
-def _read_sidecar(archive, retry_for):
-    """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers)."""
+def _sidecar_identities(content):
+    """{sha256: [size, mtime_ns]} from the `# identity` comment lines save writes.
+
+    They let the next save tell which of two hashes a name holds after a crash mid-save
+    (renames keep a file's size and mtime), without reading the file.
+    """
+    identities = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split()
+        if len(words) == 5 and words[:2] == ["#", "identity"] and all(
+                w.isdigit() for w in words[3:]):
+            identities[words[2]] = [int(words[3]), int(words[4])]
+    return identities
+
+
+def _read_sidecar(archive, retry_for, raw=False):
+    """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
+    with raw, its bytes (b"" when there is none)."""
     sidecar = archive + ".sha256"
     started, delay = time.monotonic(), 0.2
     while True:
         try:
             with open(sidecar, "rb") as f:
-                return _sidecar_entries(f.read(MAX_SIDECAR), sidecar)
+                content = f.read(MAX_SIDECAR)
+            return content if raw else _sidecar_entries(content, sidecar)
         except FileNotFoundError:
-            return {}
+            return b"" if raw else {}
         except OSError as exc:
             if exc.errno not in TRANSIENT_ERRNOS or time.monotonic() - started > retry_for:
                 raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
@@ -314,6 +322,7 @@ def _check_drive_mounted(path, drive_mount):
             raise _dead_mount_error(path, drive_mount, os.strerror(exc.errno)) from None
     if os.path.ismount(drive_mount):
         return
+    import importlib.util
     if _in_kernel() and importlib.util.find_spec("google.colab") is not None:
         from google.colab import drive
         drive.mount(drive_mount)
@@ -348,6 +357,7 @@ def _describe_missing(path):
     if len(names) > 30:
         lines.append(f"  ... and {len(names) - 30} more")
     wanted = os.path.relpath(path, folder).split(os.sep)[0]
+    import difflib
     hint = difflib.get_close_matches(wanted, names, n=1)
     listing = "\n".join(lines) if lines else "  (empty)"
     text = f"\n{folder} holds:\n{listing}"
@@ -452,6 +462,7 @@ class _HttpSource:
     """An archive at an http(s) URL, resumed with Range requests after a broken connection."""
 
     def __init__(self, url, retry_for):
+        import urllib.parse
         self.path = url
         self.name = os.path.basename(urllib.parse.urlsplit(url).path) or url
         self.retry_for = retry_for
@@ -461,11 +472,14 @@ class _HttpSource:
         self.identity = {"path": url, "size": self.size, "validator": self.validator}
 
     def _head(self, url):
+        import urllib.request
         request = urllib.request.Request(url, method="HEAD")
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.headers
 
     def _retrying(self, action, doing, offset=None):
+        import http.client
+        import urllib.error
         delay, started = 0.2, time.monotonic()
         while True:
             try:
@@ -489,6 +503,9 @@ class _HttpSource:
             delay = min(delay * 2, 5.0)
 
     def read_sidecar(self):
+        import urllib.error
+        import urllib.request
+
         def fetch():
             try:
                 with urllib.request.urlopen(self.path + ".sha256", timeout=30) as response:
@@ -501,6 +518,8 @@ class _HttpSource:
         return {} if content is None else _sidecar_entries(content, self.path + ".sha256")
 
     def chunks(self, offset=0):
+        import http.client
+        import urllib.request
         while True:
             received = []
 
@@ -671,11 +690,15 @@ def _decompressed(chunks, fmt, where):
     if fmt == "gz":
         return _inflate(chunks, where)
     if fmt == "bz2":
-        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2")
+        import bz2
+        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError))
     if fmt == "xz":
-        return _unpack(chunks, lzma.LZMADecompressor, b"\xfd7zXZ\x00", where, "xz")
+        import lzma
+        return _unpack(chunks, lzma.LZMADecompressor, b"\xfd7zXZ\x00", where, "xz",
+                       (lzma.LZMAError,))
     if _zstd_module is not None:
-        return _unpack(chunks, _zstd_module.ZstdDecompressor, b"\x28\xb5\x2f\xfd", where, "zstd")
+        return _unpack(chunks, _zstd_module.ZstdDecompressor, b"\x28\xb5\x2f\xfd", where, "zstd",
+                       (_zstd_module.ZstdError,))
     zstd = shutil.which("zstd")
     if zstd:
         return _external_program([zstd, "-dcq"], chunks, lambda message: CorruptArchive(
@@ -724,7 +747,7 @@ def _inflate(chunks, where):
                              f"(a save or upload that was cut off).")
 
 
-def _unpack(chunks, make_decompressor, magic, where, label):
+def _unpack(chunks, make_decompressor, magic, where, label, errors):
     """bz2 / xz / zstd, whose decompressors share one interface (needs_input, eof, unused_data)."""
     decompressor = make_decompressor()
     between_streams = False
@@ -757,14 +780,9 @@ def _unpack(chunks, make_decompressor, magic, where, label):
                     between_streams = True
                 elif decompressor.needs_input:
                     break
-    except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+    except (EOFError,) + errors as exc:
         raise CorruptArchive(f"{where} is damaged: its {label} data does not decompress "
                              f"({exc}).") from None
-    except Exception as exc:  # compression.zstd.ZstdError has no stable base we can name
-        if type(exc).__name__ == "ZstdError":
-            raise CorruptArchive(f"{where} is damaged: its zstd data does not decompress "
-                                 f"({exc}).") from None
-        raise
     if not between_streams:
         raise CorruptArchive(f"{where} ends in the middle of its {label} data: it is "
                              f"truncated (a save or upload that was cut off).")
@@ -775,6 +793,7 @@ def _external_program(command, chunks, failure):
 
     failure(stderr text) makes the exception raised when the program fails.
     """
+    import subprocess
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     feed_error = []
@@ -1237,6 +1256,7 @@ def _gnu_tar():
     tar = shutil.which("tar")
     if not tar:
         return None
+    import subprocess
     try:
         version = subprocess.run([tar, "--version"], capture_output=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
@@ -1257,6 +1277,8 @@ class _GnuTarWriter:
     def __init__(self, root):
         env = {k: v for k, v in os.environ.items() if k not in ("TAR_OPTIONS", "POSIXLY_CORRECT")}
         env["LC_ALL"] = "C"
+        import subprocess
+        import tempfile
         self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [_gnu_tar(), "--extract", "--file=-", f"--directory={root}", "--no-same-owner",
@@ -1524,7 +1546,7 @@ class _Lock:
                                  f"finish, then run this again.") from None
                 time.sleep(0.1)
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}: "
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}: "
                            f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
                   .encode(), 0)
         return self
@@ -1643,6 +1665,7 @@ def _zip_member(info):
 
 def _extract_zip(spool, extraction, writer, counter):
     """Zip keeps its index at the end, so it is read from a local spool of the download."""
+    import zipfile
     try:
         with zipfile.ZipFile(spool) as archive:
             infos = archive.infolist()
@@ -1760,7 +1783,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                           f"{source.path}: the archive alone is {_human(source.size)}, and "
                           f"{_human(free)} is free. Free some space, or use --dest on a "
                           f"larger disk.")
-        container = tempfile.mkdtemp(prefix=_staging_prefix(dest), dir=parent)
+        container = f"{os.path.join(parent, _staging_prefix(dest))}{os.getpid()}-{os.urandom(4).hex()}"
+        os.mkdir(container, 0o700)
         try:
             result = _restore_into(source, sidecar, container, dest, engine, expected,
                                    checksum_source, quiet, retry_for, drive_mount)
@@ -2221,10 +2245,14 @@ def _write_archive(pieces, path, verify, retry_for, progress, counter):
     return hasher.hexdigest(), written
 
 
-def _write_sidecar(archive, entries):
+def _write_sidecar(archive, entries, identities):
     """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
     lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
                     for digest in sorted(entries[name]))
+    listed = {digest for hashes in entries.values() for digest in hashes}
+    lines += "".join(f"# identity {digest} {size} {mtime_ns}\n"
+                     for digest, (size, mtime_ns) in sorted(identities.items())
+                     if digest in listed)
     temporary = f"{archive}.sha256.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(lines)
@@ -2246,10 +2274,26 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for,
     never separates it from its layers.
     """
     folder, base = os.path.dirname(archive), os.path.basename(archive)
-    before = {name: set(hashes) for name, hashes in _read_sidecar(archive, retry_for).items()
-              if name}
+    content = _read_sidecar(archive, retry_for, raw=True)
+    before = {name: set(hashes) for name, hashes in
+              (_sidecar_entries(content, archive + ".sha256") if content else {}).items() if name}
     for name, hashes in (known or {}).items():
         before.setdefault(name, set(hashes))
+    identities = _sidecar_identities(content)
+    for name, hashes in before.items():
+        try:
+            st = os.stat(os.path.join(folder, name))
+        except FileNotFoundError:
+            continue
+        here = [st.st_size, st.st_mtime_ns]
+        if len(hashes) > 1:  # a save died mid-swap: the file's identity tells which it holds
+            matching = {d for d in hashes if identities.get(d) == here}
+            if len(matching) == 1:
+                hashes.intersection_update(matching)
+        if len(hashes) == 1:
+            identities[next(iter(hashes))] = here
+    st = os.stat(os.path.join(folder, written_name))
+    identities[digest] = [st.st_size, st.st_mtime_ns]
     plan = []
     if rotate:
         oldest = 0
@@ -2268,7 +2312,7 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for,
             after[target] = set(moved)
     transition = {name: before.get(name, set()) | after.get(name, set())
                   for name in set(before) | set(after)}
-    _write_sidecar(archive, transition)
+    _write_sidecar(archive, transition, identities)
     for source, target in plan:
         os.rename(os.path.join(folder, source), os.path.join(folder, target))
     dropped = []
@@ -2288,7 +2332,7 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for,
                    and not any(name.startswith(p) for p in kept_prefixes)]
         for name in orphans:
             after.pop(name, None)
-    _write_sidecar(archive, after)
+    _write_sidecar(archive, after, identities)
     for name in dropped + orphans:
         os.unlink(os.path.join(folder, name))
     return sorted(kept_bases)
@@ -2394,24 +2438,61 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
         if same_chain and marker["manifest"] == manifest and incremental != "never":
             return SaveResult(action="unchanged", archive=archive,
                               seconds=time.monotonic() - started, warnings=warnings)
-        if same_chain and incremental != "never":
-            # A layer must lay its members out like its base: under the base's top folder,
-            # or `./`-relative for a base that holds the folder's contents.
-            top = recorded.get("prefix", os.path.basename(dest))
-            prefix = f"{top}/" if top else "./"
-            old = marker["manifest"]
-            changed = [e for e in entries if old.get(e[0]) != e[1]]
-            deleted = sorted(f"{prefix}{p}" for p in old
-                             if p not in manifest or old[p][0] != manifest[p][0])
-            layer_bytes = sum(os.path.getsize(p) for p in layers)
-            change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
-            small = layer_bytes + change_bytes <= COMPACT_SHARE * chain[0]["size"]
-            if incremental == "always" or small:
-                return _save_layer(archive, dest, prefix, changed, deleted, manifest, recorded,
-                                   chain, len(layers) + 1, format, level, verify, retry_for,
-                                   quiet, started, warnings, flush_drive, drive_mount)
-        return _save_full(archive, dest, entries, manifest, format, level, keep, verify,
-                          retry_for, quiet, started, warnings, flush_drive, drive_mount)
+        plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
+            else None
+        try:
+            if plan:
+                return _save_layer(archive, dest, plan, manifest, recorded, chain, format,
+                                   level, verify, retry_for, quiet, started, warnings,
+                                   flush_drive, drive_mount)
+            return _save_full(archive, dest, entries, manifest, format, level, keep, verify,
+                              retry_for, quiet, started, warnings, flush_drive, drive_mount)
+        except OSError as exc:
+            raise _save_failure(exc, archive) from None
+
+
+def _layer_plan(dest, entries, marker, chain, layers, incremental):
+    """What a layer would hold: None when a full save is asked for or due (compaction)."""
+    if incremental == "never":
+        return None
+    # A layer lays its members out like its base: under the base's top folder, or
+    # `./`-relative for a base that holds the folder's contents.
+    top = marker["archive"].get("prefix", os.path.basename(dest))
+    prefix = f"{top}/" if top else "./"
+    old = marker["manifest"]
+    current = {path: entry for path, entry, _ in entries}
+    changed = [e for e in entries if old.get(e[0]) != e[1]]
+    deleted = sorted(f"{prefix}{path}" for path in old
+                     if path not in current or old[path][0] != current[path][0])
+    layer_bytes = sum(os.path.getsize(p) for p in layers)
+    change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
+    if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
+        return None
+    return {"prefix": prefix, "changed": changed, "deleted": deleted,
+            "number": len(layers) + 1}
+
+
+def _save_failure(exc, archive):
+    """The error to report for an OSError during a save, after removing its temporaries.
+
+    Until the sidecar swap, nothing of the previous archive has changed; after it, every
+    name holds a complete file the sidecar accepts (see _publish).
+    """
+    folder = os.path.dirname(archive)
+    try:
+        _clean_stale_temporaries(archive)
+        free = f"{_human(_free_bytes(folder))} free now"
+    except OSError:
+        free = "the mount does not answer"
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NoSpace(f"Ran out of space on {_fs_name_safe(folder)} while saving {archive} "
+                       f"({exc.strerror}; {free}). The previous archive and its checksum are "
+                       f"intact. Free some space on Drive (empty its trash too), then save "
+                       f"again.")
+    if exc.errno == errno.ENOTCONN:
+        return _dead_mount_error(archive, None, exc.strerror)
+    return BootstrapError(f"Saving to {archive} failed: {exc}. The previous archive and its "
+                          f"checksum are intact.")
 
 
 def _save_full(archive, dest, entries, manifest, fmt, level, keep, verify, retry_for,
@@ -2438,14 +2519,16 @@ def _save_full(archive, dest, entries, manifest, fmt, level, keep, verify, retry
                       verified=verify, versions=versions, warnings=warnings)
 
 
-def _save_layer(archive, dest, prefix, changed, deleted, manifest, recorded, chain, number, fmt,
-                level, verify, retry_for, quiet, started, warnings, flush_drive, drive_mount):
+def _save_layer(archive, dest, plan, manifest, recorded, chain, fmt, level, verify, retry_for,
+                quiet, started, warnings, flush_drive, drive_mount):
+    changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(dest, changed, fmt, level)
     total = sum(e[1][1] for e in changed if e[1][0] == "f")
     _check_room(archive, total + BLOCK * 2 * (len(changed) + 2))
     final_name = f"{_layer_prefix(archive, recorded['sha256'])}{number}"
     written_name = f"{final_name}.tmp-{os.getpid()}"
-    digest, size = _write_stream(archive, written_name, dest, prefix, changed, deleted, None, fmt,
+    digest, size = _write_stream(archive, written_name, dest, plan["prefix"], changed, deleted,
+                                 None, fmt,
                                  level, verify, retry_for, quiet, total, warnings)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     _publish(archive, written_name, final_name, digest, False, DEFAULT_KEEP, retry_for,
@@ -2485,23 +2568,11 @@ def _write_stream(archive, written_name, dest, prefix, entries, deleted, base_id
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
     try:
         return _write_archive(stages[-1], path, verify, retry_for, progress, counter)
-    except BaseException as exc:
+    except BaseException:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:
             pass
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
-            folder = os.path.dirname(archive)
-            raise NoSpace(f"Ran out of space on {_fs_name_safe(folder)} while saving "
-                          f"{archive} ({_human(counter.bytes)} of {_human(total)} packed, "
-                          f"{_human(_free_bytes(folder))} free now; {exc.strerror}). The "
-                          f"previous archive and its checksum are untouched. Free some space "
-                          f"on Drive (empty its trash too), then save again.") from None
-        if isinstance(exc, OSError) and exc.errno == errno.ENOTCONN:
-            raise _dead_mount_error(path, None, exc.strerror) from None
-        if isinstance(exc, OSError):
-            raise BootstrapError(f"Saving {dest} to {archive} failed: {exc}. The previous "
-                                 f"archive and its checksum are untouched.") from None
         raise
     finally:
         for stage in reversed(stages):
@@ -2574,8 +2645,8 @@ def _parse_duration(text):
             seconds = float(text)
     except ValueError:
         raise UsageError(f"--every takes a duration like 30s, 15m or 1h, not {text!r}.") from None
-    if seconds <= 0:
-        raise UsageError(f"--every must be positive, not {text!r}.")
+    if not 0 < seconds < float("inf"):  # also refuses nan
+        raise UsageError(f"--every must be a positive duration, not {text!r}.")
     return seconds
 
 
@@ -2670,6 +2741,7 @@ def demo(log=print):
     """The whole round trip in a temporary folder: archive a sample folder, restore it with
     every engine, check it file by file, change it, save the change as a layer, restore
     base + layer as a new session would, check again, clean up."""
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="bootstrap_assets-demo-") as tmp:
         made = os.path.join(tmp, "made", "_assets")
         _sample_tree(made)
