@@ -1439,7 +1439,7 @@ class RestoreResult:
 def _scan(root, check=False):
     """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
 
-    Entries: ["d"], ["f", size, mtime_ns], ["l", target]. This is the manifest kept in the
+    Entries: ["d", mode], ["f", size, mtime_ns, mode], ["l", target]. This is the manifest kept in the
     marker and what local changes are judged by. With check it is also the last guard after
     extraction, whatever engine ran: only files, folders and links that resolve inside root,
     no setuid/setgid/sticky bits, everything owned by us.
@@ -1456,10 +1456,10 @@ def _scan(root, check=False):
                     continue
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    entries[path] = ["d"]
+                    entries[path] = ["d", stat.S_IMODE(st.st_mode)]
                     pending.append(path)
                 elif stat.S_ISREG(st.st_mode):
-                    entries[path] = ["f", st.st_size, st.st_mtime_ns]
+                    entries[path] = ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
                 elif stat.S_ISLNK(st.st_mode):
                     entries[path] = ["l", os.readlink(entry.path)]
                     if check and not _is_within(os.path.realpath(entry.path), real_root):
@@ -1699,12 +1699,14 @@ def _layer_prefix(archive_path, base_sha):
     return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
 
 
-def _find_layers(archive_path, base_sha, names=None):
-    """The layer files of the base with this hash, in order (stops at the first gap)."""
+def _find_layers(archive_path, base_sha):
+    """The layer files of the base with this hash, in order (stops at the first gap).
+
+    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
+    """
     folder = os.path.dirname(archive_path)
     prefix = _layer_prefix(archive_path, base_sha)
-    if names is None:
-        names = os.listdir(folder)
+    names = os.listdir(folder)
     numbers = {int(n[len(prefix):]) for n in names
                if n.startswith(prefix) and n[len(prefix):].isdigit()}
     layers, k = [], 1
@@ -1761,7 +1763,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         if state == "ours" and not force:
             recorded = marker.get("archive", {})
             layers = ([] if _is_url(archive) or not recorded.get("sha256") else
-                      _find_layers(source.path, recorded["sha256"]))
+                      _find_layers(archive, recorded["sha256"]))
             chain = [source.identity] + [_PathSource.identity_of(p) for p in layers]
             if (recorded.get("chain") == chain and
                     (expected is None or recorded.get("sha256") in expected)):
@@ -1786,7 +1788,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         container = f"{os.path.join(parent, _staging_prefix(dest))}{os.getpid()}-{os.urandom(4).hex()}"
         os.mkdir(container, 0o700)
         try:
-            result = _restore_into(source, sidecar, container, dest, engine, expected,
+            result = _restore_into(source, archive, sidecar, container, dest, engine, expected,
                                    checksum_source, quiet, retry_for, drive_mount)
             fresh_state, _, fresh_changes = _inspect_dest(dest)
             if fresh_state == "foreign" or fresh_changes:
@@ -1835,8 +1837,8 @@ def _move_aside(dest):
     return aside
 
 
-def _restore_into(source, sidecar, container, dest, engine, expected, checksum_source, quiet,
-                  retry_for, drive_mount):
+def _restore_into(source, archive, sidecar, container, dest, engine, expected, checksum_source,
+                  quiet, retry_for, drive_mount):
     """Extract the archive and its layers into container; return a RestoreResult whose dest
     is the finished folder (inside container)."""
     root = os.path.join(container, "root")
@@ -1847,7 +1849,7 @@ def _restore_into(source, sidecar, container, dest, engine, expected, checksum_s
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, container)
-        layers = [] if _is_url(source.path) else _find_layers(source.path, base_sha)
+        layers = [] if _is_url(archive) else _find_layers(archive, base_sha)
         chain = [source.identity]
         for layer_path in layers:
             if engine == "tar":
@@ -1985,10 +1987,11 @@ def _save_entries(folder):
                 continue
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                entries.append((path, ["d"], st))
+                entries.append((path, ["d", stat.S_IMODE(st.st_mode)], st))
                 pending.append(path)
             elif stat.S_ISREG(st.st_mode):
-                entries.append((path, ["f", st.st_size, st.st_mtime_ns], st))
+                entries.append((path, ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)],
+                                st))
             elif stat.S_ISLNK(st.st_mode):
                 target = os.readlink(entry.path)
                 if target.startswith("/") or not _is_within(os.path.realpath(entry.path),
@@ -2462,8 +2465,11 @@ def _layer_plan(dest, entries, marker, chain, layers, incremental):
     old = marker["manifest"]
     current = {path: entry for path, entry, _ in entries}
     changed = [e for e in entries if old.get(e[0]) != e[1]]
+    # Deleted first, then re-added: paths that changed kind, and retargeted symlinks (a
+    # restore never lets a member replace a symlink).
     deleted = sorted(f"{prefix}{path}" for path in old
-                     if path not in current or old[path][0] != current[path][0])
+                     if path not in current or old[path][0] != current[path][0]
+                     or (old[path][0] == "l" and old[path] != current[path]))
     layer_bytes = sum(os.path.getsize(p) for p in layers)
     change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
     if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
@@ -2679,7 +2685,7 @@ class Autosave:
             self.last, self.error = save(**self.save_arguments), None
             if self.last.action != "unchanged":
                 self.log(f"autosave: {self.last.summary()}")
-        except BootstrapError as exc:
+        except Exception as exc:  # a background loop must outlive whatever one round throws
             self.error = exc
             self.log(f"autosave: the save failed, retrying in {self.every:g} s: {exc}")
         return self.last
