@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bootstrap_assets: restore a project's `_assets` folder from ONE archive on Google Drive.
+"""bootstrap_assets: keep a project's `_assets` folder on Google Drive as ONE archive.
 
 An ephemeral notebook (Colab, Kaggle, a rented Jupyter box) loses its local disk with the
 VM, and reading thousands of files straight off the Drive mount is ~10x too slow. So the
@@ -10,17 +10,20 @@ folder lives on Drive as one archive, and each session starts with
 which reads the archive once, in large sequential chunks, hashes it (sha256) as it is read,
 decompresses and extracts it as it streams into a staging folder beside the destination,
 checks every member against the safety rules, verifies the hash, and only then renames the
-finished folder into place. Re-running it with nothing changed does nothing.
+finished folder into place. Re-running it with nothing changed does nothing. `save` packs
+the folder back in one streaming pass, verifies what reached the mount, and swaps it in so
+that a crash at any instant leaves a complete archive; after a restore it writes only the
+changes, as a layer beside the base. `autosave` does that every N minutes.
 
 Ways in:
     python bootstrap_assets.py [restore] [--archive PATH_OR_URL] [--dest DIR] [--sha256 HEX]
-                               [--force] [--engine auto|python|tar] [--quiet]
-    python bootstrap_assets.py demo          # a self-contained round trip in a temp dir
-    import bootstrap_assets; bootstrap_assets.restore(archive=..., dest=...)
-    paste this whole file into a notebook cell (edit the CONFIG block below)
+    python bootstrap_assets.py save | autosave --every 15m | status | demo   (--help: all flags)
+    import bootstrap_assets; bootstrap_assets.restore(...), .save(...), .autosave(every="15m")
+    paste this whole file into a notebook cell (edit the CONFIG block below): it restores,
+        and save() / autosave() are then defined for the next cells
 
-Standard library only; CPython 3.9 to 3.14; Linux and macOS (GNU tar, pigz-less, zstd are
-used when present, never required). Exit codes are listed with the exceptions below.
+Standard library only; CPython 3.9 to 3.14; Linux and macOS. GNU tar and zstd are used when
+present, never required. Exit codes are listed with the exceptions below.
 """
 
 # ------------------------------------------------------------------------------------------

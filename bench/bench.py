@@ -18,6 +18,13 @@ Local, warm page cache:
                         | ours --engine tar on it               (for information)
 Also: peak RSS of our restore process (target < 100 MB) and the no-op re-run (< 0.5 s).
 
+Save, over drivesim at its defaults (write 60 MB/s), of a copy of the same `_assets`:
+  dd if=LOCAL_FILE of=MNT/x bs=1M conv=fsync, LOCAL_FILE as large as the saved archive |
+  ours `save --full` (read back and verified)             target: ours <= 1.15 x dd
+  ours `save --full --no-verify`                          target: ours <= 1.15 x dd
+  then make_assets.py mutate and `save --incremental`: bytes written to the mount (drivesim
+  stats) as a share of a full save's                      target <= 0.10
+
 Each figure is the median of --runs runs, methods interleaved within a round. Every
 destination is removed between runs, outside the timed region. Prints a markdown table;
 --out also writes it to a file. Exit 0 unless --strict and a target is missed.
@@ -112,10 +119,17 @@ def tree_size(root):
 class Method:
     """One timed command. `make(workdir)` gives (argv, the folder it produced)."""
 
-    def __init__(self, name, make, baseline=None, target=None, ours=False):
+    def __init__(self, name, make, baseline=None, target=None, ours=False, measure="time",
+                 cleanup=None):
         self.name, self.make, self.baseline, self.target, self.ours = \
             name, make, baseline, target, ours
-        self.times, self.rss_kb, self.cpu, self.read = [], [], [], []
+        self.measure = measure  # what the ratio compares: "time" or "written" (bytes)
+        self.cleanup = cleanup  # run after each run, outside the timed region
+        self.times, self.rss_kb, self.cpu, self.read, self.written = [], [], [], [], []
+
+    def figure(self, measure=None):
+        measure = measure or self.measure
+        return statistics.median(self.written if measure == "written" else self.times)
 
 
 GNU_TIME = "/usr/bin/time"  # measures a child's peak RSS without our own as a floor
@@ -173,11 +187,13 @@ def run_round(methods, work, ds, expect, check):
     for m in methods:
         folder = fresh(work, "run")
         argv, produced = m.make(folder)
-        before = ds.stats().get("bytes_read", 0) if ds else 0
+        before = ds.stats() if ds else {}
         seconds, rss, cpu = run_timed(argv)
         m.cpu.append(cpu)
         if ds:
-            m.read.append(ds.stats().get("bytes_read", 0) - before)
+            after = ds.stats()
+            m.read.append(after.get("bytes_read", 0) - before.get("bytes_read", 0))
+            m.written.append(after.get("bytes_written", 0) - before.get("bytes_written", 0))
         m.times.append(seconds)
         m.rss_kb.append(rss)
         if check and produced:  # first round: the output is the whole tree
@@ -186,6 +202,8 @@ def run_round(methods, work, ds, expect, check):
                 sys.exit(f"bench: {m.name} produced {got} (files, bytes), expected {expect}")
         log(f"  {m.name:<44} {seconds:7.2f} s  cpu {cpu:6.2f} s  rss {rss / 1024:6.1f} MiB")
         settle(folder)
+        if m.cleanup:
+            m.cleanup()
 
 
 def ours(archive, engine, dest_of, *extra):
@@ -196,6 +214,66 @@ def ours(archive, engine, dest_of, *extra):
             argv += ["--engine", engine]
         return argv + list(extra), dest
     return make
+
+
+def bench_save(data, work, runs):
+    """Full saves against dd through drivesim, then an incremental save after mutate.
+    Returns (methods, a line describing the archive)."""
+    src = os.path.join(work, "save-src", NAME)
+    log(f"bench: save: copying {data['src']} (the copy gets our marker and is mutated)")
+    shutil.copytree(data["src"], src, symlinks=True)
+    mydrive = os.path.join(work, "save-drive", "MyDrive")
+    os.makedirs(mydrive)
+    on_backing = os.path.join(mydrive, "assets.tar.gz")
+    mnt = os.path.join(data["base"], "mnt-save")
+    with DriveSim(os.path.dirname(mydrive), mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
+
+        def save(*flags):
+            return [sys.executable, SCRIPT, "save", "--dest", src, "--archive", archive,
+                    "--quiet"] + list(flags)
+
+        # a first save: the archive's size for dd's input; warms the page cache with src
+        log("bench: save: a first full save (not timed)")
+        run_timed(save("--full"))
+        size = os.path.getsize(on_backing)
+        with open(on_backing, "rb") as f:
+            magic = f.read(2)
+        fmt = "gzip" if magic == b"\x1f\x8b" else "plain tar"
+        dd_input = os.path.join(work, "dd-input.bin")
+        shutil.copyfile(on_backing, dd_input)  # a local file exactly as large as the archive
+        sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", dd_input])
+        dd_out = os.path.join(mnt, "MyDrive", "dd.bin")  # removed through the mount
+        dd = Method("drive: dd if=local of=MNT/x bs=1M conv=fsync",
+                    lambda f: (["dd", f"if={dd_input}", f"of={dd_out}", "bs=1M", "conv=fsync",
+                                "status=none"], None),
+                    cleanup=lambda: os.path.exists(dd_out) and os.remove(dd_out))
+        full = Method("drive: ours save --full", lambda f: (save("--full"), None),
+                      baseline=dd, target=1.15, ours=True)
+        no_verify = Method("drive: ours save --full --no-verify",
+                           lambda f: (save("--full", "--no-verify"), None), baseline=dd,
+                           target=1.15, ours=True)
+        methods = [dd, full, no_verify]
+        log(f"bench: save over drivesim ({size / MB:.0f} MB archive, {fmt})")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round(methods, work, ds, None, check=False)
+
+        # the last full save left the folder's marker matching the archive: mutate, then a
+        # layer. Its bytes are deterministic: one run.
+        sh([sys.executable, MAKE_ASSETS, "mutate", src])
+        incremental = Method("drive: ours save --incremental after mutate",
+                             lambda f: (save("--incremental"), None), baseline=full,
+                             target=0.10, ours=True, measure="written")
+        log("bench: save --incremental after make_assets.py mutate")
+        run_round([incremental], work, ds, None, check=False)
+        layers = [n for n in os.listdir(mydrive) if ".layer-" in n and ".tmp-" not in n]
+        if not layers:
+            log("bench: WARNING: save --incremental wrote no layer")
+    info = (f"archive {size / MB:.1f} MB ({fmt}); dd's input a local file of the same size, "
+            f"page cache warm; the incremental row compares bytes written (drivesim stats) "
+            f"with a full save's, one run")
+    return methods + [incremental], info
 
 
 def main(argv=None):
@@ -274,6 +352,8 @@ def main(argv=None):
     for i in range(args.runs):
         log(f" round {i + 1}/{args.runs}")
         run_round(local, work, None, expect, check=(i == 0))
+
+    saving, save_info = bench_save(data, work, args.runs)
     shutil.rmtree(work, ignore_errors=True)
 
     # -- report ---------------------------------------------------------------------
@@ -293,17 +373,23 @@ def main(argv=None):
         f"- runs: median of {args.runs}; drivesim at defaults (read 100 MB/s, 20 ms per "
         "open), archive with a sha256sum sidecar; CPU s is user + sys of the command and its "
         "children (not drivesim's)",
+        f"- save: a copy of the same folder saved over drivesim at defaults (write 60 MB/s, "
+        f"read 100 MB/s) to MyDrive/assets.tar.gz: {save_info}",
         "",
-        "| method | median s | CPU s | MB read off mount | baseline | ratio | target | result |",
-        "|---|---:|---:|---:|---|---:|---|---|",
+        "| method | median s | CPU s | MB read off mount | MB written to mount | baseline "
+        "| ratio | target | result |",
+        "|---|---:|---:|---:|---:|---|---:|---|---|",
     ]
-    for m in drive + [noop] + local:
+    for m in drive + [noop] + local + saving:
         med = statistics.median(m.times)
         read = f"{statistics.median(m.read) / MB:.1f}" if m.read else ""
+        written = (f"{statistics.median(m.written) / MB:.1f}" if m.written and any(m.written)
+                   else "")
         ratio, target, result = "", "", ""
         if m.baseline:
-            ratio = med / statistics.median(m.baseline.times)
-            target = f"<= {m.target:.2f} x" if m.target else "(info)"
+            ratio = m.figure() / m.baseline.figure(m.measure)
+            unit = " (bytes written)" if m.measure == "written" else ""
+            target = f"<= {m.target:.2f} x{unit}" if m.target else "(info)"
             if m.target:
                 result = "pass" if ratio <= m.target else "FAIL"
             ratio = f"{ratio:.2f}"
@@ -314,7 +400,7 @@ def main(argv=None):
             missed.append(m.name)
         base = m.baseline.name.split(": ", 1)[1] if m.baseline else ""
         lines.append(f"| {m.name} | {med:.2f} | {statistics.median(m.cpu):.2f} | {read} "
-                     f"| {base} | {ratio} | {target} "
+                     f"| {written} | {base} | {ratio} | {target} "
                      f"| {result} |")
     ours_methods = [m for m in drive + local if m.ours]
     peak = max(max(m.rss_kb) for m in ours_methods) / 1024
@@ -322,10 +408,14 @@ def main(argv=None):
     result = "pass" if peak < 100 else "FAIL"
     if result == "FAIL":
         missed.append("peak RSS")
-    lines.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | "
+    lines.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | | "
                  f"| < 100 MiB | {result} |")
+    save_peak = max(saving, key=lambda m: max(m.rss_kb))
+    lines.append(f"| peak RSS of our save (worst: {save_peak.name}) | "
+                 f"{max(save_peak.rss_kb) / 1024:.1f} MiB | | | | | | (info) | |")
     lines += ["", "Peak RSS per method (MiB, max over runs): " + ", ".join(
-        f"{m.name.split(': ', 1)[1]} {max(m.rss_kb) / 1024:.0f}" for m in drive + local), ""]
+        f"{m.name.split(': ', 1)[1]} {max(m.rss_kb) / 1024:.0f}" for m in drive + local + saving),
+        ""]
     report = "\n".join(lines)
     print(report)
     if args.out:

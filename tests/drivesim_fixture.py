@@ -4,6 +4,10 @@
         ...                      # ds.mount is mounted; ds.stats() reads the --stats JSON
     # unmounted here, even if the drivesim process died and left a dead mount
 
+    ops = read_oplog(path)       # a --oplog FILE as [(n, op, (path, ...)), ...]
+    kill_points(ops)             # call numbers for a --kill-at-op sweep
+    copy_backing(src, dst)       # a copy of a BACKING folder with mtimes kept to the ns
+
 Used by tests/e2e_*.py and bench/bench.py. The shared tools live beside the repository
 (../shared); SHARED_DIR overrides that.
 """
@@ -160,3 +164,61 @@ class DriveSim:
                 return f.read()
         except OSError:
             return ""
+
+    def counter(self, key, settle=0.25):
+        """One of drivesim's counters (0 if the stats file is not there yet)."""
+        return self.stats(settle).get(key, 0)
+
+
+# -- crash sweeps -------------------------------------------------------------------
+def read_oplog(path):
+    """drivesim --oplog FILE as [(n, op, (path, ...))], n counting from 1 at mount time."""
+    ops = []
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3 and fields[0].isdigit():
+                ops.append((int(fields[0]), fields[1], tuple(fields[2:])))
+    return ops
+
+
+def kill_points(ops, at_least=20, min_bulk_writes=8, bulk=None):
+    """Call numbers to pass to --kill-at-op, spread over a run logged by --oplog: the first
+    and the last call, every call that is not a bulk write (create, fsync, rename, unlink,
+    writes of small files such as a sidecar, ...), and evenly spaced bulk writes, enough
+    of them to reach `at_least` points in all (and at least min_bulk_writes). A bulk write
+    is a write to the file most written to, unless `bulk(path)` says otherwise."""
+    if not ops:
+        return []
+    if bulk is None:
+        counts = {}
+        for _, op, paths in ops:
+            if op == "write":
+                counts[paths[0]] = counts.get(paths[0], 0) + 1
+        busiest = max(counts, key=counts.get) if counts else None
+        bulk = lambda path: path == busiest  # noqa: E731
+    chosen = {ops[0][0], ops[-1][0]}
+    writes = []
+    for n, op, paths in ops:
+        if op == "write" and bulk(paths[0]):
+            writes.append(n)
+        else:
+            chosen.add(n)
+    want = min(len(writes), max(min_bulk_writes, at_least - len(chosen)))
+    if want == 1:
+        chosen.add(writes[0])
+    elif want > 1:
+        chosen.update(writes[round(i * (len(writes) - 1) / (want - 1))] for i in range(want))
+    extra = iter(n for n in writes if n not in chosen)
+    while len(chosen) < min(at_least, len(ops)):
+        chosen.add(next(extra))
+    return sorted(chosen)
+
+
+def copy_backing(src, dst):
+    """Copy a BACKING folder, keeping modes and mtimes (to the ns): a file's identity as seen
+    through the mount (path, size, mtime) is then the same in the copy, mounted at the same
+    MOUNT, as in the original."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
