@@ -211,8 +211,10 @@ def _remove_tree(path):
         function(failed_path)
 
     if os.path.lexists(path):
-        # onerror is deprecated from 3.12 in favour of onexc, but both accept this handler shape
-        shutil.rmtree(path, onerror=make_writable_and_retry)
+        try:
+            shutil.rmtree(path, onexc=make_writable_and_retry)  # novm: onerror below before 3.12
+        except TypeError:
+            shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 def _parse_sha256(text, origin):
@@ -896,6 +898,7 @@ class _Member:
     size: int
     linkname: str = ""
     raw: bytes = b""  # header blocks exactly as they go to GNU tar (tar engine only)
+    replaces: bool = False  # an earlier member (or layer) made this path already
 
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
@@ -1152,6 +1155,7 @@ class _TreeModel:
         for i in range(1, len(parts)):
             self.kinds.setdefault(parts[:i], "dir")
         self.kinds[parts] = kind
+        member.replaces = earlier is not None
 
 
 class _SpaceGuard:
@@ -1221,7 +1225,7 @@ class _PythonWriter:
                 self._check_inside(path, member.parts)
             self.dirs[path] = (member.mode, member.mtime)
             return
-        if os.path.lexists(path):  # a repeated member: the later one wins, as in tar
+        if member.replaces:  # a repeated member: the later one wins, as in tar
             os.unlink(path)
         if member.kind == "symlink":
             os.symlink(member.linkname, path)
