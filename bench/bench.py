@@ -48,6 +48,9 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 from drivesim_fixture import MAKE_ASSETS, SEED_RESTORE, DriveSim  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
+# The targets are for the engine `--engine auto` picks; the others are measured for information.
+DEFAULT_ENGINE = "python"
+DEFAULT_MARK = {DEFAULT_ENGINE: " (the default)"}
 NAME = "_assets"
 MB = 1e6
 
@@ -309,8 +312,9 @@ def main(argv=None):
                       lambda f: ([sys.executable, SEED_RESTORE, archive, f], in_dest(f)),
                       baseline=cat)
         drive = [cat, seed] + [
-            Method(f"drive: ours --engine {e}", ours(archive, e, in_dest), baseline=cat,
-                   target=1.10, ours=True) for e in engines]
+            Method(f"drive: ours --engine {e}{DEFAULT_MARK.get(e, '')}", ours(archive, e, in_dest),
+                   baseline=cat, target=1.10 if e == DEFAULT_ENGINE else None, ours=True)
+            for e in engines]
         log(f"bench: over drivesim ({sizes['assets.tar.gz'] / MB:.0f} MB archive)")
         for i in range(args.runs):
             log(f" round {i + 1}/{args.runs}")
@@ -340,8 +344,9 @@ def main(argv=None):
     tar_xz = Method("local: tar xzf assets.tar.gz",
                     lambda f: (["tar", "xzf", tgz, "-C", f], in_dest(f)))
     local = [tar_x] + [
-        Method(f"local: ours --engine {e} on .tar", ours(tar, e, in_dest), baseline=tar_x,
-               target=1.15, ours=True) for e in engines]
+        Method(f"local: ours --engine {e}{DEFAULT_MARK.get(e, '')} on .tar", ours(tar, e, in_dest),
+               baseline=tar_x, target=1.15 if e == DEFAULT_ENGINE else None, ours=True)
+        for e in engines]
     local += [tar_xz, Method("local: ours --engine python on .tar.gz",
                              ours(tgz, "python", in_dest), baseline=tar_xz, target=1.5,
                              ours=True)]
