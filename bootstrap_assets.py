@@ -112,7 +112,7 @@ class SourceMissing(BootstrapError):
 
 
 class DeadMount(BootstrapError):
-    """The mount holding the archive stopped answering: "Transport endpoint is not connected" (exit 4)."""
+    """The archive's mount stopped answering: "Transport endpoint is not connected" (exit 4)."""
 
     exit_code = 4
 
@@ -142,7 +142,7 @@ class NoSpace(BootstrapError):
 
 
 class DestinationChanged(BootstrapError):
-    """The destination holds files we did not put there; refusing to replace them without --force (exit 9)."""
+    """The destination has files we did not put there; not replaced without --force (exit 9)."""
 
     exit_code = 9
 
@@ -176,7 +176,8 @@ def _in_kernel():
 def _in_notebook_output():
     """True when our output lands in a notebook cell, where `\\r` redraws a line."""
     return _in_kernel() or any(
-        name in os.environ for name in ("JPY_PARENT_PID", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"))
+        name in os.environ
+        for name in ("JPY_PARENT_PID", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"))
 
 
 def _is_url(text):
@@ -387,7 +388,8 @@ class _PathSource:
         st = self._retrying(lambda: os.stat(self.path), "checking")
         if stat.S_ISDIR(st.st_mode):
             raise SourceMissing(f"{self.path} is a folder, not an archive. Point --archive at "
-                                f"the archive file.{_describe_missing(os.path.join(self.path, '?'))}")
+                                f"the archive file."
+                                f"{_describe_missing(os.path.join(self.path, '?'))}")
         self.size = st.st_size
         self.identity = {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         if os.path.isdir(self.path + ".sha256"):
@@ -746,7 +748,8 @@ def _inflate(chunks, where):
                 else:
                     data = decompressor.unconsumed_tail
     except zlib.error as exc:
-        raise CorruptArchive(f"{where} is damaged: its gzip data does not decompress ({exc}).") from None
+        raise CorruptArchive(f"{where} is damaged: its gzip data does not decompress "
+                             f"({exc}).") from None
     if not between_members or (pending and not _trailing_ok(pending)):
         raise CorruptArchive(f"{where} ends in the middle of its gzip data: it is truncated "
                              f"(a save or upload that was cut off).")
@@ -1446,10 +1449,10 @@ class RestoreResult:
 def _scan(root, check=False):
     """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
 
-    Entries: ["d", mode], ["f", size, mtime_ns, mode], ["l", target]. This is the manifest kept in the
-    marker and what local changes are judged by. With check it is also the last guard after
-    extraction, whatever engine ran: only files, folders and links that resolve inside root,
-    no setuid/setgid/sticky bits, everything owned by us.
+    Entries: ["d", mode], ["f", size, mtime_ns, mode], ["l", target]. This is the manifest
+    kept in the marker and what local changes are judged by. With check it is also the last
+    guard after extraction, whatever engine ran: only files, folders and links that resolve
+    inside root, no setuid/setgid/sticky bits, everything owned by us.
     """
     entries, pending = {}, [""]
     real_root = os.path.realpath(root)
@@ -1761,9 +1764,12 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
             source = _open_source(previous, retry_for, drive_mount)
             note = (f"{archive} is missing (a save was interrupted?); restored the newest "
                     f"complete version, {previous}")
-        sidecar = {} if given or _is_url(archive) else _read_sidecar(archive, retry_for)
-        if _is_url(archive) and not given:
+        if given:
+            sidecar = {}
+        elif _is_url(archive):
             sidecar = source.read_sidecar()
+        else:
+            sidecar = _read_sidecar(archive, retry_for)
         expected = given or _expected_hashes(sidecar, source.name)
         checksum_source = "--sha256" if given else ("sidecar" if expected else None)
         state, marker, changes = _inspect_dest(dest)
@@ -1792,7 +1798,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                           f"{source.path}: the archive alone is {_human(source.size)}, and "
                           f"{_human(free)} is free. Free some space, or use --dest on a "
                           f"larger disk.")
-        container = f"{os.path.join(parent, _staging_prefix(dest))}{os.getpid()}-{os.urandom(4).hex()}"
+        container = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
+                                         f"{os.urandom(4).hex()}")
         os.mkdir(container, 0o700)
         try:
             result = _restore_into(source, archive, sidecar, container, dest, engine, expected,
