@@ -695,7 +695,7 @@ def _decompressed(chunks, fmt, where):
     if fmt == "tar":
         return chunks
     if fmt == "gz":
-        return _inflate(chunks, where)
+        return _unpack(chunks, _GzipMember, b"\x1f\x8b", where, "gzip", (zlib.error,))
     if fmt == "bz2":
         import bz2
         return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError))
@@ -719,44 +719,33 @@ def _trailing_ok(data):
     return not data.strip(b"\0")
 
 
-def _inflate(chunks, where):
-    decompressor = zlib.decompressobj(31)
-    between_members = False  # True after a member ended: only a new member or zeros may follow
-    pending = b""
-    try:
-        for chunk in chunks:
-            data = pending + chunk if pending else chunk
-            pending = b""
-            while data:
-                if between_members:
-                    if len(data) < 2:
-                        pending = data
-                        break
-                    if data[:2] != b"\x1f\x8b":
-                        if not _trailing_ok(data):
-                            raise CorruptArchive(f"{where} has unexpected data after its gzip "
-                                                 f"stream: the file is damaged.")
-                        break
-                    decompressor = zlib.decompressobj(31)
-                    between_members = False
-                out = decompressor.decompress(data, CHUNK)
-                if out:
-                    yield out
-                if decompressor.eof:
-                    data = decompressor.unused_data
-                    between_members = True
-                else:
-                    data = decompressor.unconsumed_tail
-    except zlib.error as exc:
-        raise CorruptArchive(f"{where} is damaged: its gzip data does not decompress "
-                             f"({exc}).") from None
-    if not between_members or (pending and not _trailing_ok(pending)):
-        raise CorruptArchive(f"{where} ends in the middle of its gzip data: it is truncated "
-                             f"(a save or upload that was cut off).")
+class _GzipMember:
+    """zlib's gzip decompressor behind the interface bz2, lzma and zstd share."""
+
+    def __init__(self):
+        self._zlib = zlib.decompressobj(31)
+        self._tail = b""
+        self.needs_input = True
+
+    def decompress(self, data, max_length):
+        out = self._zlib.decompress(self._tail + data if self._tail else data, max_length)
+        self._tail = self._zlib.unconsumed_tail
+        # A full output may leave more inside zlib even with no input left: ask again.
+        self.needs_input = not self._tail and len(out) < max_length
+        return out
+
+    @property
+    def eof(self):
+        return self._zlib.eof
+
+    @property
+    def unused_data(self):
+        return self._zlib.unused_data
 
 
 def _unpack(chunks, make_decompressor, magic, where, label, errors):
-    """bz2 / xz / zstd, whose decompressors share one interface (needs_input, eof, unused_data)."""
+    """Decompress member after member (gzip, bz2, xz and zstd decompressors share one
+    interface: needs_input, eof, unused_data); between members only zeros may follow."""
     decompressor = make_decompressor()
     between_streams = False
     pending = b""
