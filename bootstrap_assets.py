@@ -492,6 +492,7 @@ class _HttpSource:
             try:
                 return action()
             except urllib.error.HTTPError as exc:
+                exc.close()
                 if exc.code in (404, 410):
                     raise SourceMissing(f"The archive {self.path} does not exist (HTTP "
                                         f"{exc.code}). Check the URL.") from None
@@ -519,6 +520,7 @@ class _HttpSource:
                     return response.read(MAX_SIDECAR)
             except urllib.error.HTTPError as exc:
                 if exc.code in (403, 404, 410):
+                    exc.close()
                     return None
                 raise
         content = self._retrying(fetch, "fetching the checksum of")
@@ -543,6 +545,7 @@ class _HttpSource:
                     while skip:
                         piece = response.read(min(skip, CHUNK))
                         if not piece:
+                            response.close()
                             raise ConnectionResetError("connection closed while skipping")
                         skip -= len(piece)
                 return response

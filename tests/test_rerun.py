@@ -159,7 +159,8 @@ class RerunTests(h.BATestCase):
         re-run with the original archive is still a no-op."""
         self.restore(self.archive)
         before = h.state(self.dest)
-        good = open(self.archive, "rb").read()
+        with open(self.archive, "rb") as f:
+            good = f.read()
         h.write_bytes(self.archive, good[: len(good) // 2], mtime=h.MTIME + 10)
         self.assertBAError("CorruptArchive", self.restore, self.archive)
         self.assertUntouched(self.dest, before)
