@@ -69,7 +69,10 @@ ENV_DRIVE_MOUNT = "BOOTSTRAP_ASSETS_DRIVE_MOUNT"
 ENGINES = ("auto", "python", "tar")
 
 CHUNK = 1 << 20  # read and decompress in 1 MiB pieces: large enough for the mount, small for RSS
-QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (bounds memory to ~20 MiB)
+QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (8 MiB each)
+# The reader may run further ahead (32 MiB), so the link never waits for a core that is
+# busy for a moment (on a 2-core VM the cores also serve the mount's own daemon).
+READ_AHEAD_DEPTH = 32
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
@@ -596,8 +599,8 @@ class _Stage:
     notebook VM has: hashlib, zlib, bz2, lzma and file I/O all release the GIL.
     """
 
-    def __init__(self, make_iterable, name):
-        self._queue = queue.Queue(QUEUE_DEPTH)
+    def __init__(self, make_iterable, name, depth=QUEUE_DEPTH):
+        self._queue = queue.Queue(depth)
         self._stop = threading.Event()
         self._done = False
         self._thread = threading.Thread(target=self._run, args=(make_iterable,),
@@ -1917,7 +1920,7 @@ def _write_marker(folder, fields):
 def _extract_one(source, extraction, writer, expected, checksum_source, container):
     """One archive of the chain, read once: hash, decompress and extract overlap."""
     hasher, counter = hashlib.sha256(), _Counter()
-    raw = _Stage(lambda: _hashing(source, hasher, counter), "read")
+    raw = _Stage(lambda: _hashing(source, hasher, counter), "read", READ_AHEAD_DEPTH)
     stages = [raw]
     try:
         head = b""
