@@ -2393,7 +2393,7 @@ class SaveResult:
                 f"{self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s, {self.format}); {check}; "
                 f"sha256 {self.sha256[:16]}...")
         if self.warnings:
-            text += f"\nwarnings: " + "; ".join(self.warnings)
+            text += "\nwarnings: " + "; ".join(self.warnings)
         return text
 
 

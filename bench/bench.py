@@ -31,7 +31,6 @@ destination is removed between runs, outside the timed region. Prints a markdown
 """
 import argparse
 import datetime
-import glob
 import hashlib
 import os
 import platform
@@ -300,7 +299,6 @@ def main(argv=None):
     expect = tree_size(data["src"])
     sizes = {k: os.path.getsize(data[k]) for k in ("assets.tar.gz", "assets.tar")}
     in_dest = lambda folder: os.path.join(folder, NAME)  # noqa: E731
-    rows = []
 
     # -- over drivesim --------------------------------------------------------------
     mnt = os.path.join(data["base"], "mnt")

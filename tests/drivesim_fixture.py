@@ -17,10 +17,12 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 SHARED = os.path.abspath(os.environ.get("SHARED_DIR") or os.path.join(REPO, "..", "shared"))
 DRIVESIM = os.path.join(SHARED, "drivesim", "drivesim")
 MAKE_ASSETS = os.path.join(SHARED, "datasets", "make_assets.py")
@@ -222,3 +224,16 @@ def copy_backing(src, dst):
     shutil.copytree(src, dst, symlinks=True)
     return dst
 
+
+def clean_env():
+    """The environment for a subprocess run of the tool: none of our settings leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTSTRAP_ASSETS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def cli(*args, timeout=120):
+    """python bootstrap_assets.py ARGS -> CompletedProcess (text); killed by a signal: < 0."""
+    return subprocess.run([sys.executable, SCRIPT] + [str(a) for a in args], cwd=REPO,
+                          env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -21,7 +21,7 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import MAKE_ASSETS, DriveSim  # noqa: E402
+from drivesim_fixture import MAKE_ASSETS, DriveSim, clean_env, cli  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 MARKER = ".bootstrap_assets.json"
@@ -93,18 +93,6 @@ def leftovers(dest):
     parent, name = os.path.split(dest)
     return glob.glob(os.path.join(parent, f".{name}.staging-*"))
 
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTSTRAP_ASSETS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def cli(*args, timeout=120):
-    """python bootstrap_assets.py ARGS -> CompletedProcess (text)."""
-    return subprocess.run([sys.executable, SCRIPT] + [str(a) for a in args], cwd=REPO,
-                          env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def setUpModule():

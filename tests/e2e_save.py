@@ -15,7 +15,6 @@ chain (path, size, mtime through the mount) matches and the incremental path is 
 """
 import glob
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -23,7 +22,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import unittest
@@ -33,8 +31,8 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import (MAKE_ASSETS, DriveSim, copy_backing, kill_points,  # noqa: E402
-                              read_oplog)
+from drivesim_fixture import (MAKE_ASSETS, DriveSim, clean_env, cli, copy_backing,  # noqa: E402
+                              kill_points, read_oplog)
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 MARKER = ".bootstrap_assets.json"
@@ -51,18 +49,6 @@ def run(cmd, **kw):
         raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
     return r
 
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTSTRAP_ASSETS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def cli(*args, timeout=120):
-    """python bootstrap_assets.py ARGS -> CompletedProcess (text); killed by a signal: < 0."""
-    return subprocess.run([sys.executable, SCRIPT] + [str(a) for a in args], cwd=REPO,
-                          env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def sha256_file(path):

@@ -9,7 +9,7 @@ import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+from helpers import D, F, L  # noqa: E402
 
 
 def _no_modes(snap):

@@ -6,7 +6,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+from helpers import D, F, L  # noqa: E402
 
 PATH = "/assets.tar.gz"
 MEMBERS = [D("top"), F("top/big.bin", h.rand_bytes(1_500_000, 51)), F("top/a.txt", b"alpha\n"),

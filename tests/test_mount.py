@@ -3,7 +3,6 @@
 import errno
 import os
 import re
-import shutil
 import sys
 from unittest import mock
 

@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+from helpers import D, F  # noqa: E402
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/b.bin", h.rand_bytes(20_000, 2))]
 
