@@ -11,11 +11,13 @@
 Used by tests/e2e_*.py and bench/bench.py. The shared tools live beside the repository
 (../shared); SHARED_DIR overrides that.
 """
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -237,3 +239,38 @@ def cli(*args, timeout=120):
     return subprocess.run([sys.executable, SCRIPT] + [str(a) for a in args], cwd=REPO,
                           env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+MARKER = ".bootstrap_assets.json"
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(root, skip_marker=True):
+    """{relative path: what is there} for every entry under root (but our marker, unless
+    skip_marker is False): files by sha256 and permission bits, folders by permission bits,
+    symlinks by target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if skip_marker and rel in (MARKER, MARKER + ".tmp"):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", oct(st.st_mode & 0o7777))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", sha256_file(path), oct(st.st_mode & 0o7777))
+            else:
+                out[rel] = ("special", stat.S_IFMT(st.st_mode))
+    return out

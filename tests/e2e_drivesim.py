@@ -9,7 +9,6 @@ import hashlib
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -21,10 +20,9 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import MAKE_ASSETS, DriveSim, clean_env, cli  # noqa: E402
+from drivesim_fixture import MARKER, MAKE_ASSETS, DriveSim, clean_env, cli, tree_digest  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
-MARKER = ".bootstrap_assets.json"
 NAME = "_assets"          # the dest folder's name, and the archive's one top folder
 ARCHIVE = "assets.tar.gz"
 W = None                  # module work dir
@@ -61,31 +59,6 @@ def run(cmd, **kw):
     if r.returncode:
         raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
     return r
-
-
-def tree_digest(root, skip_marker=False):
-    """{relative path: what is there} for every entry under root: files by sha256 and
-    executable bit, symlinks by target, folders as such."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if skip_marker and rel == MARKER:
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir",)
-            else:
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                out[rel] = ("file", h.hexdigest(), bool(st.st_mode & 0o100))
-    return out
 
 
 def leftovers(dest):
@@ -131,7 +104,7 @@ class E2ECase(unittest.TestCase):
 
     def assertTree(self, dest, version, msg=""):
         self.assertTrue(os.path.isdir(dest), f"{dest} missing {msg}")
-        got = tree_digest(dest, skip_marker=True)
+        got = tree_digest(dest)
         if got != version.digest:
             missing = sorted(set(version.digest) - set(got))[:10]
             extra = sorted(set(got) - set(version.digest))[:10]
@@ -275,9 +248,10 @@ class DeadMountCase(E2ECase):
         dest = self.new_dest("crash-keep")
         r = ba.restore(V1.archive, dest, quiet=True)
         self.assertEqual(r.action, "restored")
-        before = tree_digest(dest)  # with the marker: untouched means byte for byte
+        before = tree_digest(dest, skip_marker=False)  # untouched means byte for byte
         self.crash_restore(dest)
-        self.assertEqual(tree_digest(dest), before, "dest changed by a failed restore")
+        self.assertEqual(tree_digest(dest, skip_marker=False), before,
+                         "dest changed by a failed restore")
 
 
 class KillDuringExtraction(E2ECase):
@@ -322,9 +296,10 @@ class KillDuringExtraction(E2ECase):
     def test_d_kill_replacing_restore_then_rerun(self):
         dest = self.new_dest("kill-replace")
         self.assertEqual(ba.restore(V1.archive, dest, quiet=True).action, "restored")
-        before = tree_digest(dest)
+        before = tree_digest(dest, skip_marker=False)
         self.kill_midway(dest, V2)
-        self.assertEqual(tree_digest(dest), before, "the killed restore changed dest")
+        self.assertEqual(tree_digest(dest, skip_marker=False), before,
+                         "the killed restore changed dest")
         self.rerun(dest, V2, "drive-kill-replace-rerun")
 
 

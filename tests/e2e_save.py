@@ -14,12 +14,10 @@ Every drivesim mount of that state is at the same MOUNT path, so the marker's re
 chain (path, size, mtime through the mount) matches and the incremental path is taken.
 """
 import glob
-import hashlib
 import os
 import random
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -31,11 +29,11 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import (MAKE_ASSETS, DriveSim, clean_env, cli, copy_backing,  # noqa: E402
-                              kill_points, read_oplog)
+from drivesim_fixture import (MARKER, MAKE_ASSETS, DriveSim, clean_env, cli,  # noqa: E402
+                              copy_backing, kill_points, read_oplog, sha256_file,
+                              tree_digest)
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
-MARKER = ".bootstrap_assets.json"
 NAME = "_assets"
 ARCHIVE = "assets.tar.gz"
 W = None          # module work dir
@@ -49,37 +47,6 @@ def run(cmd, **kw):
         raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
     return r
 
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def tree_digest(root):
-    """{relative path: what is there} for every entry under root but our marker: files by
-    sha256 and permission bits, folders by permission bits, symlinks by target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if rel in (MARKER, MARKER + ".tmp"):
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", oct(st.st_mode & 0o7777))
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = ("file", sha256_file(path), oct(st.st_mode & 0o7777))
-            else:
-                out[rel] = ("special", stat.S_IFMT(st.st_mode))
-    return out
 
 
 def diff_text(got, want):
