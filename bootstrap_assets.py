@@ -55,7 +55,7 @@ import time
 import zlib
 
 try:  # Python 3.14+
-    from compression import zstd as _zstd_module  # novm: tried, with a fallback
+    from compression import zstd as _zstd_module  # novm: stdlib from 3.14; fallback below
 except ImportError:
     _zstd_module = None
 
