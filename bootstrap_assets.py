@@ -75,6 +75,7 @@ QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (8 MiB each)
 READ_AHEAD_DEPTH = 32
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
+MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp")  # ours, never part of the user's tree
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
 MAX_SIDECAR = 1 << 20
@@ -1441,6 +1442,18 @@ class RestoreResult:
 
 
 # ------------------------------------------------------------ the destination and its marker --
+def _manifest_entry(st, path):
+    """A manifest entry: ["d", mode], ["f", size, mtime_ns, mode] or ["l", target]; None for
+    anything else. Restore and save both build entries here, so their manifests compare."""
+    if stat.S_ISDIR(st.st_mode):
+        return ["d", stat.S_IMODE(st.st_mode)]
+    if stat.S_ISREG(st.st_mode):
+        return ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
+    if stat.S_ISLNK(st.st_mode):
+        return ["l", os.readlink(path)]
+    return None
+
+
 def _scan(root, check=False):
     """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
 
@@ -1457,25 +1470,20 @@ def _scan(root, check=False):
         with os.scandir(os.path.join(root, rel)) as listing:
             for entry in listing:
                 path = f"{rel}/{entry.name}" if rel else entry.name
-                if path in (MARKER_NAME, MARKER_NAME + ".tmp"):
+                if path in MARKER_FILES:
                     continue
                 st = entry.stat(follow_symlinks=False)
+                entries[path] = _manifest_entry(st, entry.path) or ["?"]
                 if stat.S_ISDIR(st.st_mode):
-                    entries[path] = ["d", stat.S_IMODE(st.st_mode)]
                     pending.append(path)
-                elif stat.S_ISREG(st.st_mode):
-                    entries[path] = ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
                 elif stat.S_ISLNK(st.st_mode):
-                    entries[path] = ["l", os.readlink(entry.path)]
                     if check and not _is_within(os.path.realpath(entry.path), real_root):
                         raise UnsafeArchive(f"member {path!r} is a symlink to "
                                             f"{entries[path][1]!r}, which points outside the "
                                             f"destination (rule: links must stay inside it)")
-                elif check:
+                elif check and entries[path] == ["?"]:
                     raise UnsafeArchive(f"member {path!r} came out as a special file (rule: "
                                         f"only regular files, folders and links)")
-                else:
-                    entries[path] = ["?"]
                 if check and not stat.S_ISLNK(st.st_mode):
                     if st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
                         raise UnsafeArchive(f"member {path!r} came out with a setuid, setgid "
@@ -1992,25 +2000,24 @@ def _save_entries(folder):
             children = sorted(listing, key=lambda e: e.name)
         for entry in children:
             path = f"{rel}/{entry.name}" if rel else entry.name
-            if path in (MARKER_NAME, MARKER_NAME + ".tmp"):
+            if path in MARKER_FILES:
                 continue
             st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                entries.append((path, ["d", stat.S_IMODE(st.st_mode)], st))
-                pending.append(path)
-            elif stat.S_ISREG(st.st_mode):
-                entries.append((path, ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)],
-                                st))
-            elif stat.S_ISLNK(st.st_mode):
-                target = os.readlink(entry.path)
+            manifest_entry = _manifest_entry(st, entry.path)
+            if manifest_entry is None:
+                warnings.append(f"skipped {path}: not a regular file, folder or symlink")
+            elif manifest_entry[0] == "l":
+                target = manifest_entry[1]
                 if target.startswith("/") or not _is_within(os.path.realpath(entry.path),
                                                             real_folder):
                     warnings.append(f"skipped {path}: a symlink to {target!r}, which leaves "
                                     f"the folder (restore would refuse it)")
                 else:
-                    links.append((path, ["l", target], st))
+                    links.append((path, manifest_entry, st))
             else:
-                warnings.append(f"skipped {path}: not a regular file, folder or symlink")
+                entries.append((path, manifest_entry, st))
+                if manifest_entry[0] == "d":
+                    pending.append(path)
     return entries + links, warnings
 
 

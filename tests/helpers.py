@@ -40,6 +40,7 @@ for _p in (REPO, HERE):
         sys.path.insert(0, _p)
 
 import bootstrap_assets as ba  # noqa: E402
+from drivesim_fixture import sha256_file  # noqa: E402,F401  (shared with the e2e tests)
 
 MODULE_PATH = os.path.join(REPO, "bootstrap_assets.py")
 MARKER = ".bootstrap_assets.json"
@@ -58,14 +59,6 @@ def engines():
 
 def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def rand_bytes(n, seed=1):
