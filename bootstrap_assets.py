@@ -847,9 +847,11 @@ def _header_checksum_ok(block):
     except ValueError:
         return False
     unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - sum(b for b in block[:148] if b > 127) * 2 \
-        - sum(b for b in block[156:] if b > 127) * 2
-    return recorded in (unsigned, signed)
+    if recorded == unsigned:
+        return True
+    # some old tars summed the bytes as signed chars: each byte over 127 counts 256 less
+    high = sum(b > 127 for b in block[:148]) + sum(b > 127 for b in block[156:])
+    return recorded == unsigned - 256 * high
 
 
 def _number(field, what):
