@@ -1201,6 +1201,8 @@ class _PythonWriter:
         return os.path.join(self.root, *parts)
 
     def _make_parents(self, parts):
+        if self._path(parts[:-1]) in self.dirs:  # made with its own parents before
+            return
         for i in range(1, len(parts)):
             path = self._path(parts[:i])
             if path not in self.dirs:
@@ -1923,7 +1925,7 @@ def _write_marker(folder, fields):
     marker.update(fields)
     path = os.path.join(folder, MARKER_NAME)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(marker, f)
+        f.write(json.dumps(marker))  # dumps has a C encoder; dump encodes in Python
     os.replace(path + ".tmp", path)
 
 
