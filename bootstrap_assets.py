@@ -37,7 +37,6 @@ DRIVE_MOUNT = "/content/drive"
 # ------------------------------------------------------------------------------------------
 
 import argparse
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -52,6 +51,7 @@ import sys
 import tarfile
 import threading
 import time
+import types
 import zlib
 
 try:  # Python 3.14+
@@ -164,6 +164,28 @@ class Unsupported(BootstrapError):
 
 
 # ------------------------------------------------------------------------ small helpers --
+class _Record(types.SimpleNamespace):
+    """Fields given by keyword over the defaults the class annotates (each list default
+    fresh per record), with a readable repr and equality: what a dataclass gives, without
+    importing that module (inspect and more, about 15 ms of every run's start-up)."""
+
+    def __init__(self, **fields):
+        names = type(self).__annotations__
+        unknown = fields.keys() - names.keys()
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values = {}
+        for name in names:
+            if name in fields:
+                values[name] = fields[name]
+            elif hasattr(type(self), name):
+                default = getattr(type(self), name)
+                values[name] = list(default) if isinstance(default, list) else default
+            else:
+                raise TypeError(f"{type(self).__name__} needs the field {name!r}")
+        super().__init__(**values)
+
+
 def _human(nbytes):
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(nbytes) < 1000 or unit == "TB":
@@ -889,17 +911,19 @@ def _pax_records(data, where):
     return records
 
 
-@dataclasses.dataclass
 class _Member:
-    name: str  # as written in the archive, for messages
-    kind: str  # "file" | "dir" | "symlink" | "hardlink"
-    parts: tuple  # normalised path components below the archive root
-    mode: int
-    mtime: float
-    size: int
-    linkname: str = ""
-    raw: bytes = b""  # header blocks exactly as they go to GNU tar (tar engine only)
-    replaces: bool = False  # an earlier member (or layer) made this path already
+    """One archive member, as the checks and the writers see it."""
+
+    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "raw", "replaces")
+
+    def __init__(self, name, kind, parts, mode, mtime, size, linkname="", raw=b""):
+        self.name = name  # as written in the archive, for messages
+        self.kind = kind  # "file" | "dir" | "symlink" | "hardlink"
+        self.parts = parts  # normalised path components below the archive root
+        self.mode, self.mtime, self.size = mode, mtime, size
+        self.linkname = linkname
+        self.raw = raw  # header blocks exactly as they go to GNU tar (tar engine only)
+        self.replaces = False  # an earlier member (or layer) made this path already
 
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
@@ -1399,8 +1423,7 @@ class _Progress:
             self.stream.flush()
 
 
-@dataclasses.dataclass
-class RestoreResult:
+class RestoreResult(_Record):
     """What restore() did, with its figures."""
 
     action: str  # "restored" or "unchanged"
@@ -1416,7 +1439,7 @@ class RestoreResult:
     engine: str = None
     format: str = None
     moved_aside: str = None
-    local_changes: list = dataclasses.field(default_factory=list)
+    local_changes: list = []
     layers: int = 0
     note: str = None
 
@@ -2369,8 +2392,7 @@ def _clean_stale_temporaries(archive):
             os.unlink(os.path.join(folder, name))
 
 
-@dataclasses.dataclass
-class SaveResult:
+class SaveResult(_Record):
     """What save() did, with its figures."""
 
     action: str  # "saved" (a full archive), "layer" (an incremental layer) or "unchanged"
@@ -2385,8 +2407,8 @@ class SaveResult:
     format: str = None
     verified: bool = False
     layer: int = 0
-    versions: list = dataclasses.field(default_factory=list)
-    warnings: list = dataclasses.field(default_factory=list)
+    versions: list = []
+    warnings: list = []
 
     @property
     def mb_per_s(self):

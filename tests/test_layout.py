@@ -228,6 +228,24 @@ class HeaderChecksumTests(h.BATestCase):
         self.assertUntouched(self.dest, None)
 
 
+class ResultRecordTests(h.BATestCase):
+    """RestoreResult and SaveResult: keyword fields with defaults, fresh lists, a repr."""
+
+    def test_fields_defaults_and_repr(self):
+        first = h.ba.RestoreResult(action="restored", archive="a.tar", dest="/d")
+        second = h.ba.RestoreResult(action="restored", archive="a.tar", dest="/d")
+        self.assertEqual(first, second)
+        first.local_changes.append("x")
+        self.assertEqual(second.local_changes, [], "a list default is shared between results")
+        self.assertEqual((first.files, first.sha256, first.verified), (0, None, False))
+        self.assertTrue(repr(second).startswith(
+            "RestoreResult(action='restored', archive='a.tar', dest='/d', archive_bytes=0"))
+        with self.assertRaisesRegex(TypeError, "needs the field 'archive'"):
+            h.ba.SaveResult(action="saved")
+        with self.assertRaisesRegex(TypeError, "has no field 'bogus'"):
+            h.ba.SaveResult(action="saved", archive="a.tar", bogus=1)
+
+
 class CommandLineToolArchiveTests(h.BATestCase):
     """Archives made by the real tar / zip programs, as users make them."""
 
