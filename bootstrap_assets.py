@@ -186,6 +186,23 @@ class _Record(types.SimpleNamespace):
         super().__init__(**values)
 
 
+class _Backoff:
+    """The waits between retries of a transient failure: `first` seconds, doubling up to
+    5 s. wait() returns False, without waiting, once `limit` seconds have passed since the
+    failure began."""
+
+    def __init__(self, limit, first=0.2):
+        self.limit, self.delay = limit, first
+        self.started = time.monotonic()
+
+    def wait(self):
+        if time.monotonic() - self.started >= self.limit:
+            return False
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
+        return True
+
+
 def _human(nbytes):
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(nbytes) < 1000 or unit == "TB":
@@ -305,7 +322,7 @@ def _read_sidecar(archive, retry_for, raw=False):
     """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
     with raw, its bytes (b"" when there is none)."""
     sidecar = archive + ".sha256"
-    started, delay = time.monotonic(), 0.2
+    backoff = _Backoff(retry_for)
     while True:
         try:
             with open(sidecar, "rb") as f:
@@ -314,10 +331,8 @@ def _read_sidecar(archive, retry_for, raw=False):
         except FileNotFoundError:
             return b"" if raw else {}
         except OSError as exc:
-            if exc.errno not in TRANSIENT_ERRNOS or time.monotonic() - started > retry_for:
+            if exc.errno not in TRANSIENT_ERRNOS or not backoff.wait():
                 raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 # ------------------------------------------------------------------- finding the source --
@@ -423,7 +438,7 @@ class _PathSource:
                                 f"checksum file. Remove or rename it.")
 
     def _retrying(self, action, doing, offset=None):
-        delay, started = 0.2, time.monotonic()
+        backoff = _Backoff(self.retry_for)
         while True:
             try:
                 return action()
@@ -433,7 +448,7 @@ class _PathSource:
             except OSError as exc:
                 if exc.errno not in TRANSIENT_ERRNOS:
                     raise BootstrapError(f"Cannot read {self.path}: {exc}") from None
-                if time.monotonic() - started >= self.retry_for:
+                if not backoff.wait():
                     where = f" at byte {offset:,}" if offset is not None else ""
                     if exc.errno == errno.ENOTCONN:
                         raise _dead_mount_error(self.path, self.drive_mount,
@@ -443,8 +458,6 @@ class _PathSource:
                         f"{doing.capitalize()} {self.path} kept failing for {self.retry_for:g} s"
                         f"{where}: {exc}. The mount may be unhealthy; run this again, or "
                         f"remount Drive.") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     @staticmethod
     def identity_of(path):
@@ -513,7 +526,7 @@ class _HttpSource:
     def _retrying(self, action, doing, offset=None):
         import http.client
         import urllib.error
-        delay, started = 0.2, time.monotonic()
+        backoff = _Backoff(self.retry_for)
         while True:
             try:
                 return action()
@@ -528,13 +541,11 @@ class _HttpSource:
                 failure = exc
             except (OSError, http.client.HTTPException) as exc:
                 failure = exc
-            if time.monotonic() - started >= self.retry_for:
+            if not backoff.wait():
                 where = f" at byte {offset:,}" if offset is not None else ""
                 raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
                                      f"{self.retry_for:g} s{where}: {failure}. Check the "
                                      f"network and run this again.")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     def read_sidecar(self):
         import urllib.error
@@ -2207,7 +2218,7 @@ class _ReadBack:
             self.ready.notify()
 
     def _run(self):
-        offset, fd, failing_since = 0, None, None
+        offset, fd, backoff = 0, None, None
         try:
             while True:
                 with self.ready:
@@ -2225,18 +2236,20 @@ class _ReadBack:
                 except OSError as exc:
                     if exc.errno not in TRANSIENT_ERRNOS:
                         raise
-                    failing_since = failing_since or time.monotonic()
-                    if time.monotonic() - failing_since > self.retry_for:
+                    backoff = backoff or _Backoff(self.retry_for)
+                    if not backoff.wait():
                         raise
                     if fd is not None:
                         os.close(fd)
                         fd = None
-                    time.sleep(0.5)
                     continue
-                failing_since = None
-                if not data:
-                    time.sleep(0.01)  # written but not yet visible to readers
+                if not data:  # written, but not visible to readers yet
+                    backoff = backoff or _Backoff(self.retry_for, first=0.01)
+                    if not backoff.wait():
+                        raise OSError(errno.EIO, f"the {want:,} bytes written at offset "
+                                                 f"{offset:,} cannot be read")
                     continue
+                backoff = None
                 self.hasher.update(data)
                 offset += len(data)
         except BaseException as exc:

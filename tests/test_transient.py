@@ -58,3 +58,47 @@ class TransientErrorTests(h.BATestCase):
                 self.restore(archive, dest, retry_for=0.5)
         self.assertGreater(fr.raised, 0)
         self.assertUntouched(dest, None)
+
+
+class BackoffTests(h.BATestCase):
+    """The one retry schedule: waits doubling from `first` up to 5 s, within a time limit."""
+
+    def test_waits_double_and_stop_at_the_limit(self):
+        slept = []
+        with h.mock.patch.object(ba.time, "sleep", slept.append):
+            backoff = ba._Backoff(60, first=0.5)
+            for _ in range(6):
+                self.assertTrue(backoff.wait())
+        self.assertEqual(slept, [0.5, 1.0, 2.0, 4.0, 5.0, 5.0])
+        self.assertFalse(ba._Backoff(0).wait(), "a zero limit allows no retry")
+
+
+class SaveReadBackTests(h.BATestCase):
+    """save's read-back (ba._ReadBack): transient errors are retried, and data that never
+    becomes readable fails within the time limit instead of waiting forever."""
+
+    def written(self, size=3 << 20):
+        path = os.path.join(self.subdir(), "archive.tmp")
+        data = h.rand_bytes(size, 5)
+        h.write_bytes(path, data)
+        return path, data
+
+    def test_transient_errors_are_retried(self):
+        path, data = self.written()
+        with h.FlakyReads(path, errno.EIO, fail_calls=(2, 3)) as fr:
+            reader = ba._ReadBack(path, retry_for=20)
+            self.assertEqual(reader.digest(len(data)), h.sha256_bytes(data))
+        self.assertEqual(fr.raised, 2, "the faults did not reach the read-back")
+
+    def test_bytes_that_never_appear_fail_in_time(self):
+        path, data = self.written()
+        reader = ba._ReadBack(path, retry_for=0.5)
+        with self.assertRaisesRegex(ba.BootstrapError, "cannot be read"):
+            reader.digest(len(data) + 4096)  # the writer claims more than the file holds
+
+    def test_persistent_errors_fail_in_time(self):
+        path, data = self.written()
+        with h.FlakyReads(path, errno.EIO, fail_calls=(), fail_from=1):
+            reader = ba._ReadBack(path, retry_for=0.5)
+            with self.assertRaisesRegex(ba.BootstrapError, "Input/output error"):
+                reader.digest(len(data))
