@@ -1116,7 +1116,7 @@ class _TreeModel:
         self.kinds = {(): "dir"}
         self.links = {}
 
-    def _check_parents(self, parts, name):
+    def check_parents(self, parts, name):
         for i in range(1, len(parts)):
             kind = self.kinds.get(parts[:i])
             if kind == "symlink":
@@ -1167,7 +1167,7 @@ class _TreeModel:
                 return
             raise UnsafeArchive(f"member {name!r} has an empty name (rule: every member "
                                 f"names a path inside the destination)")
-        self._check_parents(parts, name)
+        self.check_parents(parts, name)
         earlier = self.kinds.get(parts)
         kind = "file" if member.kind == "hardlink" else member.kind
         if earlier is not None and not (earlier == kind and kind in ("file", "dir")):
@@ -1182,7 +1182,7 @@ class _TreeModel:
             self.links[parts] = member.linkname
         elif member.kind == "hardlink":
             target = _member_parts(member.linkname, name)
-            self._check_parents(target, name)
+            self.check_parents(target, name)
             if self.kinds.get(target) != "file" or target == parts:
                 raise UnsafeArchive(f"member {name!r} is a hard link to {member.linkname!r}, "
                                     f"which is not a regular file extracted before it (rule: "
@@ -1642,7 +1642,7 @@ class _Extraction:
         """Apply a layer's list of deleted paths (validated like member names)."""
         for path in paths:
             parts = _member_parts(path, path)
-            self.tree._check_parents(parts, path)
+            self.tree.check_parents(parts, path)
             kind = self.tree.kinds.get(parts)
             if not parts or kind is None:
                 continue
