@@ -107,6 +107,17 @@ def prepare(top, scale):
                 files=files, **archives)
 
 
+def code_version():
+    """The commit the measured bootstrap_assets.py comes from, when REPO is a git checkout."""
+    try:
+        r = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           universal_newlines=True)
+    except OSError:
+        return "unknown (no git)"
+    return f"commit {r.stdout.strip()}" if r.returncode == 0 else "unknown (not a git checkout)"
+
+
 def tree_size(root):
     n = total = 0
     for dirpath, _, files in os.walk(root):
@@ -407,7 +418,7 @@ def main(argv=None):
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {os.cpu_count()} CPUs (nproc {sh(['nproc']).strip()}), "
         f"{platform.platform()}",
-        f"- python: {platform.python_version()} ({sys.executable})",
+        f"- python: {platform.python_version()} ({sys.executable}); code: {code_version()}",
         "- load average (1 min) before / after: {:.2f} / {:.2f} (other work on the machine "
         "skews the figures)".format(load_before[0], os.getloadavg()[0]),
         f"- data: mixed profile, scale {args.scale:g}: {expect[0]} files, "
