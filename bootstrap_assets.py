@@ -189,7 +189,7 @@ class _Record(types.SimpleNamespace):
 class _Backoff:
     """The waits between retries of a transient failure: `first` seconds, doubling up to
     5 s. wait() returns False, without waiting, once `limit` seconds have passed since the
-    failure began."""
+    Backoff was made (by the caller, when its first try began or failed)."""
 
     def __init__(self, limit, first=0.2):
         self.limit, self.delay = limit, first
