@@ -688,7 +688,22 @@ class _FlakyFile:
         return self._real.readinto1(b)
 
 
-class FlakyReads:
+class _Patches:
+    """A context manager that patches names while it is entered (see _patch)."""
+
+    def _patch(self, target, new):
+        patcher = mock.patch(target, new)
+        patcher.start()
+        self._patches.append(patcher)
+
+    def __exit__(self, *exc):
+        for p in reversed(self._patches):
+            p.stop()
+        self._patches = []
+        return False
+
+
+class FlakyReads(_Patches):
     """Reads of `path` (through open()/io.open()/os.open()+os.read/pread/readv) raise
     OSError(err) on the read calls numbered in `fail_calls` (1-based, counted over every
     reopen). `self.raised` counts injected errors, `self.calls` all read calls."""
@@ -765,19 +780,11 @@ class FlakyReads:
         for target, new in (("builtins.open", wrap_open(real_open)), ("io.open", wrap_open(real_io_open)),
                             ("os.open", _os_open), ("os.read", _os_read), ("os.pread", _pread),
                             ("os.readv", _readv), ("os.close", _close)):
-            p = mock.patch(target, new)
-            p.start()
-            self._patches.append(p)
+            self._patch(target, new)
         return self
 
-    def __exit__(self, *exc):
-        for p in reversed(self._patches):
-            p.stop()
-        self._patches = []
-        return False
 
-
-class DeadMountSim:
+class DeadMountSim(_Patches):
     """Every stat/open/listing of a path at or under `prefix` fails with ENOTCONN, as on a
     FUSE mount whose daemon died ("Transport endpoint is not connected")."""
 
@@ -807,9 +814,7 @@ class DeadMountSim:
                         self._raise(path)
                     return real(path, *a, **kw)
                 return f
-            p = mock.patch("os." + fname, make(real))
-            p.start()
-            self._patches.append(p)
+            self._patch("os." + fname, make(real))
         for target, real in (("builtins.open", builtins.open), ("io.open", io.open)):
             def make_open(real):
                 def f(file, *a, **kw):
@@ -817,16 +822,8 @@ class DeadMountSim:
                         self._raise(file)
                     return real(file, *a, **kw)
                 return f
-            p = mock.patch(target, make_open(real))
-            p.start()
-            self._patches.append(p)
+            self._patch(target, make_open(real))
         return self
-
-    def __exit__(self, *exc):
-        for p in reversed(self._patches):
-            p.stop()
-        self._patches = []
-        return False
 
 
 # --------------------------------------------------------------------------------------
