@@ -894,7 +894,7 @@ class SimulatedCrash(BaseException):
     """Raised by CrashAt: not an Exception, so no `except Exception` in the module eats it."""
 
 
-class CrashAt:
+class CrashAt(_Patches):
     """Count the calls that change a filesystem (os.rename, os.replace, os.unlink, os.remove)
     and make call number `n` (0-based) and every later one raise SimulatedCrash without
     doing anything, as if the process had been killed just before it. n=None only counts.
@@ -923,16 +923,8 @@ class CrashAt:
                         self.calls.append((fname, os.path.basename(os.fspath(a[0]))))
                     return real(*a, **kw)
                 return f
-            p = mock.patch("os." + fname, make(real, fname))
-            p.start()
-            self._patches.append(p)
+            self._patch("os." + fname, make(real, fname))
         return self
-
-    def __exit__(self, *exc):
-        for p in reversed(self._patches):
-            p.stop()
-        self._patches = []
-        return False
 
 
 @contextlib.contextmanager
