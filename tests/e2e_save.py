@@ -196,6 +196,14 @@ class SaveCase(unittest.TestCase):
         self.addCleanup(ds.cleanup)
         return ds
 
+    def empty_drive(self, label):
+        """(backing folder, drivesim on it, archive path on the mount) for a Drive with an
+        empty MyDrive."""
+        backing = os.path.join(W, label)
+        os.makedirs(os.path.join(backing, "MyDrive"))
+        ds = self.mount(backing)
+        return backing, ds, Scenario.archive_in(ds)
+
     def new_dest(self, label):
         return os.path.join(tempfile.mkdtemp(prefix=f"content-{label}-", dir=W), NAME)
 
@@ -223,10 +231,7 @@ class RoundTrip(SaveCase):
         os.mkfifo(os.path.join(src, "cache", "pipe"))
         os.symlink("/etc/passwd", os.path.join(src, "escape"))
         os.symlink("../../outside", os.path.join(src, "cache", "escape2"))
-        backing = os.path.join(W, "rt-drive")
-        os.makedirs(os.path.join(backing, "MyDrive"))
-        ds = self.mount(backing)
-        archive = Scenario.archive_in(ds)
+        backing, ds, archive = self.empty_drive("rt-drive")
 
         read0 = ds.counter("bytes_read")
         r = ba.save(src, archive, quiet=True, drive_mount="")
@@ -407,10 +412,7 @@ class IncrementalAfterMutate(SaveCase):
     def test_d_layer_is_small_and_restores_the_mutated_tree(self):
         src = os.path.join(W, "inc-src", NAME)
         make_assets("create", src, "--profile", "mixed", "--scale", "0.05")
-        backing = os.path.join(W, "inc-drive")
-        os.makedirs(os.path.join(backing, "MyDrive"))
-        ds = self.mount(backing)
-        archive = Scenario.archive_in(ds)
+        _, ds, archive = self.empty_drive("inc-drive")
         w0 = ds.counter("bytes_written")
         full = ba.save(src, archive, quiet=True, drive_mount="")
         full_written = ds.counter("bytes_written") - w0

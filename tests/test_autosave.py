@@ -70,15 +70,20 @@ class AutosaveHandleTests(h.SaveTestCase):
                   "the retry")
         self.assertRestores(h.saved_view(self.local))
 
-    def test_error_once_then_next_round(self):
-        real = ba.save
-        calls = []
+    @staticmethod
+    def failing_once(exc):
+        """(a save that raises exc on its first call only, the list of its calls)."""
+        real, calls = ba.save, []
 
         def flaky(**kw):
             calls.append(1)
             if len(calls) == 1:
-                raise ba.NoSpace("simulated: Drive is full")
+                raise exc
             return real(**kw)
+        return flaky, calls
+
+    def test_error_once_then_next_round(self):
+        flaky, calls = self.failing_once(ba.NoSpace("simulated: Drive is full"))
         with mock.patch.object(ba, "save", flaky):
             handle = self.start()
             self.wait(lambda: len(calls) >= 1, "the first round")
@@ -89,14 +94,7 @@ class AutosaveHandleTests(h.SaveTestCase):
 
     def test_unexpected_exception_does_not_end_the_loop(self):
         """A failing round is retried whatever it raised (an OSError from the mount, say)."""
-        real = ba.save
-        calls = []
-
-        def flaky(**kw):
-            calls.append(1)
-            if len(calls) == 1:
-                raise OSError(5, "Input/output error (simulated)")
-            return real(**kw)
+        flaky, calls = self.failing_once(OSError(5, "Input/output error (simulated)"))
         with mock.patch.object(ba, "save", flaky), \
                 mock.patch.object(threading, "excepthook", lambda args: None):
             handle = self.start()

@@ -173,20 +173,20 @@ class HostileArchiveTests(h.BATestCase):
                          "something was left beside dest")
         return e
 
-    def test_unsafe_members_rejected(self):
-        for case in UNSAFE_CASES:
+    def _run_cases(self, cases):
+        """Each case with every engine, into a fresh dest and over an existing one."""
+        for case in cases:
             for engine in h.engines():
                 for existing in (False, True):
                     with self.subTest(case=case["name"], engine=engine, existing_dest=existing):
                         self._run_case(case, engine, existing)
+
+    def test_unsafe_members_rejected(self):
+        self._run_cases(UNSAFE_CASES)
         self.assertFalse(os.path.exists("/tmp/ba-unit-through-%d.txt" % os.getpid()))
 
     def test_corrupt_archives_rejected(self):
-        for case in CORRUPT_CASES:
-            for engine in h.engines():
-                for existing in (False, True):
-                    with self.subTest(case=case["name"], engine=engine, existing_dest=existing):
-                        self._run_case(case, engine, existing)
+        self._run_cases(CORRUPT_CASES)
 
     def test_bitflip_with_sidecar_is_checksum_mismatch(self):
         original = h.archive_bytes(_big_members(), "gz")
