@@ -34,6 +34,7 @@ DEST = "/content/_assets"
 SHA256 = ""  # expected sha256 of the archive, kept OUTSIDE Drive ("" = use ARCHIVE.sha256)
 ENGINE = "auto"  # auto | python | tar
 DRIVE_MOUNT = "/content/drive"
+DRIVE_CACHE = "/root/.config/Google/DriveFS"  # where Colab's Drive mount keeps its local copies
 # ------------------------------------------------------------------------------------------
 
 import argparse
@@ -66,6 +67,7 @@ VERSION = "0.1.0"
 ENV_ARCHIVE = "BOOTSTRAP_ASSETS_ARCHIVE"
 ENV_DEST = "BOOTSTRAP_ASSETS_DEST"
 ENV_DRIVE_MOUNT = "BOOTSTRAP_ASSETS_DRIVE_MOUNT"
+ENV_DRIVE_CACHE = "BOOTSTRAP_ASSETS_DRIVE_CACHE"
 ENGINES = ("auto", "python", "tar")
 
 CHUNK = 1 << 20  # read and decompress in 1 MiB pieces: large enough for the mount, small for RSS
@@ -78,6 +80,11 @@ MARKER_NAME = ".bootstrap_assets.json"
 MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp")  # ours, never part of the user's tree
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
+PART_INFIX = ".part-"  # ARCHIVE.part-0001, ...: one archive stream cut into plain files
+# Drive's mount keeps a local copy of a file for as long as it is open, on the VM's own
+# disk: parts of 1 GiB let a 20 GB archive pass through about 1 GiB of that disk, not 20.
+DEFAULT_PART_SIZE = 1 << 30
+CACHE_WAIT = 30.0  # seconds to wait for the mount to evict closed parts when the disk is full
 MAX_SIDECAR = 1 << 20
 MAX_META_SIZE = 1 << 20  # a pax header or GNU long name larger than this is an attack
 MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tolerate
@@ -211,6 +218,14 @@ def _human(nbytes):
     return f"{nbytes:.1f} TB"
 
 
+def _human_binary(nbytes):
+    for unit in ("", "K", "M", "G"):
+        if nbytes < 1024 or nbytes % 1024:
+            return f"{nbytes}{unit}"
+        nbytes //= 1024
+    return f"{nbytes}T"
+
+
 def _in_kernel():
     """True inside a Jupyter/IPython kernel (pasted cell or import), not in `!python`."""
     return "ipykernel" in sys.modules
@@ -318,9 +333,37 @@ def _sidecar_identities(content):
     return identities
 
 
+def _sidecar_part_sets(content):
+    """{version name: {(whole sha256, (part sha256, ...) or None)}} from the `# parts`
+    comment lines save writes for an archive stored as parts. A name carries two sets while
+    a save renames files, like a file's line; None: the parts' own hashes are not known."""
+    sets = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split(None, 4)
+        if len(words) < 5 or words[:2] != ["#", "parts"]:
+            continue
+        hashes = None if words[3] == "-" else tuple(words[3].split(","))
+        digests = [words[2]] + list(hashes or ())
+        if all(len(d) == 64 and not d.strip("0123456789abcdef") for d in digests):
+            sets.setdefault(words[4].strip(), set()).add((words[2], hashes))
+    return sets
+
+
+def _sidecar_journal(content):
+    """The `# journal` line of a sidecar written while a save moves files (see _publish)."""
+    for line in (content or b"").decode("utf-8", "surrogateescape").splitlines():
+        if line.startswith("# journal "):
+            try:
+                journal = json.loads(line[len("# journal "):])
+            except ValueError:
+                return None
+            return journal if isinstance(journal, dict) else None
+    return None
+
+
 def _read_sidecar(archive, retry_for, raw=False):
     """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
-    with raw, its bytes (b"" when there is none)."""
+    with raw, its bytes (None when there is none)."""
     sidecar = archive + ".sha256"
     backoff = _Backoff(retry_for)
     while True:
@@ -329,9 +372,11 @@ def _read_sidecar(archive, retry_for, raw=False):
                 content = f.read(MAX_SIDECAR)
             return content if raw else _sidecar_entries(content, sidecar)
         except FileNotFoundError:
-            return b"" if raw else {}
+            return None if raw else {}
         except OSError as exc:
             if exc.errno not in TRANSIENT_ERRNOS or not backoff.wait():
+                if exc.errno == errno.ENOTCONN:
+                    raise _dead_mount_error(sidecar, None, exc.strerror) from None
                 raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
 
 
@@ -413,49 +458,258 @@ def _describe_missing(path):
     return text
 
 
-class _PathSource:
-    """An archive on a filesystem (Drive, gcsfuse, NFS, local) read with retries.
+def _shared_copy_hint(path, drive_mount):
+    """Where a file missing under MyDrive shows up instead, when it lives in a shared drive
+    or behind a shortcut; "" when it is nowhere else either."""
+    my_drive = os.path.join(drive_mount or "", "MyDrive")
+    if not drive_mount or not _is_within(path, my_drive) or path == my_drive:
+        return ""
+    import glob
+    parts = os.path.relpath(path, my_drive).split(os.sep)
+    for skip in range(len(parts)):
+        tail = os.path.join(*[glob.escape(p) for p in parts[skip:]])
+        for shared in ("Shareddrives", ".shortcut-targets-by-id"):
+            found = sorted(glob.glob(os.path.join(glob.escape(drive_mount), shared, "*", tail)))
+            if found:
+                return (f"\nIt is not in your MyDrive, but {found[0]} exists. Drive shows "
+                        f"shared drives under {drive_mount}/Shareddrives, and a folder "
+                        f"shared with you only after you right-click it in Drive and choose "
+                        f"\"Add shortcut to Drive\". Point --archive at {found[0]}, or add "
+                        f"that shortcut to MyDrive.")
+    return ""
 
-    Transient errors (a mount hiccup) make the reader back off, reopen the file, seek to the
-    offset reached and go on, for up to retry_for seconds of continuous failure.
+
+def _quota_hint(path, drive_cache):
+    """The fix when Drive's own log says the file's download quota is exceeded, else ""."""
+    if not drive_cache:
+        return ""
+    log = os.path.join(drive_cache, "Logs", "drive_fs.txt")
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - (4 << 20)))
+            if b"QUOTA_EXCEEDED" not in f.read():
+                return ""
+    except OSError:
+        return ""
+    return (f"Drive refuses to send {path}: its log {log} says QUOTA_EXCEEDED. A file "
+            f"that many people download (a shared file) hits Drive's download quota and is "
+            f"blocked for up to a day. Fix: in Drive, right-click the file, choose \"Make a "
+            f"copy\" (the copy is yours, with its own quota), then point --archive at the "
+            f"copy and run this again.")
+
+
+class _DriveCache:
+    """The local copy Drive's mount keeps of every byte read or written through it.
+
+    Colab's mount (DriveFS) keeps it on the VM's own disk, the disk of /content, and evicts
+    it only as that disk fills up, never while the file is open (googlecolab/colabtools
+    #1915). So a 20 GB archive read as one file needs 20 GB of that disk beside the 20 GB
+    it extracts to; read as parts of 1 GiB, each closed when read, about two parts.
     """
 
-    def __init__(self, path, retry_for, drive_mount):
-        self.path = os.path.abspath(os.path.expanduser(path))
+    def __init__(self, folder):
+        self.folder = folder
+
+    @classmethod
+    def on_disk_of(cls, setting, archive, local, drive_mount):
+        """The cache that will hold archive's bytes on local's disk (None: on any disk),
+        or None."""
+        folder = _cache_setting(setting)
+        explicit = bool(setting or os.environ.get(ENV_DRIVE_CACHE))
+        if _is_url(archive) or not (explicit or (drive_mount and _is_within(archive,
+                                                                          drive_mount))):
+            return None
+        try:
+            if os.stat(folder).st_dev != os.stat(local or folder).st_dev:
+                return None
+        except OSError:
+            return None
+        return cls(folder)
+
+    def reclaimable(self):
+        """Bytes the cache holds now: the mount gives them back as the disk fills up."""
+        total, pending = 0, [self.folder]
+        while pending:
+            try:
+                with os.scandir(pending.pop()) as listing:
+                    for entry in listing:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+        return total
+
+
+def _cache_setting(drive_cache):
+    return drive_cache or os.environ.get(ENV_DRIVE_CACHE) or DRIVE_CACHE
+
+
+def _part_name(name, number):
+    return f"{name}{PART_INFIX}{number:04d}"
+
+
+def _part_numbers(names, name):
+    """{part number: file name} for the parts of `name` among a folder's names."""
+    prefix = name + PART_INFIX
+    return {int(n[len(prefix):]): n for n in names
+            if n.startswith(prefix) and n[len(prefix):].isdigit()}
+
+
+def _version_files(names, name):
+    """Every file of the version `name` among a folder's names: the single file, then its
+    parts in order."""
+    parts = _part_numbers(names, name)
+    return ([name] if name in names else []) + [parts[k] for k in sorted(parts)]
+
+
+def _archive_files(archive, version, sidecar):
+    """The files holding version N of the archive, as [(path, size, mtime_ns)], and the
+    whole-stream hashes the sidecar's `# parts` lines accept for them (None: no such line).
+    None when there is no such version.
+
+    A single file wins over parts of the same name. Parts named in a `# parts` line are
+    matched by their identity (size and mtime): a save that dies while renaming a version's
+    parts leaves some under the version's name and the rest under the names its sidecar's
+    journal moves them to or from, and every part is looked for in all of these. Parts
+    without such a line (cut by hand with GNU split) must run from 0001 without a gap.
+    """
+    path = _version_path(archive, version)
+    try:
+        st = os.stat(path)
+        return [(path, st.st_size, st.st_mtime_ns)], None
+    except FileNotFoundError:
+        pass
+    folder, name = os.path.split(path)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return None
+    present = _part_numbers(names, name)
+    states = _sidecar_part_sets(sidecar or b"").get(name)
+    if states:
+        identities = _sidecar_identities(sidecar)
+        moves = (_sidecar_journal(sidecar) or {}).get("moves", [])
+        for whole, hashes in sorted(states, key=lambda state: state[1] is None):
+            files = _parts_by_identity(folder, name, moves, hashes, identities) if hashes \
+                else _contiguous_parts(folder, name, present)
+            if files:
+                return files, {whole}
+        if moves:
+            raise SourceMissing(f"The parts of {path} are incomplete: a save or split was "
+                                f"interrupted while it renamed them.")
+        # Not found as recorded (a part lost, or the folder copied with new mtimes): the
+        # parts that are there, each one the sidecar counts, checked by the whole's hash.
+        count = max(len(hashes or ()) for _, hashes in states)
+        return _contiguous_parts(folder, name, present, count), {w for w, _ in states}
+    files = _contiguous_parts(folder, name, present)
+    return (files, None) if files else None
+
+
+def _parts_by_identity(folder, name, moves, hashes, identities):
+    files = []
+    for number, digest in enumerate(hashes, 1):
+        own = _part_name(name, number)
+        elsewhere = [a if b == own else b for a, b in moves if own in (a, b)]
+        for candidate in [own] + (elsewhere if digest in identities else []):
+            part = os.path.join(folder, candidate)
+            try:
+                st = os.stat(part)
+            except FileNotFoundError:
+                continue
+            if identities.get(digest, [st.st_size, st.st_mtime_ns]) == [st.st_size,
+                                                                          st.st_mtime_ns]:
+                files.append((part, st.st_size, st.st_mtime_ns))
+                break
+        else:
+            return None
+    return files
+
+
+def _contiguous_parts(folder, name, present, count=0):
+    files, count = [], max(count, max(present, default=0))
+    for number in range(1, count + 1):
+        if number not in present:
+            raise CorruptArchive(f"{os.path.join(folder, _part_name(name, number))} is "
+                                 f"missing: the archive {os.path.join(folder, name)} is "
+                                 f"{count} parts, and this one is not there. The parts are "
+                                 f"one stream, in order: put it back, or restore an older "
+                                 f"version (--version 1).")
+        st = os.stat(os.path.join(folder, present[number]))
+        files.append((os.path.join(folder, present[number]), st.st_size, st.st_mtime_ns))
+    return files
+
+
+def _identity(path, files):
+    """What the marker records of an archive, to tell later whether it changed."""
+    if len(files) == 1 and files[0][0] == path:
+        return {"path": path, "size": files[0][1], "mtime_ns": files[0][2]}
+    return {"path": path, "size": sum(size for _, size, _ in files),
+            "parts": [[os.path.basename(p), size, mtime] for p, size, mtime in files]}
+
+
+class _PathSource:
+    """An archive on a filesystem (Drive, gcsfuse, NFS, local), one file or its parts in
+    order, read as one stream with retries.
+
+    Transient errors (a mount hiccup) make the reader back off, reopen the file, seek to the
+    offset reached and go on, for up to retry_for seconds of continuous failure. Each file is
+    closed as soon as it is read: Drive's mount keeps a local copy of an open file.
+    """
+
+    def __init__(self, path, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
+        archive = os.path.abspath(os.path.expanduser(path))
+        self.path = _version_path(archive, version)
         self.name = os.path.basename(self.path)
         self.retry_for = retry_for
         self.drive_mount = drive_mount
+        self.drive_cache = drive_cache
         _check_drive_mounted(self.path, drive_mount)
-        st = self._retrying(lambda: os.stat(self.path), "checking")
-        if stat.S_ISDIR(st.st_mode):
+        if os.path.isdir(self.path):
             raise SourceMissing(f"{self.path} is a folder, not an archive. Point --archive at "
                                 f"the archive file."
                                 f"{_describe_missing(os.path.join(self.path, '?'))}")
-        self.size = st.st_size
-        self.identity = {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        if os.path.isdir(self.path + ".sha256"):
-            raise SourceMissing(f"{self.path}.sha256 is a folder; it should be the archive's "
+        found = self._retrying(lambda: _archive_files(archive, version, sidecar), "checking",
+                               self.path)
+        if found is None:
+            raise SourceMissing(f"The archive {self.path} does not exist (nor parts "
+                                f"{_part_name(self.name, 1)}, ...)."
+                                f"{_describe_missing(self.path)}"
+                                f"{_shared_copy_hint(self.path, drive_mount)}")
+        self.files, self.whole = found
+        self.size = sum(size for _, size, _ in self.files)
+        self.identity = _identity(self.path, self.files)
+        if os.path.isdir(archive + ".sha256"):
+            raise SourceMissing(f"{archive}.sha256 is a folder; it should be the archive's "
                                 f"checksum file. Remove or rename it.")
 
-    def _retrying(self, action, doing, offset=None):
+    @property
+    def parts(self):
+        return len(self.files) if self.identity.get("parts") else 0
+
+    def _retrying(self, action, doing, path, offset=None):
         backoff = _Backoff(self.retry_for)
         while True:
             try:
                 return action()
             except FileNotFoundError:
-                raise SourceMissing(f"The archive {self.path} does not exist."
-                                    f"{_describe_missing(self.path)}") from None
+                raise SourceMissing(f"The archive {path} does not exist."
+                                    f"{_describe_missing(path)}") from None
             except OSError as exc:
                 if exc.errno not in TRANSIENT_ERRNOS:
-                    raise BootstrapError(f"Cannot read {self.path}: {exc}") from None
+                    raise BootstrapError(f"Cannot read {path}: {exc}") from None
                 if not backoff.wait():
                     where = f" at byte {offset:,}" if offset is not None else ""
                     if exc.errno == errno.ENOTCONN:
-                        raise _dead_mount_error(self.path, self.drive_mount,
+                        raise _dead_mount_error(path, self.drive_mount,
                                                 f"{os.strerror(exc.errno)}, for "
                                                 f"{self.retry_for:g} s{where}") from None
+                    quota = _quota_hint(path, self.drive_cache)
+                    if quota:
+                        raise BootstrapError(quota) from None
                     raise BootstrapError(
-                        f"{doing.capitalize()} {self.path} kept failing for {self.retry_for:g} s"
+                        f"{doing.capitalize()} {path} kept failing for {self.retry_for:g} s"
                         f"{where}: {exc}. The mount may be unhealthy; run this again, or "
                         f"remount Drive.") from None
 
@@ -465,6 +719,15 @@ class _PathSource:
         return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def chunks(self, offset=0):
+        """The stream from offset on: the part holding offset, then every later part."""
+        start = 0
+        for path, size, _ in self.files:
+            if offset < start + size or (size == 0 and offset == start):
+                yield from self._file_chunks(path, offset - start, size)
+                offset = start + size
+            start += size
+
+    def _file_chunks(self, path, offset, size):
         handle = None
 
         def drop_handle():
@@ -479,7 +742,7 @@ class _PathSource:
         def read_next():
             nonlocal handle
             if handle is None:
-                handle = open(self.path, "rb", buffering=0)
+                handle = open(path, "rb", buffering=0)
                 handle.seek(offset)
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -491,16 +754,16 @@ class _PathSource:
 
         try:
             while True:
-                data = self._retrying(read_next, "reading", offset)
+                data = self._retrying(read_next, "reading", path, offset)
                 if not data:
                     break
                 offset += len(data)
                 yield data
         finally:
             drop_handle()
-        if offset != self.size:
+        if offset != size:
             raise CorruptArchive(
-                f"{self.path} changed while it was read: {self.size:,} bytes were expected, "
+                f"{path} changed while it was read: {size:,} bytes were expected, "
                 f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
 
 
@@ -611,10 +874,10 @@ class _HttpSource:
                                  f"{self.size:,}. Run this again.")
 
 
-def _open_source(archive, retry_for, drive_mount):
+def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
     if _is_url(archive):
         return _HttpSource(archive, retry_for)
-    return _PathSource(archive, retry_for, drive_mount)
+    return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
 
 
 # ------------------------------------------------------------------ the streaming pipe --
@@ -1195,15 +1458,21 @@ class _TreeModel:
 
 
 class _SpaceGuard:
-    """Tracks what the extraction will take, so a bomb fails before it fills the disk."""
+    """Tracks what the extraction will take, so a bomb fails before it fills the disk.
 
-    def __init__(self, folder):
+    With Drive's cache on the same disk, what the cache holds counts as free (the mount
+    gives it back as the disk fills) and `in_cache` bytes stay set aside for the parts the
+    mount still has to read.
+    """
+
+    def __init__(self, folder, reclaimable=0, in_cache=0):
         self.folder = folder
-        self.free = _free_bytes(folder)
+        self.free = _free_bytes(folder) + reclaimable
+        self.in_cache = in_cache
         self.used = 0
 
     def left(self):
-        return self.free - SPACE_MARGIN - self.used
+        return self.free - SPACE_MARGIN - self.in_cache - self.used
 
     def take(self, nbytes, what):
         need = nbytes + (-nbytes) % 4096 + 4096
@@ -1212,11 +1481,13 @@ class _SpaceGuard:
         self.used += need
 
     def message(self, what, nbytes):
+        cache = (f" and {_human(self.in_cache)} for Drive's local copy of the parts still "
+                 f"to be read" if self.in_cache else "")
         return (f"Not enough space on {_fs_name_safe(self.folder)} for {what}: it needs "
                 f"{_human(nbytes)}, {_human(max(self.left(), 0))} is left (of "
                 f"{_human(self.free)} free when the restore began, keeping "
-                f"{_human(SPACE_MARGIN)} spare). Free some space, or use --dest on a larger "
-                f"disk.")
+                f"{_human(SPACE_MARGIN)} spare{cache}). Free some space, or use --dest on a "
+                f"larger disk.")
 
 
 # -------------------------------------------------------------------------- the writers --
@@ -1225,12 +1496,25 @@ class _PythonWriter:
 
     name = "python"
 
-    def __init__(self, root):
+    def __init__(self, root, cache_shares_disk=False):
         self.root = root
         self.umask = os.umask(0)
         os.umask(self.umask)
         self.real_root = os.path.realpath(root)
         self.dirs = {}  # path -> (mode, mtime or None), applied once everything is written
+        self.waits_for_cache = cache_shares_disk
+        self.short_since = None
+
+    def _wait_for_room(self, exc):
+        """Drive's mount evicts closed files from its cache only as the disk fills: a write
+        that finds the disk full waits (CACHE_WAIT at most) for the room to come back."""
+        if not self.waits_for_cache or exc.errno not in NO_SPACE_ERRNOS:
+            raise exc
+        now = time.monotonic()
+        self.short_since = self.short_since or now
+        if now - self.short_since > CACHE_WAIT:
+            raise exc
+        time.sleep(0.05)
 
     def _path(self, parts):
         return os.path.join(self.root, *parts)
@@ -1277,7 +1561,13 @@ class _PythonWriter:
             try:
                 for piece in pieces:
                     while piece:
-                        piece = piece[os.write(fd, piece):]
+                        try:
+                            piece = piece[os.write(fd, piece):]
+                        except OSError as exc:
+                            self._wait_for_room(exc)
+                            continue
+                        if self.short_since:
+                            self.short_since = None
                 if member.mode & ~self.umask != member.mode:
                     os.fchmod(fd, member.mode)
                 os.utime(fd, (member.mtime, member.mtime))
@@ -1452,6 +1742,7 @@ class RestoreResult(_Record):
     moved_aside: str = None
     local_changes: list = []
     layers: int = 0
+    parts: int = 0  # the files the archive is stored as (0: one file)
     note: str = None
 
     @property
@@ -1469,7 +1760,8 @@ class RestoreResult(_Record):
         check = (f"sha256 verified ({self.checksum_source})" if self.verified else
                  "NOT verified: no --sha256 and no .sha256 file beside the archive")
         layers = f" + {self.layers} layer(s)" if self.layers else ""
-        text = (f"restored {_human(self.archive_bytes)}{layers} ({self.files:,} files, "
+        parts = f" in {self.parts} parts" if self.parts else ""
+        text = (f"restored {_human(self.archive_bytes)}{parts}{layers} ({self.files:,} files, "
                 f"{_human(self.bytes_extracted)}) to {self.dest} in {self.seconds:.1f} s "
                 f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
         if self.moved_aside:
@@ -1773,15 +2065,17 @@ def _version_path(archive, version):
 
 # ---------------------------------------------------------------------------- operations --
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0):
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
     version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N).
+    An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
     Layers written by `save --incremental` are applied on top of their base, each verified.
-    Unset arguments come from the environment (BOOTSTRAP_ASSETS_ARCHIVE, _DEST,
-    _DRIVE_MOUNT) and then from the CONFIG block. Raises a BootstrapError subclass on
-    failure, after which dest is exactly as it was.
+    drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
+    the destination's disk (default: Colab's). Unset arguments come from the environment
+    (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
+    block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     given = sha256 or SHA256
@@ -1794,24 +2088,37 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     started = time.monotonic()
     note = None
     with _Lock(_lock_path(dest), lock_timeout, dest):
+        raw_sidecar = None
+        if not _is_url(archive):
+            _check_drive_mounted(archive, drive_mount)
+            raw_sidecar = _read_sidecar(archive, retry_for, raw=True)
+        cache_folder = _cache_setting(drive_cache)
         try:
-            source = _open_source(_version_path(archive, version), retry_for, drive_mount)
+            source = _open_source(archive, retry_for, drive_mount, raw_sidecar, cache_folder,
+                                  version)
         except SourceMissing:
-            previous = _version_path(archive, 1)
-            if version or _is_url(archive) or not os.path.exists(previous):
+            if version or _is_url(archive):
                 raise
             # A save was interrupted between moving the current archive to .1 and putting
             # the new one in its place: .1 is the newest complete archive.
-            source = _open_source(previous, retry_for, drive_mount)
-            note = (f"{archive} is missing (a save was interrupted?); restored the newest "
-                    f"complete version, {previous}")
+            try:
+                source = _open_source(archive, retry_for, drive_mount, raw_sidecar,
+                                      cache_folder, 1)
+            except SourceMissing:
+                source = None
+            if source is None:
+                raise
+            note = (f"{archive} is missing or incomplete (a save was interrupted?); restored "
+                    f"the newest complete version, {source.path}")
         if given:
             sidecar = {}
         elif _is_url(archive):
             sidecar = source.read_sidecar()
         else:
-            sidecar = _read_sidecar(archive, retry_for)
-        expected = given or _expected_hashes(sidecar, source.name)
+            sidecar = _sidecar_entries(raw_sidecar, archive + ".sha256") if raw_sidecar \
+                is not None else {}
+        expected = given or getattr(source, "whole", None) or _expected_hashes(sidecar,
+                                                                                source.name)
         checksum_source = "--sha256" if given else ("sidecar" if expected else None)
         state, marker, changes = _inspect_dest(dest)
         if state == "ours" and not force:
@@ -1833,18 +2140,14 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                 f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
                 f"again with --force to restore anyway (the current folder is then moved to "
                 f"{dest}.old-<timestamp>, never deleted).")
-        free = _free_bytes(parent)
-        if source.size > free - SPACE_MARGIN:
-            raise NoSpace(f"Not enough space on {_fs_name_safe(parent)} to restore "
-                          f"{source.path}: the archive alone is {_human(source.size)}, and "
-                          f"{_human(free)} is free. Free some space, or use --dest on a "
-                          f"larger disk.")
+        cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
+        plan = _restore_space_plan(source, parent, cache)
         container = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
                                          f"{os.urandom(4).hex()}")
         os.mkdir(container, 0o700)
         try:
             result = _restore_into(source, archive, sidecar, container, dest, engine, expected,
-                                   checksum_source, quiet, retry_for, drive_mount)
+                                   checksum_source, quiet, retry_for, drive_mount, plan)
             fresh_state, _, fresh_changes = _inspect_dest(dest)
             if fresh_state == "foreign" or fresh_changes:
                 if not force:
@@ -1865,6 +2168,44 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     result.local_changes = changes
     result.seconds = time.monotonic() - started
     return result
+
+
+def _restore_space_plan(source, parent, cache):
+    """(reclaimable, in_cache): refuse up front a restore that cannot fit on parent's disk.
+
+    The extracted files take at least the archive's size. When Drive's cache shares that
+    disk it also holds what is being read: a single file whole until it is closed, parts
+    about two at a time. What the cache holds already comes back as the disk fills.
+    """
+    free = _free_bytes(parent)
+    reclaimable = cache.reclaimable() if cache else 0
+    in_cache = 0
+    if cache:
+        sizes = [size for _, size, _ in getattr(source, "files", [])] or [source.size]
+        in_cache = source.size if len(sizes) == 1 else 2 * max(sizes)
+    need = source.size + in_cache + SPACE_MARGIN
+    if need <= free + reclaimable:
+        return reclaimable, in_cache
+    where = _fs_name_safe(parent)
+    if not cache:
+        raise NoSpace(f"Not enough space on {where} to restore {source.path}: the archive "
+                      f"alone is {_human(source.size)}, and {_human(free)} is free. Free some "
+                      f"space, or use --dest on a larger disk.")
+    text = (f"Not enough space on {where} to restore {source.path}: it needs about "
+            f"{_human(need)} there ({_human(source.size)} or more of extracted files, plus "
+            f"{_human(in_cache)} for Drive's local copy of what is being read), and "
+            f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's cache "
+            f"({cache.folder}). Drive keeps a local copy of a file on this disk for as long as "
+            f"it is open")
+    if len(getattr(source, "files", ())) == 1:
+        text += (f", so an archive read as one file needs its size twice. Fix: split it into "
+                 f"parts once, in place on Drive: python bootstrap_assets.py split --archive "
+                 f"'{source.path}' (then a restore needs about two parts of room beyond the "
+                 f"files), or use --dest on a larger disk.")
+    else:
+        text += ". Fix: free some space, use --dest on a larger disk, or save with a smaller "\
+                "--part-size."
+    raise NoSpace(text)
 
 
 def _settings(archive, dest, drive_mount):
@@ -1893,14 +2234,16 @@ def _move_aside(dest):
 
 
 def _restore_into(source, archive, sidecar, container, dest, engine, expected, checksum_source,
-                  quiet, retry_for, drive_mount):
+                  quiet, retry_for, drive_mount, plan):
     """Extract the archive and its layers into container; return a RestoreResult whose dest
     is the finished folder (inside container)."""
     root = os.path.join(container, "root")
     os.mkdir(root, 0o700)
     progress = _Progress(f"restoring {source.name}", source.size, quiet)
-    extraction = _Extraction(root, _SpaceGuard(container), progress)
-    writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root)
+    reclaimable, in_cache = plan
+    extraction = _Extraction(root, _SpaceGuard(container, reclaimable, in_cache), progress)
+    cache_shares_disk = bool(in_cache)
+    writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root, cache_shares_disk)
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, container)
@@ -1924,9 +2267,9 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
                           f"{source.path} into {dest} ({_human(extraction.total)} extracted, "
                           f"{_human(_free_bytes(container))} and "
-                          f"{os.statvfs(container).f_favail:,} inodes free now). Nothing "
-                          f"was changed at {dest}. Free some space, or use --dest on a "
-                          f"larger disk.") from None
+                          f"{os.statvfs(container).f_favail:,} inodes free now"
+                          f"{_cache_note(in_cache)}). Nothing was changed at {dest}. Free "
+                          f"some space, or use --dest on a larger disk.") from None
         raise BootstrapError(f"Restoring {source.path} failed while writing under "
                              f"{container}: {exc}. Nothing was changed at {dest}.") from None
     finally:
@@ -1950,7 +2293,12 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
                          files=sum(entry[0] != "d" for entry in manifest.values()),
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
-                         engine=engine_used, format=fmt)
+                         engine=engine_used, format=fmt, parts=getattr(source, "parts", 0))
+
+
+def _cache_note(in_cache):
+    return (f"; Drive's cache shares this disk and did not give back room for "
+            f"{CACHE_WAIT:g} s" if in_cache else "")
 
 
 def _write_marker(folder, fields):
@@ -2271,47 +2619,109 @@ class _ReadBack:
         self.thread.join()
 
 
-def _write_archive(pieces, path, verify, retry_for, progress, counter):
-    """Write pieces to a new file on the mount, hashing them; fsync; read back. -> (sha, size)"""
-    hasher, written = hashlib.sha256(), 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                 0o644)
-    reader = _ReadBack(path, retry_for) if verify else None
-    try:
+class _OutputFile:
+    """One new file on the mount: written, hashed, fsynced, closed, and read back."""
+
+    def __init__(self, path, verify, retry_for):
+        self.path, self.size = path, 0
+        self.hasher = hashlib.sha256()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                          | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self.reader = _ReadBack(path, retry_for) if verify else None
+
+    def write(self, view):
+        self.hasher.update(view)
+        self.size += len(view)
+        while view:
+            view = view[os.write(self.fd, view):]
+        if self.reader:
+            self.reader.advance(self.size)
+
+    def finish(self):
+        """Close the file (so the mount can upload it and evict its local copy), then
+        compare what reads back with what was written; return the file's sha256."""
         try:
-            for piece in pieces:
-                hasher.update(piece)
-                view = memoryview(piece)
-                while view:
-                    view = view[os.write(fd, view):]
-                written += len(piece)
-                if reader:
-                    reader.advance(written)
-                progress.update(counter.bytes, None)
-            os.fsync(fd)
+            os.fsync(self.fd)
         finally:
-            os.close(fd)
-        if reader:
-            back, reader = reader.digest(written), None
-            if back != hasher.hexdigest():
+            os.close(self.fd)
+            self.fd = None
+        digest = self.hasher.hexdigest()
+        if self.reader:
+            back, self.reader = self.reader.digest(self.size), None
+            if back != digest:
                 raise ChecksumMismatch(
-                    f"The archive written to {path} does not read back as written (sha256 "
-                    f"{hasher.hexdigest()} written, {back} read): the mount is corrupting "
-                    f"data. The previous archive is untouched; try again, or remount Drive.")
-    finally:
-        if reader:
-            reader.abandon()
-    return hasher.hexdigest(), written
+                    f"The archive written to {self.path} does not read back as written (sha256 "
+                    f"{digest} written, {back} read): the mount is corrupting data. The "
+                    f"previous archive is untouched; try again, or remount Drive.")
+        return digest
+
+    def abandon(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.reader:
+            self.reader.abandon()
+            self.reader = None
 
 
-def _write_sidecar(archive, entries, identities):
-    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
+def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, counter):
+    """Write the stream to new files on the mount: file k at path_of(k), each at most
+    part_size bytes (0: one file), each closed as soon as it is full.
+
+    -> (sha256 of the whole stream, its size, [(path, sha256, size) for each file]). On
+    failure the files written so far are removed.
+    """
+    whole, files, current = hashlib.sha256(), [], None
+    try:
+        for piece in pieces:
+            whole.update(piece)
+            view = memoryview(piece)
+            while view:
+                if current is None:
+                    if len(files) == 9999:
+                        raise UsageError(f"The archive needs more than 9999 parts of "
+                                         f"{_human(part_size)}: use a larger --part-size.")
+                    current = _OutputFile(path_of(len(files) + 1), verify, retry_for)
+                room = part_size - current.size if part_size else len(view)
+                current.write(view[:room])
+                view = view[room:]
+                if part_size and current.size == part_size:
+                    files.append((current.path, current.finish(), current.size))
+                    current = None
+            progress.update(counter.bytes, None)
+        if current is None and not files:
+            current = _OutputFile(path_of(1), verify, retry_for)
+        if current is not None:
+            files.append((current.path, current.finish(), current.size))
+            current = None
+    except BaseException:
+        if current is not None:
+            current.abandon()
+            files.append((current.path, None, 0))
+        for path, _, _ in files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        raise
+    return whole.hexdigest(), sum(size for _, _, size in files), files
+
+
+def _write_sidecar(archive, entries, part_sets, identities, journal=None):
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over): a
+    sha256sum line for every file, a `# parts` line for every version stored as parts, and
+    while files move, the `# journal` of those moves."""
     lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
                     for digest in sorted(entries[name]))
+    lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
+                     for name in sorted(part_sets)
+                     for whole, hashes in sorted(part_sets[name], key=str))
     listed = {digest for hashes in entries.values() for digest in hashes}
     lines += "".join(f"# identity {digest} {size} {mtime_ns}\n"
                      for digest, (size, mtime_ns) in sorted(identities.items())
                      if digest in listed)
+    if journal:
+        lines += f"# journal {json.dumps(journal)}\n"
     temporary = f"{archive}.sha256.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(lines)
@@ -2320,24 +2730,70 @@ def _write_sidecar(archive, entries, identities):
     os.replace(temporary, archive + ".sha256")
 
 
-def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for, known=None):
-    """Move a written and verified file into place, keeping `keep` previous versions.
+def _carry_out(archive, journal, identities):
+    """Do a journal's renames and deletions, then write the sidecar it leads to.
 
-    Crash safety, whatever instant the process dies: the sidecar is first replaced by one
-    that lists, for every name about to change, both its current and its future hash; only
-    then are files renamed (versions shift up one, the current archive becomes .1, the new
-    file takes its name); then the sidecar is replaced by the final one; only then are
-    versions beyond `keep` deleted. So every name always holds a complete file whose hash the
-    sidecar accepts, and a restore that finds no current archive (the instant between the
-    two last renames) takes .1. Layers are named after their base's hash, so rotating a base
-    never separates it from its layers.
+    Each step is safe to repeat after a crash: a rename whose target exists is done (the
+    renames run from the oldest version up, so a target is free until its own rename), and
+    the deletions start only once a sidecar without the deleted files is written.
+    """
+    folder = os.path.dirname(archive)
+    entries = {name: set(hashes) for name, hashes in journal["after"].items()}
+    part_sets = {name: {(whole, tuple(hashes) if hashes else None) for whole, hashes in states}
+                 for name, states in journal["parts"].items()}
+    if journal["phase"] == "move":
+        for source, target in journal["moves"]:
+            if not os.path.lexists(os.path.join(folder, target)):
+                os.rename(os.path.join(folder, source), os.path.join(folder, target))
+        if journal["deletes"]:
+            journal = dict(journal, phase="delete")
+            _write_sidecar(archive, entries, part_sets, identities, journal)
+    if journal["phase"] == "delete":
+        for name in journal["deletes"]:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:
+                pass
+    _write_sidecar(archive, entries, part_sets, identities)
+
+
+def _finish_interrupted(archive, retry_for):
+    """Finish the moves of a save or split that died in the middle of them (its journal is in
+    the sidecar), so the next one starts from whole versions under their own names."""
+    content = _read_sidecar(archive, retry_for, raw=True)
+    journal = _sidecar_journal(content)
+    if journal:
+        _carry_out(archive, journal, _sidecar_identities(content))
+
+
+def _publish(archive, written, final_name, digest, rotate, keep, retry_for, known=None):
+    """Move a written and verified version into place, keeping `keep` previous versions.
+
+    written: [(temporary path, sha256, size)], one file or the parts in order; digest: the
+    sha256 of the whole stream. Crash safety, whatever instant the process dies: the sidecar
+    is first replaced by one that lists, for every name about to change, both its current
+    and its future hash, and a journal of the renames and deletions to come; only then are
+    files renamed (versions shift up one, the current archive becomes .1, the new files
+    take its name), then versions beyond `keep` (and layers of no kept base) deleted, then
+    the sidecar is replaced by the final one. So every name always holds a complete file
+    whose hash the sidecar accepts; a restore that finds no current archive (the instant
+    between the two last renames) takes .1; a version stored as parts and caught halfway
+    through its renames is found through the journal (see _archive_files); and the next
+    save first finishes the journal (_finish_interrupted). The new parts are moved in last
+    part first, so the current name is complete once its part 0001 is there. Layers are
+    named after their base's hash, so rotating a base never separates it from its layers.
     """
     folder, base = os.path.dirname(archive), os.path.basename(archive)
-    content = _read_sidecar(archive, retry_for, raw=True)
+    content = _read_sidecar(archive, retry_for, raw=True) or b""
     before = {name: set(hashes) for name, hashes in
               (_sidecar_entries(content, archive + ".sha256") if content else {}).items() if name}
+    sets_before = _sidecar_part_sets(content)
+    names = set(os.listdir(folder))
     for name, hashes in (known or {}).items():
-        before.setdefault(name, set(hashes))
+        if name not in names and _part_numbers(names, name):
+            sets_before.setdefault(name, {(h, None) for h in hashes})
+        else:
+            before.setdefault(name, set(hashes))
     identities = _sidecar_identities(content)
     for name, hashes in before.items():
         try:
@@ -2351,64 +2807,96 @@ def _publish(archive, written_name, final_name, digest, rotate, keep, retry_for,
                 hashes.intersection_update(matching)
         if len(hashes) == 1:
             identities[next(iter(hashes))] = here
-    st = os.stat(os.path.join(folder, written_name))
-    identities[digest] = [st.st_size, st.st_mtime_ns]
-    plan = []
+    new_hashes = {}
+    for path, file_digest, _ in written:
+        st = os.stat(path)
+        identities[file_digest] = [st.st_size, st.st_mtime_ns]
+        new_hashes[os.path.basename(path)] = file_digest
+    moves, version_moves = [], []  # (file, new name); (version, new version name)
     if rotate:
         oldest = 0
-        while os.path.lexists(os.path.join(folder, f"{base}.{oldest + 1}")):
+        while _version_files(names, f"{base}.{oldest + 1}"):
             oldest += 1
-        plan += [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(oldest, 0, -1)]
-        if os.path.lexists(archive):
-            plan.append((base, f"{base}.1"))
-    plan.append((written_name, final_name))
+        version_moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(oldest, 0, -1)]
+        if _version_files(names, base):
+            version_moves.append((base, f"{base}.1"))
+        for source, target in version_moves:
+            moves += [(name, target + name[len(source):])
+                      for name in _version_files(names, source)]
+    if len(written) == 1:
+        moves.append((os.path.basename(written[0][0]), final_name))
+    else:
+        moves += [(os.path.basename(path), _part_name(final_name, k))
+                  for k, (path, _, _) in reversed(list(enumerate(written, 1)))]
     after = {name: set(hashes) for name, hashes in before.items()}
-    for source, target in plan:
+    names_after = set(names)
+    for source, target in moves:
         after.pop(target, None)
-        moved = {digest} if source == written_name else before.get(source, set())
+        moved = {new_hashes[source]} if source in new_hashes else before.get(source, set())
         after.pop(source, None)
         if moved:
             after[target] = set(moved)
-    transition = {name: before.get(name, set()) | after.get(name, set())
-                  for name in set(before) | set(after)}
-    _write_sidecar(archive, transition, identities)
-    for source, target in plan:
-        os.rename(os.path.join(folder, source), os.path.join(folder, target))
+        names_after.discard(source)
+        names_after.add(target)
+    sets_after = {name: set(states) for name, states in sets_before.items()}
+    for source, target in version_moves:
+        sets_after.pop(target, None)
+        if source in sets_before:
+            sets_after[target] = set(sets_before[source])
+        sets_after.pop(source, None)
+    sets_after.pop(final_name, None)
+    if len(written) > 1:
+        sets_after[final_name] = {(digest, tuple(d for _, d, _ in written))}
     dropped = []
-    while rotate and os.path.lexists(os.path.join(folder, f"{base}.{keep + 1 + len(dropped)}")):
+    while rotate and _version_files(names_after, f"{base}.{keep + 1 + len(dropped)}"):
         dropped.append(f"{base}.{keep + 1 + len(dropped)}")
-    for name in dropped:
-        after.pop(name, None)
-    kept_bases = {name: after.get(name) for name in [base] + [f"{base}.{i}" for i in
-                                                             range(1, keep + 1)]
-                  if os.path.lexists(os.path.join(folder, name))}
-    orphans = []
+    deletes = [name for version in dropped for name in _version_files(names_after, version)]
+    for version in dropped:
+        sets_after.pop(version, None)
+    kept_bases = {name: after.get(name, set()) | {w for w, _ in sets_after.get(name, ())}
+                  for name in [base] + [f"{base}.{i}" for i in range(1, keep + 1)]
+                  if _version_files(names_after, name)}
     if dropped and all(kept_bases.values()):  # only when every kept base's hash is known
         kept_prefixes = {_layer_prefix(archive, d) for hashes in kept_bases.values()
                          for d in hashes}
-        orphans = [name for name in os.listdir(folder) if LAYER_INFIX in name
-                   and name.startswith(base + ".") and ".tmp-" not in name
-                   and not any(name.startswith(p) for p in kept_prefixes)]
-        for name in orphans:
-            after.pop(name, None)
-    _write_sidecar(archive, after, identities)
-    for name in dropped + orphans:
-        os.unlink(os.path.join(folder, name))
+        deletes += sorted(name for name in names_after if LAYER_INFIX in name
+                          and name.startswith(base + ".") and ".tmp-" not in name
+                          and not any(name.startswith(p) for p in kept_prefixes))
+    for name in deletes:
+        after.pop(name, None)
+    transition = {name: before.get(name, set()) | after.get(name, set())
+                  for name in set(before) | set(after)}
+    sets_transition = {name: sets_before.get(name, set()) | sets_after.get(name, set())
+                       for name in set(sets_before) | set(sets_after)}
+    journal = {"phase": "move", "moves": moves, "deletes": deletes,
+               "after": {name: sorted(hashes) for name, hashes in after.items()},
+               "parts": {name: [[whole, list(hashes) if hashes else None]
+                                for whole, hashes in sorted(states, key=str)]
+                         for name, states in sets_after.items()}}
+    _write_sidecar(archive, transition, sets_transition, identities, journal)
+    _carry_out(archive, journal, identities)
     return sorted(kept_bases)
 
 
 def _clean_stale_temporaries(archive):
-    """Remove temporary files of saves that died (we hold the lock, so none is live)."""
+    """Remove temporary files of saves that died (we hold the lock, so none is live), but
+    none that a journal still has to move into place."""
     folder, base = os.path.dirname(archive), os.path.basename(archive)
+    try:
+        journal = _sidecar_journal(_read_sidecar(archive, 0, raw=True)) or {}
+    except BootstrapError:
+        journal = {}
+    pending = {source for source, _ in journal.get("moves", [])}
     for name in os.listdir(folder):
-        if name.startswith(base + ".") and ".tmp-" in name:
+        if name.startswith(base + ".") and ".tmp-" in name and name not in pending:
             os.unlink(os.path.join(folder, name))
 
 
 class SaveResult(_Record):
     """What save() did, with its figures."""
 
-    action: str  # "saved" (a full archive), "layer" (an incremental layer) or "unchanged"
+    # "saved" (a full archive), "layer" (an incremental layer), "split" (split()), "unchanged"
+    action: str
     archive: str
     written: str = None
     bytes_written: int = 0
@@ -2420,8 +2908,10 @@ class SaveResult(_Record):
     format: str = None
     verified: bool = False
     layer: int = 0
+    parts: int = 0  # the files the archive was written as (0: one file)
     versions: list = []
     warnings: list = []
+    note: str = None
 
     @property
     def mb_per_s(self):
@@ -2429,13 +2919,19 @@ class SaveResult(_Record):
 
     def summary(self):
         if self.action == "unchanged":
-            return (f"nothing changed since the last save to {self.archive}; nothing written "
-                    f"[{self.seconds:.2f} s]")
-        what = (f"layer {self.layer} ({self.files:,} changed, {self.deleted:,} deleted)"
-                if self.action == "layer" else f"a full archive ({self.files:,} files)")
+            return (f"{self.note or f'nothing changed since the last save to {self.archive}'}"
+                    f"; nothing written [{self.seconds:.2f} s]")
         check = ("read back and verified" if self.verified else
                  "NOT read back (--no-verify)")
-        text = (f"saved {what}: {_human(self.bytes_written)} to {self.written} in "
+        if self.action == "split":
+            return (f"split {self.archive} into {self.parts} parts "
+                    f"({_human(self.bytes_written)} in {self.seconds:.1f} s, "
+                    f"{self.mb_per_s:.1f} MB/s); {check}; the whole has the same sha256 as "
+                    f"before, {self.sha256[:16]}...; {self.note}")
+        what = (f"layer {self.layer} ({self.files:,} changed, {self.deleted:,} deleted)"
+                if self.action == "layer" else f"a full archive ({self.files:,} files)")
+        parts = f" in {self.parts} parts" if self.parts else ""
+        text = (f"saved {what}: {_human(self.bytes_written)}{parts} to {self.written} in "
                 f"{self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s, {self.format}); {check}; "
                 f"sha256 {self.sha256[:16]}...")
         if self.warnings:
@@ -2443,24 +2939,51 @@ class SaveResult(_Record):
         return text
 
 
-def _chain_on_drive(archive, base_sha):
+def _chain_on_drive(archive, base_sha, sidecar):
     """Identities of the base and its layers as they are on the mount now."""
-    if not os.path.exists(archive):
+    try:
+        found = _archive_files(archive, 0, sidecar)
+    except (SourceMissing, CorruptArchive):
+        found = None
+    if found is None:
         return None, []
     layers = _find_layers(archive, base_sha) if base_sha else []
-    return [_PathSource.identity_of(p) for p in [archive] + layers], layers
+    return ([_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers],
+            layers)
+
+
+class _SaveJob(_Record):
+    """The settings of one save, as its steps need them."""
+
+    archive: str
+    dest: str
+    format: str
+    level: int = None
+    keep: int = DEFAULT_KEEP
+    verify: bool = True
+    retry_for: float = 60.0
+    quiet: bool = False
+    part_size: int = DEFAULT_PART_SIZE
+    cache: object = None  # the _DriveCache on the local folder's disk, if any
+    flush_drive: bool = False
+    drive_mount: str = None
+    started: float = 0.0
+    warnings: list = []
 
 
 def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEEP,
          verify=True, incremental="auto", quiet=False, drive_mount=None, lock_timeout=10.0,
-         retry_for=60.0, flush_drive=False):
+         retry_for=60.0, flush_drive=False, part_size=None, drive_cache=None):
     """Pack the local folder back into the archive on the mount; return a SaveResult.
 
     incremental: "auto" (a layer of the changes when the folder was restored or saved from
     this archive and the layers stay under half the base), "always" (a layer whenever
     possible), "never" (always a full archive). A full save keeps `keep` previous versions
-    (ARCHIVE.1 ...). Raises a BootstrapError subclass on failure, after which the archive,
-    its versions and its sidecar are as they were.
+    (ARCHIVE.1 ...). part_size: a full archive larger than this is written as parts
+    ARCHIVE.part-0001, ... of at most this size (None: DEFAULT_PART_SIZE, 0: always one
+    file); layers are always one file. drive_cache: see restore(). Raises a BootstrapError
+    subclass on failure, after which the archive, its versions and its sidecar are as they
+    were.
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     if _is_url(archive):
@@ -2472,6 +2995,9 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     if keep < 1:
         raise UsageError("--keep must be at least 1: the previous archive is what a crash "
                          "falls back to.")
+    part_size = DEFAULT_PART_SIZE if part_size is None else part_size
+    if part_size < 0:
+        raise UsageError(f"--part-size must be 0 (one file) or more, not {part_size}.")
     if flush_drive and not _in_kernel():
         raise UsageError("--flush needs the notebook kernel (it calls drive.flush_and_unmount);"
                          " from `!python` it cannot work. Use bootstrap_assets.save("
@@ -2487,11 +3013,18 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
                                 f"empty archive. Nothing was written.")
         _check_drive_mounted(archive, drive_mount)
         os.makedirs(os.path.dirname(archive), exist_ok=True)
+        _finish_interrupted(archive, retry_for)
         _clean_stale_temporaries(archive)
+        job = _SaveJob(archive=archive, dest=dest, format=format, level=level, keep=keep,
+                       verify=verify, retry_for=retry_for, quiet=quiet, part_size=part_size,
+                       cache=_DriveCache.on_disk_of(drive_cache, archive, dest, drive_mount),
+                       flush_drive=flush_drive, drive_mount=drive_mount, started=started,
+                       warnings=warnings)
         manifest = {path: entry for path, entry, _ in entries}
         marker = _read_marker(dest)
         recorded = (marker or {}).get("archive", {})
-        chain, layers = _chain_on_drive(archive, recorded.get("sha256"))
+        sidecar = _read_sidecar(archive, retry_for, raw=True)
+        chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
         same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
         if same_chain and marker["manifest"] == manifest and incremental != "never":
             return SaveResult(action="unchanged", archive=archive,
@@ -2500,11 +3033,8 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
             else None
         try:
             if plan:
-                return _save_layer(archive, dest, plan, manifest, recorded, chain, format,
-                                   level, verify, retry_for, quiet, started, warnings,
-                                   flush_drive, drive_mount)
-            return _save_full(archive, dest, entries, manifest, format, level, keep, verify,
-                              retry_for, quiet, started, warnings, flush_drive, drive_mount)
+                return _save_layer(job, plan, manifest, recorded, chain)
+            return _save_full(job, entries, manifest)
         except OSError as exc:
             raise _save_failure(exc, archive) from None
 
@@ -2556,55 +3086,59 @@ def _save_failure(exc, archive):
                           f"checksum are intact.")
 
 
-def _save_full(archive, dest, entries, manifest, fmt, level, keep, verify, retry_for,
-               quiet, started, warnings, flush_drive, drive_mount):
-    fmt, level = _choose_format(dest, entries, fmt, level)
+def _save_full(job, entries, manifest):
+    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
     total = sum(e[1][1] for e in entries if e[1][0] == "f")
-    _check_room(archive, total + BLOCK * 2 * len(entries))
-    written_name = f"{os.path.basename(archive)}.tmp-{os.getpid()}"
+    estimate = total + BLOCK * 2 * len(entries)
+    _check_room(job.archive, estimate)
+    _check_local_room(job, estimate)
+    base = os.path.basename(job.archive)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
-    top = os.path.basename(dest)
-    digest, size = _write_stream(archive, written_name, dest, top + "/", entries, None, base_id,
-                                 fmt, level, verify, retry_for, quiet, total, warnings)
-    versions = _publish(archive, written_name, os.path.basename(archive), digest, True, keep,
-                        retry_for)
-    chain = [_PathSource.identity_of(archive)]
-    _write_marker(dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
-                                     "verified": True, "checksum_source": "sidecar",
-                                     "format": fmt, "prefix": top},
-                         "manifest": manifest})
-    _flush_if_asked(flush_drive, drive_mount)
-    return SaveResult(action="saved", archive=archive, written=archive, bytes_written=size,
-                      bytes_packed=total, files=sum(e[1][0] != "d" for e in entries),
-                      seconds=time.monotonic() - started, sha256=digest, format=fmt,
-                      verified=verify, versions=versions, warnings=warnings)
+    top = os.path.basename(job.dest)
+    digest, size, files = _write_stream(
+        job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
+        base_id, fmt, level, total)
+    versions = _publish(job.archive, files, base, digest, True, job.keep, job.retry_for)
+    sidecar = _read_sidecar(job.archive, job.retry_for, raw=True)
+    chain = [_identity(job.archive, _archive_files(job.archive, 0, sidecar)[0])]
+    _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
+                                         "verified": True, "checksum_source": "sidecar",
+                                         "format": fmt, "prefix": top},
+                             "manifest": manifest})
+    _flush_if_asked(job.flush_drive, job.drive_mount)
+    return SaveResult(action="saved", archive=job.archive, written=job.archive,
+                      bytes_written=size, bytes_packed=total,
+                      files=sum(e[1][0] != "d" for e in entries),
+                      seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
+                      verified=job.verify, versions=versions, warnings=job.warnings,
+                      parts=len(files) if len(files) > 1 else 0)
 
 
-def _save_layer(archive, dest, plan, manifest, recorded, chain, fmt, level, verify, retry_for,
-                quiet, started, warnings, flush_drive, drive_mount):
+def _save_layer(job, plan, manifest, recorded, chain):
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
-    fmt, level = _choose_format(dest, changed, fmt, level)
+    fmt, level = _choose_format(job.dest, changed, job.format, job.level)
     total = sum(e[1][1] for e in changed if e[1][0] == "f")
-    _check_room(archive, total + BLOCK * 2 * (len(changed) + 2))
-    final_name = f"{_layer_prefix(archive, recorded['sha256'])}{number}"
-    written_name = f"{final_name}.tmp-{os.getpid()}"
-    digest, size = _write_stream(archive, written_name, dest, plan["prefix"], changed, deleted,
-                                 None, fmt,
-                                 level, verify, retry_for, quiet, total, warnings)
+    estimate = total + BLOCK * 2 * (len(changed) + 2)
+    _check_room(job.archive, estimate)
+    _check_local_room(job, estimate, layer=True)
+    final_name = f"{_layer_prefix(job.archive, recorded['sha256'])}{number}"
+    one_file = _SaveJob(**dict(vars(job), part_size=0))  # layers stay single small files
+    digest, size, files = _write_stream(one_file, lambda k: f"{final_name}.tmp-{os.getpid()}",
+                                        plan["prefix"], changed, deleted, None, fmt, level,
+                                        total)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
-    _publish(archive, written_name, final_name, digest, False, DEFAULT_KEEP, retry_for,
-             known={os.path.basename(archive): {recorded["sha256"]}})
-    chain = chain + [_PathSource.identity_of(os.path.join(os.path.dirname(archive),
-                                                          final_name))]
+    _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, job.retry_for,
+             known={os.path.basename(job.archive): {recorded["sha256"]}})
+    layer_path = os.path.join(os.path.dirname(job.archive), final_name)
+    chain = chain + [_PathSource.identity_of(layer_path)]
     fields = dict(recorded, chain=chain)
-    _write_marker(dest, {"archive": fields, "manifest": manifest})
-    _flush_if_asked(flush_drive, drive_mount)
-    return SaveResult(action="layer", archive=archive, layer=number,
-                      written=os.path.join(os.path.dirname(archive), final_name),
+    _write_marker(job.dest, {"archive": fields, "manifest": manifest})
+    _flush_if_asked(job.flush_drive, job.drive_mount)
+    return SaveResult(action="layer", archive=job.archive, layer=number, written=layer_path,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
                       files=sum(e[1][0] != "d" for e in changed), format=fmt,
-                      seconds=time.monotonic() - started, sha256=digest, verified=verify,
-                      warnings=warnings)
+                      seconds=time.monotonic() - job.started, sha256=digest,
+                      verified=job.verify, warnings=job.warnings)
 
 
 def _check_room(archive, nbytes):
@@ -2616,25 +3150,40 @@ def _check_room(archive, nbytes):
                       f"on Drive (empty its trash too). Nothing was written.")
 
 
-def _write_stream(archive, written_name, dest, prefix, entries, deleted, base_id, fmt, level,
-                  verify, retry_for, quiet, total, warnings):
-    """walk -> tar -> compress -> hash -> write, each stage in its own thread."""
-    path = os.path.join(os.path.dirname(archive), written_name)
+def _check_local_room(job, estimate, layer=False):
+    """Refuse a save whose file would not fit in Drive's cache on the local disk: the mount
+    keeps a local copy of a file being written until it is closed and uploaded."""
+    if job.cache is None:
+        return
+    one_file = layer or not job.part_size or estimate <= job.part_size
+    in_cache = estimate if one_file else 2 * job.part_size
+    free, reclaimable = _free_bytes(job.dest), job.cache.reclaimable()
+    if in_cache + SPACE_MARGIN <= free + reclaimable:
+        return
+    fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
+           "a time)" if one_file and not layer else "use a smaller --part-size")
+    raise NoSpace(f"Not enough local space to save {job.archive}: Drive keeps a local copy "
+                  f"of a file being written on {_fs_name_safe(job.dest)} until it is closed "
+                  f"and uploaded, and this save would hold about {_human(in_cache)} there; "
+                  f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
+                  f"cache ({job.cache.folder}). Nothing was written. Fix: {fix}, or free "
+                  f"some local space.")
+
+
+def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total):
+    """walk -> tar -> compress -> hash -> write, each stage in its own thread.
+    temporary(k): the name of written file k (the parts, in order)."""
+    folder = os.path.dirname(job.archive)
     counter = _Counter()
-    progress = _Progress(f"saving {os.path.basename(archive)}", total, quiet)
-    packed = _Stage(lambda: _coalesced(_pack(dest, prefix, entries, deleted, base_id, counter,
-                                             warnings)), "pack")
+    progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
+    packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
+                                             counter, job.warnings)), "pack")
     stages = [packed]
     if fmt != "tar":
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
     try:
-        return _write_archive(stages[-1], path, verify, retry_for, progress, counter)
-    except BaseException:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise
+        return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
+                              job.part_size, job.verify, job.retry_for, progress, counter)
     finally:
         for stage in reversed(stages):
             stage.close()
@@ -2649,6 +3198,113 @@ def _flush_if_asked(flush_drive, drive_mount):
         drive.mount(drive_mount)
 
 
+# ------------------------------------------------------------------------------- split --
+def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verify=True,
+          quiet=False, drive_mount=None, drive_cache=None, dest=None, lock_timeout=10.0,
+          retry_for=60.0):
+    """Rewrite a single-file archive on the mount as parts ARCHIVE.part-0001, ...; return a
+    SaveResult (action "split", or "unchanged" when there is nothing to split).
+
+    One streaming pass: the old file is read once, the parts are written, read back and
+    verified, and the hash of the whole must equal the old file's (and the sidecar's line
+    for it, when there is one). Only then does the old file become ARCHIVE.1 (older
+    versions shift up, as in a save), or, with keep=0, go. Its hash does not change, so its
+    layers and the local folder's marker stay valid. Local disk needed: about the archive's
+    size, for Drive's copy of the old file while it is read (the parts go one at a time).
+    """
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    if _is_url(archive):
+        raise UsageError(f"split rewrites an archive on a mounted folder, not a URL ({archive}).")
+    if part_size <= 0:
+        raise UsageError(f"split needs a --part-size above 0, not {part_size}.")
+    if keep < 0:
+        raise UsageError(f"--keep must be 0 or more, not {keep}.")
+    started = time.monotonic()
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    with _Lock(_lock_path(dest), lock_timeout, dest):
+        _check_drive_mounted(archive, drive_mount)
+        if os.path.isdir(os.path.dirname(archive)):
+            _finish_interrupted(archive, retry_for)
+        content = _read_sidecar(archive, retry_for, raw=True)
+        cache_folder = _cache_setting(drive_cache)
+        source = _PathSource(archive, retry_for, drive_mount, content, cache_folder)
+        _clean_stale_temporaries(archive)
+        if source.parts:
+            return SaveResult(action="unchanged", archive=archive, parts=source.parts,
+                              note=f"{archive} is already stored as {source.parts} parts",
+                              seconds=time.monotonic() - started)
+        if source.size <= part_size:
+            return SaveResult(action="unchanged", archive=archive,
+                              note=f"{archive} ({_human(source.size)}) fits in one part of "
+                                   f"{_human(part_size)}",
+                              seconds=time.monotonic() - started)
+        entries = _sidecar_entries(content, archive + ".sha256") if content else {}
+        expected = _expected_hashes(entries, source.name) if entries else None
+        _check_room(archive, source.size)
+        cache = _DriveCache.on_disk_of(drive_cache, archive, None, drive_mount)
+        if cache:
+            _check_split_room(source, part_size, cache)
+        base = os.path.basename(archive)
+        hasher, counter = hashlib.sha256(), _Counter()
+        progress = _Progress(f"splitting {base}", source.size, quiet)
+        read = _Stage(lambda: _hashing(source, hasher, counter), "read", READ_AHEAD_DEPTH)
+        try:
+            digest, size, files = _write_archive(
+                read, lambda k: os.path.join(os.path.dirname(archive),
+                                             f"{_part_name(base, k)}.tmp-{os.getpid()}"),
+                part_size, verify, retry_for, progress, counter)
+            if expected and digest not in expected:
+                for path, _, _ in files:
+                    os.unlink(path)
+                raise ChecksumMismatch(
+                    f"{archive} does not match its checksum: expected sha256 "
+                    f"{' or '.join(sorted(expected))} (from the .sha256 file), got {digest}. "
+                    f"It was not split, and nothing was changed. Restore an older version, "
+                    f"or save again.")
+            versions = _publish(archive, files, base, digest, True, keep, retry_for,
+                                known={base: {digest}})
+        except OSError as exc:
+            raise _save_failure(exc, archive) from None
+        finally:
+            read.close()
+            progress.close()
+        identity = _identity(archive, _archive_files(
+            archive, 0, _read_sidecar(archive, retry_for, raw=True))[0])
+        _follow_split(dest, source.identity, identity, digest)
+    return SaveResult(action="split", archive=archive, written=archive, bytes_written=size,
+                      seconds=time.monotonic() - started, sha256=digest, verified=verify,
+                      versions=versions, parts=len(files), format=None,
+                      note=(f"the old file is now {base}.1" if keep else
+                            "the old file was removed (--keep 0)"))
+
+
+def _check_split_room(source, part_size, cache):
+    """Refuse a split whose read would not fit in Drive's cache on the local disk."""
+    free, reclaimable = _free_bytes(cache.folder), cache.reclaimable()
+    need = source.size + 2 * part_size + SPACE_MARGIN
+    if need > free + reclaimable:
+        raise NoSpace(f"Not enough local space to split {source.path}: Drive keeps a local "
+                      f"copy of the file while it is read and of each part while it is "
+                      f"written, about {_human(need)} on {_fs_name_safe(cache.folder)}; "
+                      f"{_human(free)} is free, with {_human(reclaimable)} more held by "
+                      f"Drive's cache ({cache.folder}). Nothing was written. Fix: free some "
+                      f"local space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
+                      f"--numeric-suffixes=1 FILE FILE.part-) and upload the parts.")
+
+
+def _follow_split(dest, old_identity, new_identity, digest):
+    """A local folder restored from the single file stays unchanged for the next restore
+    and save: its marker now names the parts (same bytes, same hash)."""
+    marker = _read_marker(dest) if os.path.isdir(dest) else None
+    recorded = (marker or {}).get("archive", {})
+    chain = recorded.get("chain") or []
+    if recorded.get("sha256") != digest or not chain or chain[0] != old_identity:
+        return
+    recorded.update(identity=new_identity, chain=[new_identity] + chain[1:])
+    _write_marker(dest, {k: v for k, v in marker.items() if k not in ("tool", "written_at")})
+
+
 # ------------------------------------------------------------------------------ status --
 def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
@@ -2658,31 +3314,17 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
         lines.append(f"archive {archive} (a URL: versions and layers live on mounts only)")
     else:
         _check_drive_mounted(archive, drive_mount)
-        sidecar = _read_sidecar(archive, retry_for) if os.path.isdir(
-            os.path.dirname(archive)) else {}
+        folder = os.path.dirname(archive)
+        content = _read_sidecar(archive, retry_for, raw=True) if os.path.isdir(folder) else None
+        sidecar = _sidecar_entries(content, archive + ".sha256") if content is not None else {}
+        names = os.listdir(folder) if os.path.isdir(folder) else []
         lines.append(f"archive {archive}")
         version = 0
         while True:
-            path = _version_path(archive, version)
-            if not os.path.exists(path):
-                if version:
-                    break
-                lines.append("  current: missing")
-            else:
-                st = os.stat(path)
-                hashes = sorted(_expected_hashes(sidecar, os.path.basename(path),
-                                                 fallback=False) or [])
-                label = "current" if not version else f"--version {version}"
-                digest = " or ".join(h[:16] for h in hashes) or "no checksum"
-                layer_text = ""
-                if len(hashes) == 1:
-                    layers = _find_layers(archive, hashes[0])
-                    if layers:
-                        layer_text = (f", {len(layers)} layer(s) of "
-                                      f"{_human(sum(os.path.getsize(p) for p in layers))}")
-                lines.append(f"  {label}: {os.path.basename(path)}  {_human(st.st_size)}  "
-                             f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(st.st_mtime))}"
-                             f"  sha256 {digest}{layer_text}")
+            lines_before = len(lines)
+            lines += _version_status(archive, version, content, sidecar, names)
+            if version and len(lines) == lines_before:
+                break
             version += 1
     state, marker, changes = _inspect_dest(dest)
     if state == "ours":
@@ -2693,6 +3335,37 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     else:
         lines.append(f"folder {dest}: {state}")
     return lines
+
+
+def _version_status(archive, version, content, sidecar, names):
+    """status's line for one version (none for a version that is not there)."""
+    path = _version_path(archive, version)
+    label = "current" if not version else f"--version {version}"
+    name = os.path.basename(path)
+    try:
+        found = _archive_files(archive, version, content)
+    except (SourceMissing, CorruptArchive) as exc:
+        return [f"  {label}: {name}  unusable: {exc}"]
+    if found is None:
+        return [] if version else ["  current: missing"]
+    files, wholes = found
+    split = len(files) > 1 or files[0][0] != path
+    hashes = sorted(wholes or _expected_hashes(sidecar, name, fallback=False) or [])
+    digest = " or ".join(h[:16] for h in hashes) or "no checksum"
+    how = f"  ({len(files)} parts)" if split else ""
+    ignored = len(_part_numbers(names, name)) if not split else 0
+    if ignored:
+        how = f"  ({ignored} parts beside it ignored: the single file is used)"
+    layer_text = ""
+    if len(hashes) == 1:
+        layers = _find_layers(archive, hashes[0])
+        if layers:
+            layer_text = (f", {len(layers)} layer(s) of "
+                          f"{_human(sum(os.path.getsize(p) for p in layers))}")
+    newest = max(mtime for _, _, mtime in files) / 1e9
+    return [f"  {label}: {name}{how}  {_human(sum(size for _, size, _ in files))}  "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(newest))}"
+            f"  sha256 {digest}{layer_text}"]
 
 
 # ---------------------------------------------------------------------------- autosave --
@@ -2860,7 +3533,17 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message}. See: python {self.prog} --help")
 
 
-COMMANDS = ("restore", "save", "autosave", "status", "demo")
+COMMANDS = ("restore", "save", "autosave", "split", "status", "demo")
+
+
+def _size(text):
+    """A size flag's value: 0, 512K, 32M, 1G, 1.5G (K, M, G, T: powers of 1024) or bytes."""
+    import re
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([kmgt]?)(?:i?b)?", text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"a size like 0, 512K, 32M or 1G is needed, not "
+                                         f"{text!r}")
+    return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
 
 
 def _parser():
@@ -2875,6 +3558,10 @@ def _parser():
                         help="how long to wait for another run on the same folder (10)")
     common.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
                         help="how long to keep retrying a failing mount or download (60)")
+    common.add_argument("--drive-cache", metavar="DIR",
+                        help=f"the local cache of Drive's mount, counted in the space plan "
+                             f"when it shares the local disk (env {ENV_DRIVE_CACHE}; default "
+                             f"{DRIVE_CACHE})")
     saving = _ArgumentParser(add_help=False)
     saving.add_argument("--format", default="auto", choices=("auto", "tar", "gz", "zst"),
                         help="archive format; auto measures whether compression pays (auto)")
@@ -2883,6 +3570,10 @@ def _parser():
                         help=f"previous versions a full save keeps ({DEFAULT_KEEP})")
     saving.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip reading the written archive back")
+    saving.add_argument("--part-size", type=_size, metavar="SIZE",
+                        help=f"write a full archive larger than SIZE as parts "
+                             f"ARCHIVE.part-0001, ... of at most SIZE; 0: one file "
+                             f"({_human_binary(DEFAULT_PART_SIZE)})")
     mode = saving.add_mutually_exclusive_group()
     mode.add_argument("--incremental", dest="incremental", action="store_const",
                       const="always", default="auto",
@@ -2923,6 +3614,17 @@ def _parser():
         help="save every --every while something changed; a final save on SIGTERM")
     autosave_parser.add_argument("--every", default="15m",
                                  help="how often: 30s, 15m, 1h (15m)")
+    split_parser = commands.add_parser(
+        "split", parents=[common],
+        help="rewrite a single-file archive on Drive as parts (streaming, verified)")
+    split_parser.add_argument("--part-size", type=_size, default=DEFAULT_PART_SIZE,
+                              metavar="SIZE",
+                              help=f"the parts' size ({_human_binary(DEFAULT_PART_SIZE)})")
+    split_parser.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                              help=f"previous versions to keep; the old file becomes "
+                                   f"ARCHIVE.1 (0: remove it) ({DEFAULT_KEEP})")
+    split_parser.add_argument("--no-verify", dest="verify", action="store_false",
+                              help="skip reading the parts back")
     commands.add_parser("status", parents=[common], help="versions, layers, local changes")
     commands.add_parser("demo", help="a self-contained round trip in a temporary folder")
     return parser
@@ -2933,7 +3635,7 @@ def _save_arguments(args):
                 keep=args.keep, verify=args.verify, incremental=args.incremental,
                 quiet=args.quiet, drive_mount=args.drive_mount,
                 lock_timeout=args.lock_timeout, retry_for=args.retry_for,
-                flush_drive=args.flush)
+                flush_drive=args.flush, part_size=args.part_size, drive_cache=args.drive_cache)
 
 
 def _run_autosave(args):
@@ -2971,6 +3673,13 @@ def main(argv=None):
                 print(result.summary())
         elif args.command == "autosave":
             return _run_autosave(args)
+        elif args.command == "split":
+            result = split(args.archive, part_size=args.part_size, keep=args.keep,
+                           verify=args.verify, quiet=args.quiet, drive_mount=args.drive_mount,
+                           drive_cache=args.drive_cache, dest=args.dest,
+                           lock_timeout=args.lock_timeout, retry_for=args.retry_for)
+            if not args.quiet:
+                print(result.summary())
         elif args.command == "status" or args.list:
             print("\n".join(status(args.archive, args.dest, drive_mount=args.drive_mount,
                                    retry_for=args.retry_for)))
@@ -2978,7 +3687,8 @@ def main(argv=None):
             result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
                              engine=args.engine, quiet=args.quiet,
                              drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
-                             retry_for=args.retry_for, version=args.version)
+                             retry_for=args.retry_for, version=args.version,
+                             drive_cache=args.drive_cache)
             if not args.quiet:
                 print(result.summary())
         return 0
