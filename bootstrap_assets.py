@@ -590,8 +590,12 @@ def _archive_files(archive, version, sidecar):
     states = _sidecar_part_sets(sidecar or b"").get(name)
     if states:
         identities = _sidecar_identities(sidecar)
-        moves = (_sidecar_journal(sidecar) or {}).get("moves", [])
-        for whole, hashes in sorted(states, key=lambda state: state[1] is None):
+        journal = _sidecar_journal(sidecar) or {}
+        moves = [move for group in journal.get("moves", []) for move in group]
+        # Prefer what the journal leads to (the new version), then any, always in one order.
+        newer = {whole for whole, _ in journal.get("parts", {}).get(name, [])}
+        for whole, hashes in sorted(states, key=lambda state: (state[0] not in newer,
+                                                               state[1] is None, state[0])):
             files = _parts_by_identity(folder, name, moves, hashes, identities) if hashes \
                 else _contiguous_parts(folder, name, present)
             if files:
@@ -1874,12 +1878,12 @@ class _Lock:
         self.fd = None
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         deadline = time.monotonic() + self.timeout
         while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                              0o644)
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
@@ -1887,7 +1891,17 @@ class _Lock:
                     raise Locked(f"Another run is working on {self.what} (lock {self.path} is "
                                  f"held by {holder or 'an unknown process'}). Wait for it to "
                                  f"finish, then run this again.") from None
+                os.close(self.fd)
                 time.sleep(0.1)
+                continue
+            # The holder before us removes the file as it lets go: a lock taken on a file
+            # that is no longer at self.path locks nothing, so take the new one.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}: "
                            f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
@@ -1895,7 +1909,12 @@ class _Lock:
         return self
 
     def __exit__(self, *exc):
-        os.close(self.fd)  # closing releases the flock
+        try:
+            os.unlink(self.path)  # a run leaves nothing behind; see __enter__ for the race
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)  # closing releases the flock
 
 
 def _staging_prefix(dest):
@@ -2741,20 +2760,38 @@ def _carry_out(archive, journal, identities):
     entries = {name: set(hashes) for name, hashes in journal["after"].items()}
     part_sets = {name: {(whole, tuple(hashes) if hashes else None) for whole, hashes in states}
                  for name, states in journal["parts"].items()}
+    def rename(move):
+        if not os.path.lexists(os.path.join(folder, move[1])):
+            os.rename(os.path.join(folder, move[0]), os.path.join(folder, move[1]))
+
+    def delete(name):
+        try:
+            os.unlink(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+
     if journal["phase"] == "move":
-        for source, target in journal["moves"]:
-            if not os.path.lexists(os.path.join(folder, target)):
-                os.rename(os.path.join(folder, source), os.path.join(folder, target))
+        for group in journal["moves"]:
+            _each_at_once(rename, group)
         if journal["deletes"]:
             journal = dict(journal, phase="delete")
             _write_sidecar(archive, entries, part_sets, identities, journal)
     if journal["phase"] == "delete":
-        for name in journal["deletes"]:
-            try:
-                os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
+        _each_at_once(delete, journal["deletes"])
     _write_sidecar(archive, entries, part_sets, identities)
+
+
+def _each_at_once(action, items):
+    """action(item) for every item, up to 8 at a time: each rename or deletion on Drive's
+    mount waits for a round trip, and the items of one group do not depend on each other."""
+    if len(items) < 2:
+        for item in items:
+            action(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(min(8, len(items))) as pool:
+        for future in [pool.submit(action, item) for item in items]:
+            future.result()
 
 
 def _finish_interrupted(archive, retry_for):
@@ -2779,9 +2816,10 @@ def _publish(archive, written, final_name, digest, rotate, keep, retry_for, know
     whose hash the sidecar accepts; a restore that finds no current archive (the instant
     between the two last renames) takes .1; a version stored as parts and caught halfway
     through its renames is found through the journal (see _archive_files); and the next
-    save first finishes the journal (_finish_interrupted). The new parts are moved in last
-    part first, so the current name is complete once its part 0001 is there. Layers are
-    named after their base's hash, so rotating a base never separates it from its layers.
+    save first finishes the journal (_finish_interrupted). The renames of one version run
+    at once (each is a round trip on Drive's mount), but a new version's part 0001 moves in
+    last, so its name is complete once part 0001 is there. Layers are named after their
+    base's hash, so rotating a base never separates it from its layers.
     """
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     content = _read_sidecar(archive, retry_for, raw=True) or b""
@@ -2812,7 +2850,8 @@ def _publish(archive, written, final_name, digest, rotate, keep, retry_for, know
         st = os.stat(path)
         identities[file_digest] = [st.st_size, st.st_mtime_ns]
         new_hashes[os.path.basename(path)] = file_digest
-    moves, version_moves = [], []  # (file, new name); (version, new version name)
+    # Renames in groups: a group's renames may run at once, groups one after the other.
+    moves, version_moves = [], []  # [[(file, new name), ...], ...]; (version, new version)
     if rotate:
         oldest = 0
         while _version_files(names, f"{base}.{oldest + 1}"):
@@ -2820,17 +2859,15 @@ def _publish(archive, written, final_name, digest, rotate, keep, retry_for, know
         version_moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(oldest, 0, -1)]
         if _version_files(names, base):
             version_moves.append((base, f"{base}.1"))
-        for source, target in version_moves:
-            moves += [(name, target + name[len(source):])
-                      for name in _version_files(names, source)]
-    if len(written) == 1:
-        moves.append((os.path.basename(written[0][0]), final_name))
-    else:
-        moves += [(os.path.basename(path), _part_name(final_name, k))
-                  for k, (path, _, _) in reversed(list(enumerate(written, 1)))]
+        moves += [[(name, target + name[len(source):]) for name in _version_files(names, source)]
+                  for source, target in version_moves]
+    renamed = [(os.path.basename(path), _part_name(final_name, k) if len(written) > 1
+                else final_name) for k, (path, _, _) in enumerate(written, 1)]
+    moves += [renamed[1:], renamed[:1]]  # part 0001 last: its name complete once it is there
+    moves = [group for group in moves if group]
     after = {name: set(hashes) for name, hashes in before.items()}
     names_after = set(names)
-    for source, target in moves:
+    for source, target in (move for group in moves for move in group):
         after.pop(target, None)
         moved = {new_hashes[source]} if source in new_hashes else before.get(source, set())
         after.pop(source, None)
@@ -2886,7 +2923,7 @@ def _clean_stale_temporaries(archive):
         journal = _sidecar_journal(_read_sidecar(archive, 0, raw=True)) or {}
     except BootstrapError:
         journal = {}
-    pending = {source for source, _ in journal.get("moves", [])}
+    pending = {source for group in journal.get("moves", []) for source, _ in group}
     for name in os.listdir(folder):
         if name.startswith(base + ".") and ".tmp-" in name and name not in pending:
             os.unlink(os.path.join(folder, name))
