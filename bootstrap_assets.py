@@ -21,6 +21,7 @@ Ways in:
     import bootstrap_assets; bootstrap_assets.restore(...), .save(...), .autosave(every="15m")
     paste this whole file into a notebook cell (edit the CONFIG block below): it restores,
         and save() / autosave() are then defined for the next cells
+    %run bootstrap_assets.py [ARGS] in a cell: ARGS as on the command line
 
 Standard library only; CPython 3.9 to 3.14; Linux and macOS. GNU tar and zstd are used when
 present, never required. Exit codes are listed with the exceptions below.
@@ -101,6 +102,9 @@ TRANSIENT_ERRNOS = frozenset(
     if hasattr(errno, name)
 )
 NO_SPACE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT))
+# A folder we may not create files in: a read-only mount (Kaggle's /kaggle/input), a folder
+# of someone else's, a Drive folder shared with us read-only.
+NOT_WRITABLE_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM))
 
 
 # ---------------------------------------------------------------------------- exceptions --
@@ -144,6 +148,10 @@ class CorruptArchive(BootstrapError):
     """The file is not a readable archive: truncated, damaged, or not an archive at all (exit 7)."""
 
     exit_code = 7
+
+
+class _Truncated(CorruptArchive):
+    """The archive ends early; restore adds the fix, which it alone knows (see _extract_one)."""
 
 
 class NoSpace(BootstrapError):
@@ -229,6 +237,38 @@ def _human_binary(nbytes):
 def _in_kernel():
     """True inside a Jupyter/IPython kernel (pasted cell or import), not in `!python`."""
     return "ipykernel" in sys.modules
+
+
+def _command_line():
+    """The arguments of this run: sys.argv[1:], except in a kernel whose sys.argv is still
+    the kernel's own (`ipykernel_launcher.py -f …/kernel-1234.json`, Colab's
+    colab_kernel_launcher.py, VS Code's `--f=…json`), which are not ours: a pasted cell or
+    `ba.main()` then runs with none. `%run bootstrap_assets.py ARGS` sets sys.argv to the
+    script and ARGS, honoured exactly as on the command line."""
+    argv = sys.argv[1:]
+    if not _in_kernel() or not sys.argv:
+        return argv
+    launcher = sys.argv[0]
+    if launcher.endswith("kernel_launcher.py") or f"{os.sep}ipykernel{os.sep}" in launcher:
+        return []
+    for word, following in zip(argv, argv[1:] + [""]):
+        if word.startswith(("-f=", "--f=")):
+            following = word.split("=", 1)[1]
+        elif word != "-f":
+            continue
+        if following.endswith(".json"):  # the kernel's connection file
+            return []
+    return argv
+
+
+def _colab_available():
+    """True when google.colab can be imported (find_spec of a submodule raises, rather than
+    answering None, when its parent package `google` is missing: plain Jupyter, Kaggle)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _in_notebook_output():
@@ -414,8 +454,7 @@ def _check_drive_mounted(path, drive_mount):
             raise _dead_mount_error(path, drive_mount, os.strerror(exc.errno)) from None
     if os.path.ismount(drive_mount):
         return
-    import importlib.util
-    if _in_kernel() and importlib.util.find_spec("google.colab") is not None:
+    if _in_kernel() and _colab_available():
         from google.colab import drive
         drive.mount(drive_mount)
         return
@@ -564,6 +603,56 @@ def _version_files(names, name):
     return ([name] if name in names else []) + [parts[k] for k in sorted(parts)]
 
 
+def _kept_versions(archive):
+    """How many previous versions of archive are kept: ARCHIVE.1 ... ARCHIVE.N, each a
+    file or parts (0 when the folder cannot be listed)."""
+    folder, name = os.path.split(archive)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    count = 0
+    while _version_files(names, f"{name}.{count + 1}"):
+        count += 1
+    return count
+
+
+def _older_version_flag(archive, version=0):
+    """`--previous N`, the version before `version`, when it is kept (its file or parts are
+    there); "" otherwise, so that a message never suggests a restore that cannot work."""
+    if not archive or _is_url(archive):
+        return ""
+    folder, name = os.path.split(_version_path(archive, version + 1))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return ""
+    return f"--previous {version + 1}" if _version_files(names, name) else ""
+
+
+def _no_such_version(archive, version):
+    """The SourceMissing for --previous N beyond the versions kept, or None when the
+    current archive is missing too (the usual message then says what is there)."""
+    folder, name = os.path.split(archive)
+    try:
+        if not _version_files(os.listdir(folder), name):
+            return None
+    except OSError:
+        return None
+    kept = _kept_versions(archive)
+    if not kept:
+        return SourceMissing(
+            f"No previous versions of {archive} are kept, so there is no --previous "
+            f"{version} to restore (no {name}.1, nor its parts). A full save keeps the "
+            f"archive it replaces as {name}.1 (save --keep, {DEFAULT_KEEP} by default). "
+            f"Restore the current archive: run this again without --previous.")
+    return SourceMissing(
+        f"Only {kept} previous version(s) of {archive} are kept ({name}.1"
+        f"{f' to {name}.{kept}' if kept > 1 else ''}), so there is no --previous {version} "
+        f"to restore. Pass --previous {kept if kept == 1 else f'1 to {kept}'}; "
+        f"`python bootstrap_assets.py status` lists them with their dates.")
+
+
 def _archive_files(archive, version, sidecar):
     """The files holding version N of the archive, as [(path, size, mtime_ns)], and the
     whole-stream hashes the sidecar's `# parts` lines accept for them (None: no such line).
@@ -597,7 +686,7 @@ def _archive_files(archive, version, sidecar):
         for whole, hashes in sorted(states, key=lambda state: (state[0] not in newer,
                                                                state[1] is None, state[0])):
             files = _parts_by_identity(folder, name, moves, hashes, identities) if hashes \
-                else _contiguous_parts(folder, name, present)
+                else _contiguous_parts(folder, name, present, archive=archive, version=version)
             if files:
                 return files, {whole}
         if moves:
@@ -606,8 +695,9 @@ def _archive_files(archive, version, sidecar):
         # Not found as recorded (a part lost, or the folder copied with new mtimes): the
         # parts that are there, each one the sidecar counts, checked by the whole's hash.
         count = max(len(hashes or ()) for _, hashes in states)
-        return _contiguous_parts(folder, name, present, count), {w for w, _ in states}
-    files = _contiguous_parts(folder, name, present)
+        return (_contiguous_parts(folder, name, present, count, archive, version),
+                {w for w, _ in states})
+    files = _contiguous_parts(folder, name, present, archive=archive, version=version)
     return (files, None) if files else None
 
 
@@ -631,15 +721,17 @@ def _parts_by_identity(folder, name, moves, hashes, identities):
     return files
 
 
-def _contiguous_parts(folder, name, present, count=0):
+def _contiguous_parts(folder, name, present, count=0, archive=None, version=0):
     files, count = [], max(count, max(present, default=0))
     for number in range(1, count + 1):
         if number not in present:
+            older = _older_version_flag(archive, version)
             raise CorruptArchive(f"{os.path.join(folder, _part_name(name, number))} is "
                                  f"missing: the archive {os.path.join(folder, name)} is "
                                  f"{count} parts, and this one is not there. The parts are "
-                                 f"one stream, in order: put it back, or restore an older "
-                                 f"version (--version 1).")
+                                 f"one stream, in order: put it back"
+                                 + (f", or restore the previous version ({older})." if older
+                                    else "."))
         st = os.stat(os.path.join(folder, present[number]))
         files.append((os.path.join(folder, present[number]), st.st_size, st.st_mtime_ns))
     return files
@@ -664,6 +756,7 @@ class _PathSource:
 
     def __init__(self, path, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
         archive = os.path.abspath(os.path.expanduser(path))
+        self.archive, self.version = archive, version
         self.path = _version_path(archive, version)
         self.name = os.path.basename(self.path)
         self.retry_for = retry_for
@@ -676,6 +769,10 @@ class _PathSource:
                                 f"{_describe_missing(os.path.join(self.path, '?'))}")
         found = self._retrying(lambda: _archive_files(archive, version, sidecar), "checking",
                                self.path)
+        if found is None and version:
+            missing = _no_such_version(archive, version)
+            if missing:
+                raise missing
         if found is None:
             raise SourceMissing(f"The archive {self.path} does not exist (nor parts "
                                 f"{_part_name(self.name, 1)}, ...)."
@@ -1088,8 +1185,8 @@ def _unpack(chunks, make_decompressor, magic, where, label, errors):
         raise CorruptArchive(f"{where} is damaged: its {label} data does not decompress "
                              f"({exc}).") from None
     if not between_streams:
-        raise CorruptArchive(f"{where} ends in the middle of its {label} data: it is "
-                             f"truncated (a save or upload that was cut off).")
+        raise _Truncated(f"{where} ends in the middle of its {label} data: it is "
+                         f"truncated (a save or upload that was cut off).")
 
 
 def _external_program(command, chunks, failure):
@@ -1244,8 +1341,8 @@ class _TarStream:
         parts = []
         while n:
             if not self._buffer and not self._refill():
-                raise CorruptArchive("the archive ends in the middle of a member: it is "
-                                     "truncated (a save or upload that was cut off)")
+                raise _Truncated("the archive ends in the middle of a member: it is "
+                                 "truncated (a save or upload that was cut off).")
             part = self._buffer[:n]
             self._buffer = self._buffer[len(part):]
             parts.append(part)
@@ -1255,8 +1352,8 @@ class _TarStream:
     def pieces(self, n):
         while n:
             if not self._buffer and not self._refill():
-                raise CorruptArchive("the archive ends in the middle of a member: it is "
-                                     "truncated (a save or upload that was cut off)")
+                raise _Truncated("the archive ends in the middle of a member: it is "
+                                 "truncated (a save or upload that was cut off).")
             part = self._buffer[:n]
             self._buffer = self._buffer[len(part):]
             n -= len(part)
@@ -1697,7 +1794,9 @@ class _Progress:
         self.shown = 0.0
         self.drawn = False
 
-    def update(self, done, files, force=False):
+    def update(self, done, files, force=False, share=None):
+        """done: bytes so far; share: with it, done counts bytes written and share (0 to 1)
+        is how far the run is, when the final size is not known in advance (compressed)."""
         if self.quiet:
             return
         now = time.monotonic()
@@ -1707,7 +1806,10 @@ class _Progress:
         elapsed = max(now - self.started, 1e-6)
         rate = done / elapsed
         line = f"{self.label}: {_human(done)}"
-        if self.total > 0:
+        if share is not None:
+            eta = elapsed * (1 - share) / share if share > 0 else 0
+            line += f" written ({100 * share:.0f}%)  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
+        elif self.total > 0:
             eta = (self.total - done) / rate if rate else 0
             line += f" / {_human(self.total)} ({100 * done / self.total:.0f}%)"
             line += f"  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
@@ -1870,18 +1972,73 @@ def _changes_text(changes):
     return shown + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
 
 
-class _Lock:
-    """An exclusive lock beside the destination, so two runs never interleave."""
+def _not_writable(folder, exc, fix):
+    return BootstrapError(f"Cannot write in {folder}: the folder is not writable "
+                          f"({exc.strerror}). Nothing was changed. Fix: {fix}.")
 
-    def __init__(self, path, timeout, what):
-        self.path, self.timeout, self.what = path, timeout, what
+
+class _NewFolders:
+    """Creates a folder and its missing parents; when the run then fails, removes the ones
+    it created (those still empty), so that a failed run leaves the machine as it was."""
+
+    def __init__(self, path, fix):
+        self.path, self.fix = path, fix
+        self.created = []
+
+    def __enter__(self):
+        missing, folder = [], self.path
+        while not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                if os.path.isdir(folder):  # another run made it meanwhile
+                    continue
+                self._remove_created()
+                raise UsageError(f"{folder} is a file, not a folder, so {self.path} cannot "
+                                 f"be created. Nothing was changed. Fix: "
+                                 f"{self.fix}.") from None
+            except OSError as exc:
+                self._remove_created()
+                if exc.errno in NOT_WRITABLE_ERRNOS:
+                    raise _not_writable(os.path.dirname(folder), exc, self.fix) from None
+                raise
+            self.created.append(folder)
+        return self
+
+    def __exit__(self, failed, *_):
+        if failed is not None:
+            self._remove_created()
+
+    def _remove_created(self):
+        for folder in reversed(self.created):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (someone else's now), or gone: leave the rest
+                break
+        self.created = []
+
+
+class _Lock:
+    """An exclusive lock beside the destination, so two runs never interleave. fix: what
+    to do when that folder is not writable."""
+
+    def __init__(self, path, timeout, what, fix="pass --dest with a folder in a writable place"):
+        self.path, self.timeout, self.what, self.fix = path, timeout, what, fix
         self.fd = None
 
     def __enter__(self):
         deadline = time.monotonic() + self.timeout
         while True:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                              0o644)
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT
+                                  | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as exc:
+                if exc.errno in NOT_WRITABLE_ERRNOS:
+                    raise _not_writable(os.path.dirname(self.path), exc, self.fix) from None
+                raise
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -2088,7 +2245,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
-    version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N).
+    version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N;
+    the command line's --previous N).
     An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
     Layers written by `save --incremental` are applied on top of their base, each verified.
     drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
@@ -2100,13 +2258,17 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     given = sha256 or SHA256
     given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
     engine = _pick_engine(engine or ENGINE)
+    if version < 0:
+        raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
     if version and _is_url(archive):
-        raise UsageError("--version works with archives on a mount, not with URLs.")
+        raise UsageError("--previous works with archives on a mount, not with URLs.")
+    _check_dest_is_folder(dest)
     parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
+    fix = (f"pass --dest with a folder in a writable place, e.g. --dest "
+           f"/tmp/{os.path.basename(dest)}")
     started = time.monotonic()
     note = None
-    with _Lock(_lock_path(dest), lock_timeout, dest):
+    with _NewFolders(parent, fix), _Lock(_lock_path(dest), lock_timeout, dest, fix):
         raw_sidecar = None
         if not _is_url(archive):
             _check_drive_mounted(archive, drive_mount)
@@ -2187,6 +2349,16 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     result.local_changes = changes
     result.seconds = time.monotonic() - started
     return result
+
+
+def _check_dest_is_folder(dest):
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UsageError(
+            f"The destination {dest} is {'a file' if os.path.isfile(dest) else 'there'}, "
+            f"not a folder: --dest (or {ENV_DEST}, or DEST in the CONFIG block) names the "
+            f"folder to restore into, created if missing. Nothing was changed. Fix: pass "
+            f"--dest with that folder's path (the archive itself goes to --archive), or move "
+            f"the file {dest} away.")
 
 
 def _restore_space_plan(source, parent, cache):
@@ -2371,6 +2543,13 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
             for _ in _hashing(source, hasher, counter, counter.bytes):
                 pass
             _check_hash(hasher, expected, checksum_source, source)
+        if isinstance(exc, _Truncated):
+            older = _older_version_flag(getattr(source, "archive", None),
+                                        getattr(source, "version", 0))
+            exc.args = (f"{exc} Nothing was changed. Fix: upload the complete file again (or "
+                        f"save again from a complete copy of the folder)"
+                        + (f", or restore the previous version with {older}." if older
+                           else "."),)
         raise _with_context(exc, f"Cannot restore {source.path}: ") from None
     except UnsafeArchive as exc:
         raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
@@ -2383,11 +2562,14 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
 def _check_hash(hasher, expected, checksum_source, source):
     if expected and hasher.hexdigest() not in expected:
         origin = "--sha256" if checksum_source == "--sha256" else "the .sha256 file"
+        older = _older_version_flag(getattr(source, "archive", None),
+                                    getattr(source, "version", 0))
         raise ChecksumMismatch(
             f"{source.path} does not match its checksum: expected sha256 "
             f"{' or '.join(sorted(expected))} (from {origin}), got {hasher.hexdigest()}. The "
-            f"file is damaged or is not the one that was saved; nothing was changed. Restore "
-            f"an older version (--version 1), or save again.")
+            f"file is damaged or is not the one that was saved; nothing was changed. "
+            + (f"Restore the previous version ({older}), or save again." if older else
+               "Save again, or upload the file that was saved."))
 
 
 # ------------------------------------------------------------------------------ saving --
@@ -2683,17 +2865,19 @@ class _OutputFile:
             self.reader = None
 
 
-def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, counter):
+def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, share=None):
     """Write the stream to new files on the mount: file k at path_of(k), each at most
-    part_size bytes (0: one file), each closed as soon as it is full.
+    part_size bytes (0: one file), each closed as soon as it is full. The progress counts
+    the bytes written; share() says how far the input is, when progress has no total.
 
     -> (sha256 of the whole stream, its size, [(path, sha256, size) for each file]). On
     failure the files written so far are removed.
     """
-    whole, files, current = hashlib.sha256(), [], None
+    whole, files, current, written = hashlib.sha256(), [], None, 0
     try:
         for piece in pieces:
             whole.update(piece)
+            written += len(piece)
             view = memoryview(piece)
             while view:
                 if current is None:
@@ -2707,12 +2891,14 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, coun
                 if part_size and current.size == part_size:
                     files.append((current.path, current.finish(), current.size))
                     current = None
-            progress.update(counter.bytes, None)
+            # 100 % only once all is written: the input is read a few pieces ahead
+            progress.update(written, None, share=min(share(), 0.99) if share else None)
         if current is None and not files:
             current = _OutputFile(path_of(1), verify, retry_for)
         if current is not None:
             files.append((current.path, current.finish(), current.size))
             current = None
+        progress.update(written, None, force=True, share=1.0 if share else None)
     except BaseException:
         if current is not None:
             current.abandon()
@@ -3040,40 +3226,57 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
                          " from `!python` it cannot work. Use bootstrap_assets.save("
                          "flush_drive=True) in a cell.")
     started = time.monotonic()
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise SourceMissing(f"{dest} is a file, not a folder: save packs the folder --dest "
+                            f"names. Nothing was written. Pass --dest with the folder to save.")
     if not os.path.isdir(dest):
         raise SourceMissing(f"There is no folder {dest} to save. Restore it first, or pass "
                             f"--dest with the folder to save.")
-    with _Lock(_lock_path(dest), lock_timeout, dest):
+    lock_fix = (f"a save keeps its lock file beside the folder it saves: copy {dest} to a "
+                f"writable place and save the copy (--dest)")
+    with _Lock(_lock_path(dest), lock_timeout, dest, lock_fix):
         entries, warnings = _save_entries(dest)
         if not entries:
             raise SourceMissing(f"{dest} is empty; refusing to replace {archive} with an "
                                 f"empty archive. Nothing was written.")
         _check_drive_mounted(archive, drive_mount)
-        os.makedirs(os.path.dirname(archive), exist_ok=True)
-        _finish_interrupted(archive, retry_for)
-        _clean_stale_temporaries(archive)
         job = _SaveJob(archive=archive, dest=dest, format=format, level=level, keep=keep,
                        verify=verify, retry_for=retry_for, quiet=quiet, part_size=part_size,
                        cache=_DriveCache.on_disk_of(drive_cache, archive, dest, drive_mount),
                        flush_drive=flush_drive, drive_mount=drive_mount, started=started,
                        warnings=warnings)
-        manifest = {path: entry for path, entry, _ in entries}
-        marker = _read_marker(dest)
-        recorded = (marker or {}).get("archive", {})
-        sidecar = _read_sidecar(archive, retry_for, raw=True)
-        chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
-        same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
-        if same_chain and marker["manifest"] == manifest and incremental != "never":
-            return SaveResult(action="unchanged", archive=archive,
-                              seconds=time.monotonic() - started, warnings=warnings)
-        plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
-            else None
-        try:
-            if plan:
-                return _save_layer(job, plan, manifest, recorded, chain)
-            return _save_full(job, entries, manifest)
-        except OSError as exc:
-            raise _save_failure(exc, archive) from None
+        with _NewFolders(os.path.dirname(archive), _archive_fix(archive)):
+            return _save_locked(job, entries, incremental)
+
+
+def _archive_fix(archive):
+    return (f"pass --archive with a path in a folder you can write to (on Kaggle, "
+            f"/kaggle/input is read-only: e.g. --archive /kaggle/working/"
+            f"{os.path.basename(archive)}; on Drive, a folder of your own MyDrive)")
+
+
+def _save_locked(job, entries, incremental):
+    """save(), holding the lock, once the archive's folder exists."""
+    archive, dest, retry_for = job.archive, job.dest, job.retry_for
+    _finish_interrupted(archive, retry_for)
+    _clean_stale_temporaries(archive)
+    manifest = {path: entry for path, entry, _ in entries}
+    marker = _read_marker(dest)
+    recorded = (marker or {}).get("archive", {})
+    sidecar = _read_sidecar(archive, retry_for, raw=True)
+    chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
+    same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
+    if same_chain and marker["manifest"] == manifest and incremental != "never":
+        return SaveResult(action="unchanged", archive=archive,
+                          seconds=time.monotonic() - job.started, warnings=job.warnings)
+    plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
+        else None
+    try:
+        if plan:
+            return _save_layer(job, plan, manifest, recorded, chain)
+        return _save_full(job, entries, manifest)
+    except OSError as exc:
+        raise _save_failure(exc, archive) from None
 
 
 def _layer_plan(dest, entries, marker, chain, layers, incremental):
@@ -3119,6 +3322,10 @@ def _save_failure(exc, archive):
                        f"again.")
     if exc.errno == errno.ENOTCONN:
         return _dead_mount_error(archive, None, exc.strerror)
+    if exc.errno in NOT_WRITABLE_ERRNOS:
+        return BootstrapError(f"Cannot save {archive}: its folder {folder} is not writable "
+                              f"({exc.strerror}). The archive there and its checksum are "
+                              f"intact. Fix: {_archive_fix(archive)}, then save again.")
     return BootstrapError(f"Saving to {archive} failed: {exc}. The previous archive and its "
                           f"checksum are intact.")
 
@@ -3220,7 +3427,8 @@ def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level,
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
     try:
         return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
-                              job.part_size, job.verify, job.retry_for, progress, counter)
+                              job.part_size, job.verify, job.retry_for, progress,
+                              lambda: counter.bytes / total if total else 1.0)
     finally:
         for stage in reversed(stages):
             stage.close()
@@ -3258,8 +3466,8 @@ def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verif
         raise UsageError(f"--keep must be 0 or more, not {keep}.")
     started = time.monotonic()
     parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    with _Lock(_lock_path(dest), lock_timeout, dest):
+    with _NewFolders(parent, "pass --dest with a folder in a writable place"), \
+            _Lock(_lock_path(dest), lock_timeout, dest):
         _check_drive_mounted(archive, drive_mount)
         if os.path.isdir(os.path.dirname(archive)):
             _finish_interrupted(archive, retry_for)
@@ -3290,7 +3498,7 @@ def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verif
             digest, size, files = _write_archive(
                 read, lambda k: os.path.join(os.path.dirname(archive),
                                              f"{_part_name(base, k)}.tmp-{os.getpid()}"),
-                part_size, verify, retry_for, progress, counter)
+                part_size, verify, retry_for, progress)
             if expected and digest not in expected:
                 for path, _, _ in files:
                     os.unlink(path)
@@ -3377,7 +3585,7 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
 def _version_status(archive, version, content, sidecar, names):
     """status's line for one version (none for a version that is not there)."""
     path = _version_path(archive, version)
-    label = "current" if not version else f"--version {version}"
+    label = "current" if not version else f"--previous {version}"
     name = os.path.basename(path)
     try:
         found = _archive_files(archive, version, content)
@@ -3423,8 +3631,14 @@ def _parse_duration(text):
 
 class Autosave:
     """A background saver: saves every `every` when something changed, skips when nothing
-    did, survives a failing save (it is logged and retried next round), and saves one last
-    time on stop()."""
+    did, survives a failing save, and saves one last time on stop().
+
+    A failing save is logged once and retried every round; while it keeps failing with the
+    same message (a read-only archive folder fails the same way each time), the rounds stay
+    quiet, so the log never fills with copies. A different failure is logged, and so are
+    the first save that works again and a failing final save. `error` holds the last
+    round's failure, None after a round that worked.
+    """
 
     def __init__(self, every, log=print, **save_arguments):
         self.every = _parse_duration(every)
@@ -3433,6 +3647,7 @@ class Autosave:
         self.last = None  # the last SaveResult
         self.error = None  # the last failure, if the last round failed
         self.rounds = 0
+        self._logged_failure = None  # the failure said last, kept quiet while it repeats
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="autosave", daemon=True)
 
@@ -3448,11 +3663,16 @@ class Autosave:
         self.rounds += 1
         try:
             self.last, self.error = save(**self.save_arguments), None
-            if self.last.action != "unchanged":
+            if self.last.action != "unchanged" or self._logged_failure:
                 self.log(f"autosave: {self.last.summary()}")
+            self._logged_failure = None
         except Exception as exc:  # a background loop must outlive whatever one round throws
             self.error = exc
-            self.log(f"autosave: the save failed, retrying in {self.every:g} s: {exc}")
+            failure = (type(exc), str(exc))
+            if failure != self._logged_failure:
+                self._logged_failure = failure
+                self.log(f"autosave: the save failed; trying again every {self.every:g} s "
+                         f"(quietly while it fails like this): {exc}")
         return self.last
 
     def stop(self, final_save=True):
@@ -3460,7 +3680,13 @@ class Autosave:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        return self.save_now() if final_save else self.last
+        if not final_save:
+            return self.last
+        said = self._logged_failure
+        self.save_now()
+        if self.error is not None and self._logged_failure == said:  # kept quiet: say it
+            self.log(f"autosave: the final save failed: {self.error}")
+        return self.last
 
 
 def autosave(every="15m", **save_arguments):
@@ -3570,6 +3796,33 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message}. See: python {self.prog} --help")
 
 
+class _VersionAction(argparse.Action):
+    """--version prints the tool's version and exits 0, before or after a command."""
+
+    def __init__(self, option_strings, dest, **_):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"bootstrap_assets {VERSION}")
+        parser.exit()
+
+
+def _check_old_version_flag(argv):
+    """`--version N` selected a previous version before it became --previous N: refused
+    with the new spelling, never taken as --version (which would exit 0 having restored
+    nothing)."""
+    for word, following in zip(argv, argv[1:] + [""]):
+        if word.startswith("--version="):
+            following = word[len("--version="):]
+        elif word != "--version":
+            continue
+        if following.isdigit():
+            raise UsageError(f"--version prints this tool's version and takes no value. To "
+                             f"restore a previous version of the archive, use --previous "
+                             f"{following}.")
+
+
 COMMANDS = ("restore", "save", "autosave", "split", "status", "demo")
 
 
@@ -3585,6 +3838,7 @@ def _size(text):
 
 def _parser():
     common = _ArgumentParser(add_help=False)
+    common.add_argument("--version", action=_VersionAction)
     common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
                                           f"default {ARCHIVE})")
     common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST})")
@@ -3626,10 +3880,12 @@ def _parser():
                     f"Drive as one archive; restore a verified local copy, save changes back."
                     f"\n\nrestore is the default command:\n  python bootstrap_assets.py "
                     f"[restore] [--archive PATH_OR_URL] [--dest DIR] [--sha256 HEX] [--force]"
-                    f"\n      [--engine auto|python|tar] [--version N] [--list] [--quiet]\n"
-                    f"Each command's --help lists all its flags.",
+                    f"\n      [--engine auto|python|tar] [--previous N] [--list] [--quiet]\n"
+                    f"Each command's --help lists all its flags; --version prints "
+                    f"\"bootstrap_assets {VERSION}\".",
         epilog="exit codes:\n   0  success\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     restore_parser = commands.add_parser(
         "restore", parents=[common], help="archive -> local folder (the default command)")
@@ -3640,8 +3896,9 @@ def _parser():
                                      "moved to DEST.old-<timestamp>, never deleted)")
     restore_parser.add_argument("--engine", choices=ENGINES,
                                 help="extractor: python (everywhere), tar (GNU tar), auto")
-    restore_parser.add_argument("--version", type=int, default=0, metavar="N",
-                                help="restore the Nth previous version kept by save")
+    restore_parser.add_argument("--previous", type=int, default=0, metavar="N",
+                                help="restore the Nth previous version kept by save "
+                                     "(ARCHIVE.N; see status)")
     restore_parser.add_argument("--list", action="store_true",
                                 help="list the archive's versions and layers, then stop")
     commands.add_parser("save", parents=[common, saving],
@@ -3663,7 +3920,9 @@ def _parser():
     split_parser.add_argument("--no-verify", dest="verify", action="store_false",
                               help="skip reading the parts back")
     commands.add_parser("status", parents=[common], help="versions, layers, local changes")
-    commands.add_parser("demo", help="a self-contained round trip in a temporary folder")
+    demo_parser = commands.add_parser("demo", help="a self-contained round trip in a "
+                                                   "temporary folder")
+    demo_parser.add_argument("--version", action=_VersionAction)
     return parser
 
 
@@ -3689,18 +3948,44 @@ def _run_autosave(args):
     saver.stop(final_save=True)
     if saver.error is not None:
         raise saver.error
-    return 0
+
+
+class CellFailed(Exception):
+    """Ends a notebook cell that ran this file (pasted, or `%run bootstrap_assets.py`) and
+    failed: the cell fails, so "Run all" stops there, and IPython shows the tool's message
+    alone (through _render_traceback_), not a traceback, `SystemExit: 3` or its "To exit"
+    warning. exit_code is what the command line would have exited with."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def _render_traceback_(self):
+        return str(self).splitlines()
+
+
+def _in_ipython():
+    """True when an IPython shell runs this code (a kernel, or IPython in a terminal)."""
+    ipython = sys.modules.get("IPython")
+    return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
 def main(argv=None):
-    """Run the command line; return the exit code. The one place errors become exits."""
-    if argv is None:
-        # In a notebook kernel sys.argv holds the kernel's own arguments (-f ...json).
-        argv = [] if _in_kernel() else sys.argv[1:]
-    argv = list(argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    """Run the command line (argv, or this run's: see _command_line); return the exit code.
+    With _run, the one place errors become exits."""
+    exit_code, message = _run(argv)
+    if message:
+        print(message, file=sys.stderr)
+    return exit_code
+
+
+def _run(argv):
+    """main(), returning (exit code, the error message to print or None)."""
+    argv = _command_line() if argv is None else list(argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "restore")
     try:
+        _check_old_version_flag(argv)
         args = _parser().parse_args(argv)
         if args.command == "demo":
             demo()
@@ -3709,7 +3994,7 @@ def main(argv=None):
             if not args.quiet:
                 print(result.summary())
         elif args.command == "autosave":
-            return _run_autosave(args)
+            _run_autosave(args)
         elif args.command == "split":
             result = split(args.archive, part_size=args.part_size, keep=args.keep,
                            verify=args.verify, quiet=args.quiet, drive_mount=args.drive_mount,
@@ -3724,25 +4009,25 @@ def main(argv=None):
             result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
                              engine=args.engine, quiet=args.quiet,
                              drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
-                             retry_for=args.retry_for, version=args.version,
+                             retry_for=args.retry_for, version=args.previous,
                              drive_cache=args.drive_cache)
             if not args.quiet:
                 print(result.summary())
-        return 0
+        return 0, None
     except BootstrapError as exc:
-        print(f"bootstrap_assets: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except SystemExit as exc:  # --help
-        return exc.code or 0
+        return exc.exit_code, f"bootstrap_assets: error: {exc}"
+    except SystemExit as exc:  # --help, --version
+        return exc.code or 0, None
     except KeyboardInterrupt:
-        print("bootstrap_assets: interrupted; nothing was left half-done.", file=sys.stderr)
-        return 130
+        return 130, "bootstrap_assets: interrupted; nothing was left half-done."
     except OSError as exc:  # an operating-system failure no step above could explain better
-        print(f"bootstrap_assets: error: {exc}", file=sys.stderr)
-        return BootstrapError.exit_code
+        return BootstrapError.exit_code, f"bootstrap_assets: error: {exc}"
 
 
 if __name__ == "__main__":
-    _exit_code = main()
-    if _exit_code or not _in_kernel():
-        sys.exit(_exit_code)
+    if _in_ipython():  # a pasted cell or %run: sys.exit would show `SystemExit: 3`
+        _exit_code, _message = _run(None)
+        if _exit_code:
+            raise CellFailed(_message, _exit_code)
+    else:
+        sys.exit(main())

@@ -1,4 +1,6 @@
 """The command line, in-process through ba.main() and a few real subprocesses."""
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -197,3 +199,301 @@ class SubprocessTests(h.BATestCase):
         self.assertIn(b"CELL-DONE", p.stdout)
         self.assertNotIn(b"Traceback", p.stderr)
         self.assertTree(self.dest, WANT)
+
+
+class VersionFlagTests(h.BATestCase):
+    """--version prints the tool's version (the convention of every CLI); the selector of an
+    older archive is --previous N."""
+
+    def test_version_prints_the_version(self):
+        want = "bootstrap_assets %s\n" % ba.VERSION
+        for argv in (["--version"], ["restore", "--version"], ["save", "--version"],
+                     ["autosave", "--version"], ["split", "--version"], ["status", "--version"],
+                     ["demo", "--version"], ["--dest", self.dest, "--version"]):
+            with self.subTest(argv=argv):
+                rc, out, err = self.run_main(argv)
+                self.assertEqual((rc, out, err), (0, want, ""))
+        self.assertFalse(os.path.exists(self.dest))
+
+    def test_script_version(self):
+        p = subprocess.run([sys.executable, h.MODULE_PATH, "--version"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=h.clean_env(), cwd=self.tmp, timeout=60)
+        self.assertEqual((p.returncode, p.stdout.decode(), p.stderr.decode()),
+                         (0, "bootstrap_assets %s\n" % ba.VERSION, ""))
+
+    def test_old_version_selector_is_refused_with_the_new_name(self):
+        archive = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"), h.archive_bytes(MEMBERS))
+        for argv in (["--version", "1"], ["restore", "--version", "2"], ["--version=1"]):
+            with self.subTest(argv=argv):
+                rc, out, err = self.run_main(argv + ["--archive", archive, "--dest", self.dest])
+                self.assertEqual(rc, 2, err)
+                self.assertIn("--previous %s" % argv[-1][-1], err)
+                self.assertFalse(os.path.exists(self.dest))
+
+    def test_help_names_previous(self):
+        rc, out, err = self.run_main(["restore", "--help"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("--previous N", out)
+        self.assertIn("--version", out)
+
+
+class PreviousVersionTests(h.SaveTestCase):
+    """--previous N beyond what is kept has its own message, and no message suggests
+    --previous 1 unless ARCHIVE.1 (or its parts) is there."""
+
+    def args(self, *extra):
+        return ["restore"] + list(extra) + ["--archive", self.archive, "--dest", self.out(),
+                                            "--drive-mount", "", "--quiet"]
+
+    def test_none_kept(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        self.save()
+        rc, out, err = self.run_main(self.args("--previous", "1"))
+        self.assertEqual(rc, 3, err)
+        self.assertIn("No previous versions of %s are kept" % self.archive, err)
+        self.assertIn("without --previous", err)
+        self.assertNotIn("does not exist", err)
+
+    def test_fewer_kept_than_asked(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        self.save()
+        h.write_bytes(os.path.join(self.local, "b.txt"), b"b\n")
+        self.save(incremental="never")
+        rc, out, err = self.run_main(self.args("--previous", "3"))
+        self.assertEqual(rc, 3, err)
+        self.assertIn("Only 1 previous version(s)", err)
+        self.assertIn("--previous 1", err)
+        rc, out, err = self.run_main(self.args("--previous", "1"))
+        self.assertEqual(rc, 0, err)
+
+    def test_negative_is_a_usage_error(self):
+        rc, out, err = self.run_main(self.args("--previous", "-1"))
+        self.assertEqual(rc, 2, err)
+
+    def test_checksum_mismatch_suggests_previous_only_when_kept(self):
+        h.write_bytes(self.archive, h.archive_bytes(MEMBERS))
+        h.write_bytes(self.archive + ".sha256", b"0" * 64 + b"  assets.tar.gz\n")
+        rc, out, err = self.run_main(self.args())
+        self.assertEqual(rc, 5, err)
+        self.assertNotIn("--previous", err)
+        self.assertNotIn("--version", err)
+        for kept in ("assets.tar.gz.1", "assets.tar.gz.1.part-0001"):
+            with self.subTest(kept=kept):
+                path = h.write_bytes(os.path.join(self.drive, kept), h.archive_bytes(MEMBERS))
+                rc, out, err = self.run_main(self.args())
+                self.assertEqual(rc, 5, err)
+                self.assertIn("(--previous 1)", err)
+                os.unlink(path)
+
+
+class TruncatedArchiveTests(h.SaveTestCase):
+
+    def test_truncated_message_gives_the_fix(self):
+        data = h.archive_bytes([D("top"), F("top/big.bin", h.rand_bytes(200_000, 4))])
+        h.write_bytes(self.archive, data[:len(data) // 2])
+        rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.out(),
+                                      "--drive-mount", "", "--quiet"])
+        self.assertEqual(rc, 7, err)
+        self.assertIn("truncated", err)
+        self.assertIn("Fix: upload the complete file again", err)
+        self.assertNotIn("--previous", err)
+        h.write_bytes(self.archive + ".1", data)
+        rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.out(),
+                                      "--drive-mount", "", "--quiet"])
+        self.assertEqual(rc, 7, err)
+        self.assertIn("restore the previous version with --previous 1", err)
+
+
+class SaveProgressTests(h.SaveTestCase):
+    """The progress line counts what is written (headers, compression and all): its last
+    figure is the summary's."""
+
+    def save_loud(self, **kw):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            r = self.save(quiet=False, **kw)
+        lines = [l for l in err.getvalue().replace("\r", "\n").splitlines()
+                 if l.startswith("saving ")]
+        self.assertTrue(lines, err.getvalue())
+        return r, lines[-1]
+
+    def test_progress_ends_at_the_bytes_written(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"x" * 46)
+        for fmt in ("tar", "gz"):
+            with self.subTest(format=fmt):
+                r, line = self.save_loud(format=fmt, incremental="never")
+                self.assertEqual(r.action, "saved")
+                self.assertIn("saving assets.tar.gz: %s written (100%%)"
+                              % ba._human(r.bytes_written), line)
+        h.write_bytes(os.path.join(self.local, "b.txt"), b"y" * 46)
+        r, line = self.save_loud()
+        self.assertEqual(r.action, "layer")
+        self.assertIn(": %s written (100%%)" % ba._human(r.bytes_written), line)
+        self.assertIn(ba._human(r.bytes_written), r.summary())
+
+
+class DestIsAFileTests(h.SaveTestCase):
+
+    def test_restore_into_a_file_says_so(self):
+        archive = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"), h.archive_bytes(MEMBERS))
+        h.write_bytes(self.dest, b"a file where the folder should be\n")
+        for extra in ([], ["--force"]):
+            with self.subTest(extra=extra):
+                rc, out, err = self.run_main(["--archive", archive, "--dest", self.dest,
+                                              "--quiet"] + extra)
+                self.assertEqual(rc, 2, err)
+                self.assertIn("%s is a file, not a folder" % self.dest, err)
+                self.assertNotIn("local changes", err)
+                self.assertIn("--dest", err)
+                with open(self.dest, "rb") as f:
+                    self.assertEqual(f.read(), b"a file where the folder should be\n")
+                self.assertEqual(os.listdir(self.work), ["_assets"])
+
+    def test_save_of_a_file_says_so(self):
+        h.write_bytes(self.local, b"not a folder")
+        rc, out, err = self.run_main(["save", "--dest", self.local, "--archive", self.archive,
+                                      "--drive-mount", ""])
+        self.assertEqual(rc, 3, err)
+        self.assertIn("is a file, not a folder", err)
+
+
+def all_paths(root):
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        found.update(os.path.join(folder, n) for n in dirs + files)
+    return found
+
+
+class FailedRunLeavesNoTraceTests(h.BATestCase):
+    """A failed restore leaves the machine as it found it: no destination parents it made,
+    no lock file, no staging folder."""
+
+    def test_each_failure_kind(self):
+        good = h.archive_bytes([D("top"), F("top/big.bin", h.rand_bytes(300_000, 5))])
+        html = b"<!DOCTYPE html><html><body>Sign in - Google Drive</body></html>\n" * 5
+        cases = [("missing", None, None, 3), ("html", html, None, 7), ("empty", b"", None, 7),
+                 ("truncated", good[:len(good) // 2], None, 7),
+                 ("checksum", good, b"0" * 64 + b"  assets.tar.gz\n", 5)]
+        for label, data, sidecar, code in cases:
+            with self.subTest(case=label):
+                folder = self.subdir()
+                archive = os.path.join(folder, "assets.tar.gz")
+                if data is not None:
+                    h.write_bytes(archive, data)
+                if sidecar is not None:
+                    h.write_bytes(archive + ".sha256", sidecar)
+                dest = os.path.join(self.tmp, "new-" + label, "deeper", "_assets")
+                before = all_paths(self.tmp)
+                rc, out, err = self.run_main(["--archive", archive, "--dest", dest,
+                                              "--quiet", "--retry-for", "0.5"])
+                self.assertEqual(rc, code, err)
+                self.assertEqual(sorted(all_paths(self.tmp) - before), [], err)
+                self.assertEqual(sorted(before - all_paths(self.tmp)), [])
+
+    def test_parents_that_existed_stay(self):
+        os.makedirs(os.path.join(self.tmp, "new"))
+        dest = os.path.join(self.tmp, "new", "deeper", "_assets")
+        rc, out, err = self.run_main(["--archive", os.path.join(self.tmp, "nope.tar.gz"),
+                                      "--dest", dest, "--quiet"])
+        self.assertEqual(rc, 3, err)
+        self.assertEqual(os.listdir(os.path.join(self.tmp, "new")), [])
+
+
+class ReadOnlyPlacesTests(h.SaveTestCase):
+    """A read-only folder (Kaggle's /kaggle/input; here a tmpfs mounted read-only, since
+    root ignores file modes) named in the message with the flag that avoids it."""
+
+    def read_only(self, name, fill=None):
+        """A folder on a read-only tmpfs; fill(folder) first writes its contents."""
+        path = h.mount_tmpfs(self, os.path.join(self.tmp, name), "size=4m")
+        if fill:
+            fill(path)
+        r = subprocess.run(["mount", "-o", "remount,ro", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if r.returncode:
+            self.skipTest("cannot remount read-only: %s" % r.stdout.decode(errors="replace"))
+        return path
+
+    def test_restore_into_a_read_only_folder(self):
+        archive = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"), h.archive_bytes(MEMBERS))
+        ro = self.read_only("ro")
+        for dest in (os.path.join(ro, "_assets"), os.path.join(ro, "sub", "_assets")):
+            with self.subTest(dest=dest):
+                rc, out, err = self.run_main(["--archive", archive, "--dest", dest, "--quiet"])
+                self.assertEqual(rc, 1, err)
+                self.assertIn("Cannot write in %s: the folder is not writable" % ro, err)
+                self.assertIn("--dest", err)
+                self.assertNotIn("Errno", err)
+                self.assertEqual(os.listdir(ro), [])
+
+    def saved_read_only(self):
+        """The archive saved from self.local into a folder that is then made read-only."""
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+
+        def fill(folder):
+            self.save(archive=os.path.join(folder, "assets.tar.gz"))
+        ro = self.read_only("input", fill)
+        h.write_bytes(os.path.join(self.local, "b.txt"), b"the session's work\n")
+        return os.path.join(ro, "assets.tar.gz")
+
+    def test_save_to_a_read_only_folder(self):
+        archive = self.saved_read_only()
+        before = h.folder_state(os.path.dirname(archive))
+        rc, out, err = self.run_main(["save", "--dest", self.local, "--archive", archive,
+                                      "--drive-mount", "", "--quiet"])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("its folder %s is not writable" % os.path.dirname(archive), err)
+        self.assertIn("--archive", err)
+        self.assertNotIn("Errno", err)
+        self.assertNotIn(".tmp-", err)
+        self.assertEqual(h.folder_state(os.path.dirname(archive)), before)
+        # where the fix points, it works
+        writable = os.path.join(self.tmp, "working", "assets.tar.gz")
+        rc, out, err = self.run_main(["save", "--dest", self.local, "--archive", writable,
+                                      "--drive-mount", "", "--quiet"])
+        self.assertEqual(rc, 0, err)
+
+    def test_autosave_says_a_repeated_failure_once(self):
+        archive = self.saved_read_only()
+        logs = []
+        saver = ba.autosave(every="0.05s", dest=self.local, archive=archive, drive_mount="",
+                            lock_timeout=2.0, retry_for=1.0, log=logs.append)
+        self.addCleanup(saver.stop, final_save=False)
+        self.assertTrue(h.wait_for(lambda: saver.rounds >= 5, timeout=20), logs)
+        saver.stop(final_save=False)
+        self.assertIsInstance(saver.error, ba.BootstrapError)
+        failures = [line for line in logs if "not writable" in line]
+        self.assertEqual(len(failures), 1, logs)
+        self.assertEqual(len(logs), 1, logs)
+
+    def test_autosave_logs_a_new_failure_and_the_recovery(self):
+        errors = [ba.NoSpace("Drive is full")] * 3 + [ba.Locked("held")] * 2
+        real = ba.save
+
+        def flaky(**kw):
+            if errors:
+                raise errors.pop(0)
+            return real(**kw)
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        logs = []
+        saver = ba.Autosave("1h", log=logs.append, dest=self.local, archive=self.archive,
+                            drive_mount="")
+        with mock.patch.object(ba, "save", flaky):
+            for _ in range(6):
+                saver.save_now()
+        self.assertEqual(len(logs), 3, logs)
+        self.assertIn("Drive is full", logs[0])
+        self.assertIn("held", logs[1])
+        self.assertIn("saved a full archive", logs[2])
+        self.assertIsNone(saver.error)
+
+    def test_autosave_final_save_failure_is_said(self):
+        logs = []
+        saver = ba.Autosave("1h", log=logs.append, dest=os.path.join(self.tmp, "none"),
+                            archive=self.archive, drive_mount="")
+        saver.save_now()
+        saver.save_now()
+        self.assertEqual(len(logs), 1, logs)
+        saver.stop()
+        self.assertEqual(len(logs), 2, logs)
+        self.assertIn("the final save failed", logs[1])

@@ -423,8 +423,8 @@ class RestorePartsTests(PartsTestCase):
         lines = ba.status(self.archive, self.local, drive_mount="")
         self.assertRegex(self.current_line(lines), r"current: assets\.tar\.gz\s+\(%d parts\)"
                          % len(part_paths(self.archive)))
-        self.assertRegex(self.current_line(lines, "--version 1"),
-                         r"--version 1: assets\.tar\.gz\.1\s+\(%d parts\)" % n1)
+        self.assertRegex(self.current_line(lines, "--previous 1"),
+                         r"--previous 1: assets\.tar\.gz\.1\s+\(%d parts\)" % n1)
         self.assertEqual(n1, n0)
         self.assertNotIn("ignored", "\n".join(lines))
 

@@ -585,11 +585,11 @@ class CLITests(h.SaveTestCase):
         rc, list_out, err = self.run_main(["restore", "--list"] + self.args())
         self.assertEqual(rc, 0, err)
         self.assertEqual(list_out, status_out)
-        self.assertIn("--version 1", list_out)
+        self.assertIn("--previous 1", list_out)
         self.assertIn("1 layer", list_out)
         for version, want in (("1", want1), ("0", want3)):
             dest = self.out()
-            rc, out, err = self.run_main(["restore", "--version", version, "--archive",
+            rc, out, err = self.run_main(["restore", "--previous", version, "--archive",
                                           self.archive, "--dest", dest, "--drive-mount", ""])
             self.assertEqual(rc, 0, err)
             got = h.strip_special(h.snapshot(dest, dir_modes=True))
@@ -608,7 +608,7 @@ class CLITests(h.SaveTestCase):
             (["save", "--flush"] + self.args(), 2),
             (["save", "--dest", os.path.join(self.tmp, "nope"), "--archive", self.archive,
               "--drive-mount", ""], 3),
-            (["restore", "--version", "4"] + self.args(), 3),
+            (["restore", "--previous", "4"] + self.args(), 3),
             (["status", "--bogus"] + self.args(), 2),
         ]
         for argv, code in cases:

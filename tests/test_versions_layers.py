@@ -84,8 +84,8 @@ class VersionTests(h.SaveTestCase):
         lines = ba.status(self.archive, self.local, drive_mount="")
         self.assertEqual(len(lines), 5, lines)
         for line, label, name, sha in ((lines[1], "current", "assets.tar.gz", shas[2]),
-                                       (lines[2], "--version 1", "assets.tar.gz.1", shas[1]),
-                                       (lines[3], "--version 2", "assets.tar.gz.2", shas[0])):
+                                       (lines[2], "--previous 1", "assets.tar.gz.1", shas[1]),
+                                       (lines[3], "--previous 2", "assets.tar.gz.2", shas[0])):
             with self.subTest(label=label):
                 self.assertIn("%s: %s " % (label, name), line)
                 self.assertIn(sha[:16], line)
@@ -267,7 +267,7 @@ class LayerTests(h.SaveTestCase):
         self.assertEqual(h.sha256_file(self.archive + ".1"), base.sha256)
         status = ba.status(self.archive, self.local, drive_mount="")
         self.assertNotRegex(status[1], "layer")
-        self.assertRegex(status[2], r"--version 1: .*\b2 layer")
+        self.assertRegex(status[2], r"--previous 1: .*\b2 layer")
         self.assertSidecarConsistent()
         # a change that alone exceeds half the base is a full save straight away
         h.write_bytes(os.path.join(self.local, "pad.bin"), h.rand_bytes(200_000, 30))
@@ -285,7 +285,7 @@ class LayerTests(h.SaveTestCase):
         for engine in h.engines():
             with self.subTest(engine=engine):
                 dest, r = self.assertRestores(want1, version=1, engine=engine)
-        rc, out, err = self.run_main(["restore", "--version", "1", "--archive", self.archive,
+        rc, out, err = self.run_main(["restore", "--previous", "1", "--archive", self.archive,
                                       "--dest", self.out(), "--drive-mount", "", "--quiet"])
         self.assertEqual(rc, 0, err)
 
