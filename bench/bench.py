@@ -407,12 +407,19 @@ def bench_save(data, scratch, runs, src, part_size=None):
         # a first save: the archive's size for dd's input; warms the page cache with src
         log("bench: save: a first full save (not timed)")
         run_timed(save("--full"))
-        size = os.path.getsize(on_backing)
-        with open(on_backing, "rb") as f:
+        # over the default part size (1 GiB) the default save writes parts
+        pieces = part_names(on_backing) or [on_backing]
+        size = sum(os.path.getsize(p) for p in pieces)
+        with open(pieces[0], "rb") as f:
             magic = f.read(2)
         fmt = "gzip" if magic == b"\x1f\x8b" else "plain tar"
+        if len(pieces) > 1:
+            fmt += f", {len(pieces)} parts (the default part size)"
         dd_input = os.path.join(work, "dd-input.bin")
-        shutil.copyfile(on_backing, dd_input)  # a local file exactly as large as the archive
+        with open(dd_input, "wb") as out:  # a local file exactly as large as the archive
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
         sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", dd_input])
         dd_out = os.path.join(mnt, "MyDrive", "dd.bin")  # removed through the mount
         dd = Method("drive: dd if=local of=MNT/x bs=1M conv=fsync",
