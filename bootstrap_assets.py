@@ -2838,14 +2838,16 @@ class _OutputFile:
         if self.reader:
             self.reader.advance(self.size)
 
-    def finish(self):
-        """Close the file (so the mount can upload it and evict its local copy), then
-        compare what reads back with what was written; return the file's sha256."""
+    def close(self):
+        """fsync and close the file, so the mount can upload it and evict its local copy."""
         try:
             os.fsync(self.fd)
         finally:
             os.close(self.fd)
             self.fd = None
+
+    def verified(self):
+        """The file's sha256, once what reads back from the mount is compared with it."""
         digest = self.hasher.hexdigest()
         if self.reader:
             back, self.reader = self.reader.digest(self.size), None
@@ -2867,49 +2869,56 @@ class _OutputFile:
 
 def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, share=None):
     """Write the stream to new files on the mount: file k at path_of(k), each at most
-    part_size bytes (0: one file), each closed as soon as it is full. The progress counts
-    the bytes written; share() says how far the input is, when progress has no total.
+    part_size bytes (0: one file), each closed as soon as it is full. A part's read-back
+    finishes while the next part is written: the writer never waits for it but at the end.
+    The progress counts the bytes written; share() says how far the input is, when
+    progress has no total.
 
     -> (sha256 of the whole stream, its size, [(path, sha256, size) for each file]). On
     failure the files written so far are removed.
     """
-    whole, files, current, written = hashlib.sha256(), [], None, 0
+    whole, written = hashlib.sha256(), 0
+    outputs, files = [], []  # every file opened; (path, sha256, size) of the verified ones
+
+    def close_current():
+        outputs[-1].close()
+        if len(outputs) > 1:  # the part before has had this part's time to read back
+            files.append((outputs[-2].path, outputs[-2].verified(), outputs[-2].size))
+
     try:
         for piece in pieces:
             whole.update(piece)
             written += len(piece)
             view = memoryview(piece)
             while view:
-                if current is None:
-                    if len(files) == 9999:
+                if not outputs or outputs[-1].fd is None:
+                    if len(outputs) == 9999:
                         raise UsageError(f"The archive needs more than 9999 parts of "
                                          f"{_human(part_size)}: use a larger --part-size.")
-                    current = _OutputFile(path_of(len(files) + 1), verify, retry_for)
+                    outputs.append(_OutputFile(path_of(len(outputs) + 1), verify, retry_for))
+                current = outputs[-1]
                 room = part_size - current.size if part_size else len(view)
                 current.write(view[:room])
                 view = view[room:]
                 if part_size and current.size == part_size:
-                    files.append((current.path, current.finish(), current.size))
-                    current = None
+                    close_current()
             # 100 % only once all is written: the input is read a few pieces ahead
             progress.update(written, None, share=min(share(), 0.99) if share else None)
-        if current is None and not files:
-            current = _OutputFile(path_of(1), verify, retry_for)
-        if current is not None:
-            files.append((current.path, current.finish(), current.size))
-            current = None
+        if not outputs:
+            outputs.append(_OutputFile(path_of(1), verify, retry_for))
+        if outputs[-1].fd is not None:
+            close_current()
+        files.append((outputs[-1].path, outputs[-1].verified(), outputs[-1].size))
         progress.update(written, None, force=True, share=1.0 if share else None)
     except BaseException:
-        if current is not None:
-            current.abandon()
-            files.append((current.path, None, 0))
-        for path, _, _ in files:
+        for output in outputs:
+            output.abandon()
             try:
-                os.unlink(path)
+                os.unlink(output.path)
             except OSError:
                 pass
         raise
-    return whole.hexdigest(), sum(size for _, _, size in files), files
+    return whole.hexdigest(), written, files
 
 
 def _write_sidecar(archive, entries, part_sets, identities, journal=None):
@@ -2982,18 +2991,22 @@ def _each_at_once(action, items):
 
 def _finish_interrupted(archive, retry_for):
     """Finish the moves of a save or split that died in the middle of them (its journal is in
-    the sidecar), so the next one starts from whole versions under their own names."""
+    the sidecar), so the next one starts from whole versions under their own names; return
+    the sidecar's bytes then (None: there is none)."""
     content = _read_sidecar(archive, retry_for, raw=True)
     journal = _sidecar_journal(content)
-    if journal:
-        _carry_out(archive, journal, _sidecar_identities(content))
+    if not journal:
+        return content
+    _carry_out(archive, journal, _sidecar_identities(content))
+    return _read_sidecar(archive, retry_for, raw=True)
 
 
-def _publish(archive, written, final_name, digest, rotate, keep, retry_for, known=None):
+def _publish(archive, written, final_name, digest, rotate, keep, content, known=None):
     """Move a written and verified version into place, keeping `keep` previous versions.
 
     written: [(temporary path, sha256, size)], one file or the parts in order; digest: the
-    sha256 of the whole stream. Crash safety, whatever instant the process dies: the sidecar
+    sha256 of the whole stream; content: the sidecar's bytes (None: there is none), which
+    the caller read after finishing any interrupted journal. Crash safety, whatever instant the process dies: the sidecar
     is first replaced by one that lists, for every name about to change, both its current
     and its future hash, and a journal of the renames and deletions to come; only then are
     files renamed (versions shift up one, the current archive becomes .1, the new files
@@ -3008,7 +3021,7 @@ def _publish(archive, written, final_name, digest, rotate, keep, retry_for, know
     base's hash, so rotating a base never separates it from its layers.
     """
     folder, base = os.path.dirname(archive), os.path.basename(archive)
-    content = _read_sidecar(archive, retry_for, raw=True) or b""
+    content = content or b""
     before = {name: set(hashes) for name, hashes in
               (_sidecar_entries(content, archive + ".sha256") if content else {}).items() if name}
     sets_before = _sidecar_part_sets(content)
@@ -3101,12 +3114,15 @@ def _publish(archive, written, final_name, digest, rotate, keep, retry_for, know
     return sorted(kept_bases)
 
 
-def _clean_stale_temporaries(archive):
+def _clean_stale_temporaries(archive, content=False):
     """Remove temporary files of saves that died (we hold the lock, so none is live), but
-    none that a journal still has to move into place."""
+    none that a journal still has to move into place. content: the sidecar's bytes, when
+    the caller has them."""
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     try:
-        journal = _sidecar_journal(_read_sidecar(archive, 0, raw=True)) or {}
+        if content is False:
+            content = _read_sidecar(archive, 0, raw=True)
+        journal = _sidecar_journal(content) or {}
     except BootstrapError:
         journal = {}
     pending = {source for group in journal.get("moves", []) for source, _ in group}
@@ -3258,12 +3274,11 @@ def _archive_fix(archive):
 def _save_locked(job, entries, incremental):
     """save(), holding the lock, once the archive's folder exists."""
     archive, dest, retry_for = job.archive, job.dest, job.retry_for
-    _finish_interrupted(archive, retry_for)
-    _clean_stale_temporaries(archive)
+    sidecar = _finish_interrupted(archive, retry_for)
+    _clean_stale_temporaries(archive, sidecar)
     manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(dest)
     recorded = (marker or {}).get("archive", {})
-    sidecar = _read_sidecar(archive, retry_for, raw=True)
     chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
@@ -3273,8 +3288,8 @@ def _save_locked(job, entries, incremental):
         else None
     try:
         if plan:
-            return _save_layer(job, plan, manifest, recorded, chain)
-        return _save_full(job, entries, manifest)
+            return _save_layer(job, plan, manifest, recorded, chain, sidecar)
+        return _save_full(job, entries, manifest, sidecar)
     except OSError as exc:
         raise _save_failure(exc, archive) from None
 
@@ -3330,7 +3345,7 @@ def _save_failure(exc, archive):
                           f"checksum are intact.")
 
 
-def _save_full(job, entries, manifest):
+def _save_full(job, entries, manifest, sidecar):
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
     total = sum(e[1][1] for e in entries if e[1][0] == "f")
     estimate = total + BLOCK * 2 * len(entries)
@@ -3342,9 +3357,11 @@ def _save_full(job, entries, manifest):
     digest, size, files = _write_stream(
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
         base_id, fmt, level, total)
-    versions = _publish(job.archive, files, base, digest, True, job.keep, job.retry_for)
-    sidecar = _read_sidecar(job.archive, job.retry_for, raw=True)
-    chain = [_identity(job.archive, _archive_files(job.archive, 0, sidecar)[0])]
+    versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar)
+    names = [job.archive] if len(files) == 1 else [
+        _part_name(job.archive, k) for k in range(1, len(files) + 1)]
+    chain = [_identity(job.archive, [(path, st.st_size, st.st_mtime_ns)
+                                     for path, st in zip(names, map(os.stat, names))])]
     _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
                                          "verified": True, "checksum_source": "sidecar",
                                          "format": fmt, "prefix": top},
@@ -3358,7 +3375,7 @@ def _save_full(job, entries, manifest):
                       parts=len(files) if len(files) > 1 else 0)
 
 
-def _save_layer(job, plan, manifest, recorded, chain):
+def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(job.dest, changed, job.format, job.level)
     total = sum(e[1][1] for e in changed if e[1][0] == "f")
@@ -3371,7 +3388,7 @@ def _save_layer(job, plan, manifest, recorded, chain):
                                         plan["prefix"], changed, deleted, None, fmt, level,
                                         total)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
-    _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, job.retry_for,
+    _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, sidecar,
              known={os.path.basename(job.archive): {recorded["sha256"]}})
     layer_path = os.path.join(os.path.dirname(job.archive), final_name)
     chain = chain + [_PathSource.identity_of(layer_path)]
@@ -3469,12 +3486,11 @@ def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verif
     with _NewFolders(parent, "pass --dest with a folder in a writable place"), \
             _Lock(_lock_path(dest), lock_timeout, dest):
         _check_drive_mounted(archive, drive_mount)
-        if os.path.isdir(os.path.dirname(archive)):
-            _finish_interrupted(archive, retry_for)
-        content = _read_sidecar(archive, retry_for, raw=True)
+        content = _finish_interrupted(archive, retry_for) if os.path.isdir(
+            os.path.dirname(archive)) else None
         cache_folder = _cache_setting(drive_cache)
         source = _PathSource(archive, retry_for, drive_mount, content, cache_folder)
-        _clean_stale_temporaries(archive)
+        _clean_stale_temporaries(archive, content)
         if source.parts:
             return SaveResult(action="unchanged", archive=archive, parts=source.parts,
                               note=f"{archive} is already stored as {source.parts} parts",
@@ -3507,7 +3523,7 @@ def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verif
                     f"{' or '.join(sorted(expected))} (from the .sha256 file), got {digest}. "
                     f"It was not split, and nothing was changed. Restore an older version, "
                     f"or save again.")
-            versions = _publish(archive, files, base, digest, True, keep, retry_for,
+            versions = _publish(archive, files, base, digest, True, keep, content,
                                 known={base: {digest}})
         except OSError as exc:
             raise _save_failure(exc, archive) from None
