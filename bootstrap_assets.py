@@ -90,6 +90,11 @@ MAX_SIDECAR = 1 << 20
 MAX_META_SIZE = 1 << 20  # a pax header or GNU long name larger than this is an attack
 MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tolerate
 MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel does
+MAX_MTIME = 1 << 40  # seconds either side of 1970 (34,000 years): every OS's time_t holds it
+MAX_NAME_BYTES = 255  # one path component, on every filesystem a notebook has
+# The most a member can have grown from its compressed bytes: gzip's deflate peaks at 1032:1;
+# bzip2, xz and zstd have no such bound (a run of zeros shrinks without end).
+MAX_EXPANSION = {"tar": 1, "gz": 1032}
 SPACE_MARGIN = 16 << 20  # free space left untouched on the destination filesystem
 DEFAULT_KEEP = 2  # previous versions a full save keeps (ARCHIVE.1, ARCHIVE.2)
 DEFAULT_LEVELS = {"tar": 0, "gz": 1, "zst": 3}
@@ -173,7 +178,7 @@ class Locked(BootstrapError):
 
 
 class Unsupported(BootstrapError):
-    """The archive needs a decompressor this machine does not have (exit 11)."""
+    """The archive needs a decompressor this machine lacks, or a password (exit 11)."""
 
     exit_code = 11
 
@@ -1313,6 +1318,9 @@ def _member_parts(name, rule_subject):
     if "\0" in name:
         raise UnsafeArchive(f"member {rule_subject!r} has a NUL byte in its name (rule: "
                             f"names are plain paths)")
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in name.split("/")):
+        raise UnsafeArchive(f"member {rule_subject[:300]!r} has a name part longer than "
+                            f"{MAX_NAME_BYTES} bytes (rule: names every filesystem can hold)")
     if name.startswith("/"):
         raise UnsafeArchive(f"member {rule_subject!r} has an absolute path (rule: every "
                             f"member must stay inside the destination)")
@@ -1432,6 +1440,11 @@ def _tar_members(stream):
             mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
         except ValueError:
             raise CorruptArchive(f"member {name!r} has an unreadable pax size or mtime") from None
+        if size < 0 or mtime != mtime or mtime in (float("inf"), float("-inf")):
+            raise CorruptArchive(f"member {name!r} has a malformed header: size {size}, "
+                                 f"mtime {mtime} (GNU tar refuses it too)")
+        # A time far out of range is harmless: clamped, as GNU tar does.
+        mtime = min(max(mtime, -MAX_MTIME), MAX_MTIME)
         if any(k.startswith("GNU.sparse") for k in pax):
             typeflag = b"S"
         mode = _number(block[100:108], "mode")
@@ -1454,9 +1467,16 @@ def _tar_members(stream):
         if kind != "file" and size:
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
+        # GNU tar sees the header with what we changed: no special bits, a time it can hold
+        changed = {}
         if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+            changed[100] = b"%07o\0" % (mode & 0o777)
+        if "mtime" not in pax and mtime != _number(block[136:148], "mtime"):
+            changed[136] = b"\x80" + int(mtime).to_bytes(11, "big")
+        if changed:
             block = bytearray(block)
-            block[100:108] = b"%07o\0" % (mode & 0o777)
+            for offset, field in changed.items():
+                block[offset:offset + len(field)] = field
             block[148:156] = b" " * 8
             block[148:156] = b"%06o\0 " % sum(block)
             block = bytes(block)
@@ -1541,6 +1561,9 @@ class _TreeModel:
         if "\0" in member.linkname:
             raise UnsafeArchive(f"member {name!r} has a NUL byte in its link target (rule: "
                                 f"names are plain paths)")
+        if member.kind in ("symlink", "hardlink") and not member.linkname:
+            raise UnsafeArchive(f"member {name!r} is a link with an empty target (rule: "
+                                f"links must resolve inside the destination)")
         if member.kind == "symlink":
             self._resolve(parts[:-1], member.linkname, name)
             self.links[parts] = member.linkname
@@ -2094,6 +2117,7 @@ class _Extraction:
     def __init__(self, root, space, progress):
         self.root, self.space, self.progress = root, space, progress
         self.tree = _TreeModel()
+        self.largest = None  # the most one member of the archive being read can hold
         self.files = self.total = 0
         self.tops, self.dotted = set(), False
 
@@ -2102,6 +2126,9 @@ class _Extraction:
         if member.parts:
             self.tops.add(member.parts[0])
         self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
+        if self.largest is not None and member.size > self.largest:
+            raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
+                                 f"than the whole archive could hold: its header is damaged")
         self.space.take(member.size, f"member {member.name!r}")
         self.files += member.kind != "dir"
         self.total += member.size
@@ -2144,7 +2171,7 @@ def _stream_tar(data, extraction, writer, counter):
             stream.skip((-member.size) % BLOCK)
             try:
                 extraction.delete(json.loads(listing.decode("utf-8", "surrogateescape")))
-            except (ValueError, TypeError, AttributeError):
+            except (ValueError, TypeError, AttributeError, RecursionError):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
             continue
@@ -2158,6 +2185,9 @@ def _stream_tar(data, extraction, writer, counter):
 def _zip_member(info):
     mode = info.external_attr >> 16
     name = info.filename
+    if not name:
+        raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
+                            "member names a path inside the destination)")
     if not info.flag_bits & 0x800:
         # Info-ZIP on Linux and macOS writes UTF-8 names without setting the UTF-8 flag.
         try:
@@ -2171,7 +2201,7 @@ def _zip_member(info):
         kind = "symlink"
     elif info.is_dir():
         kind = "dir"
-    elif mode and not stat.S_ISREG(mode):
+    elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # no type bits: a plain file
         raise UnsafeArchive(f"member {name!r} is a special file (rule: only regular files, "
                             f"folders and links are extracted)")
     else:
@@ -2188,6 +2218,11 @@ def _extract_zip(spool, extraction, writer, counter):
     try:
         with zipfile.ZipFile(spool) as archive:
             infos = archive.infolist()
+            for info in infos:
+                if extraction.largest is not None and info.file_size > extraction.largest:
+                    raise CorruptArchive(f"member {info.filename!r} declares "
+                                         f"{info.file_size:,} bytes, more than the whole "
+                                         f"archive could hold: its directory is damaged")
             extraction.space.take(sum(i.file_size for i in infos), "the zip archive's contents")
             for info in infos:
                 member = _zip_member(info)
@@ -2201,7 +2236,7 @@ def _extract_zip(spool, extraction, writer, counter):
                 else:
                     writer.add(member, ())
                 extraction.progress.update(counter.bytes, extraction.files)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ValueError) as exc:
         raise CorruptArchive(f"the zip archive is damaged ({exc})") from None
     except NotImplementedError as exc:
         raise Unsupported(f"the zip archive uses a compression method Python cannot read "
@@ -2514,6 +2549,8 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
             if len(head) >= BLOCK:
                 break
         fmt = _detect_format(head, source.path)
+        expansion = MAX_EXPANSION.get("gz" if fmt == "zip" else fmt)
+        extraction.largest = source.size * expansion if expansion and source.size > 0 else None
         chunks = itertools.chain([head], raw)
         if fmt == "zip":
             if not isinstance(writer, _PythonWriter):

@@ -1,0 +1,172 @@
+"""What the mutation fuzzer (tests/fuzz_archives.py) found, each class kept as a regression
+case: odd but harmless values are clamped and restored, damaged or hostile structure is
+exit 6 or 7 with the member named, an archive that other tools read is read too, and
+nothing is ever a traceback or a hang. Every case runs with every engine.
+"""
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import helpers as h  # noqa: E402
+from helpers import ba  # noqa: E402
+
+
+def tar_with_pax(pax, name="a.txt", data=b"hi"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.pax_headers = len(data), h.MTIME, dict(pax)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def tar_with_field(offset, field, name="a.txt", data=b"hi"):
+    """A ustar archive whose first header has `field` at `offset`, with a valid checksum."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(data), h.MTIME
+        tar.addfile(info, io.BytesIO(data))
+    raw = bytearray(buf.getvalue())
+    raw[offset:offset + len(field)] = field
+    raw[148:156] = b" " * 8
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    return bytes(raw)
+
+
+def base256(value):
+    return b"\x80" + value.to_bytes(11, "big")
+
+
+def zip_bytes(entries):
+    """entries: (ZipInfo or name, data); ZipInfo fields are kept as given."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for info, data in entries:
+            archive.writestr(info, data)
+    return buf.getvalue()
+
+
+def zip_with_raw_name(name_bytes, flag_bits):
+    """A one-member zip whose name bytes and flag bits are set after the fact (both headers)."""
+    placeholder = b"N" * len(name_bytes)
+    raw = bytearray(zip_bytes([(placeholder.decode(), b"data")]))
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = raw.index(signature)
+        raw[start + flags_at:start + flags_at + 2] = flag_bits.to_bytes(2, "little")
+    return bytes(raw.replace(placeholder, name_bytes))
+
+
+class FuzzFindingTests(h.BATestCase):
+
+    def restore_each_engine(self, data, suffix=".tar"):
+        """[(engine, exception or None)] of a restore of data into a fresh dest."""
+        archive = h.write_bytes(os.path.join(self.src_dir, "assets" + suffix), data)
+        results = []
+        for engine in h.engines():
+            dest = os.path.join(self.subdir(), "_assets")
+            try:
+                self.restore(archive, dest, engine=engine)
+                results.append((engine, None, dest))
+            except ba.BootstrapError as exc:
+                self.assertFalse(os.path.lexists(dest), f"{engine}: dest left behind")
+                self.assertEqual(h.staging_leftovers(dest), [])
+                results.append((engine, exc, dest))
+        return results
+
+    def assertRefused(self, data, cls, words=(), suffix=".tar"):
+        for engine, exc, _ in self.restore_each_engine(data, suffix):
+            with self.subTest(engine=engine):
+                self.assertIsInstance(exc, getattr(ba, cls), f"{engine}: {exc!r}")
+                for word in words:
+                    self.assertIn(word, str(exc))
+
+    def assertRestores(self, data, files, suffix=".tar"):
+        for engine, exc, dest in self.restore_each_engine(data, suffix):
+            with self.subTest(engine=engine):
+                self.assertIsNone(exc, f"{engine}: {exc}")
+                for name, content in files.items():
+                    with open(os.path.join(dest, name), "rb") as f:
+                        self.assertEqual(f.read(), content)
+
+    def test_negative_pax_size_is_corrupt_not_a_hang(self):
+        """It used to make the tar reader spin forever: run it where a hang can be stopped."""
+        archive = h.write_bytes(os.path.join(self.src_dir, "neg.tar"),
+                                tar_with_pax({"size": "-1"}))
+        for engine in h.engines():
+            with self.subTest(engine=engine):
+                dest = os.path.join(self.subdir(), "_assets")
+                r = subprocess.run([sys.executable, h.MODULE_PATH, "--archive", archive,
+                                    "--dest", dest, "--engine", engine, "--drive-mount", "",
+                                    "--quiet"], capture_output=True, text=True, timeout=60,
+                                   env=h.clean_env())
+                self.assertEqual(r.returncode, 7, r.stderr)
+                self.assertIn("a.txt", r.stderr)
+                self.assertNotIn("Traceback", r.stderr)
+                self.assertFalse(os.path.lexists(dest))
+
+    def test_pax_mtime_not_a_number_is_corrupt(self):
+        for value in ("inf", "-inf", "nan"):
+            with self.subTest(mtime=value):
+                self.assertRefused(tar_with_pax({"mtime": value}), "CorruptArchive", ["a.txt"])
+
+    def test_pax_mtime_far_out_of_range_is_clamped_and_restored(self):
+        for value in ("1e30", "-1e30", "99999999999999"):
+            with self.subTest(mtime=value):
+                self.assertRestores(tar_with_pax({"mtime": value}), {"a.txt": b"hi"})
+
+    def test_base256_mtime_out_of_time_t_range_is_clamped_and_restored(self):
+        self.assertRestores(tar_with_field(136, base256(1 << 80)), {"a.txt": b"hi"})
+
+    def test_absurd_size_field_is_a_damaged_header_not_a_full_disk(self):
+        self.assertRefused(tar_with_field(124, base256(1 << 60)), "CorruptArchive",
+                           ["a.txt", "damaged"])
+        gz = h.compress(tar_with_field(124, base256(1 << 60)), "gz")
+        self.assertRefused(gz, "CorruptArchive", ["a.txt"], suffix=".tar.gz")
+
+    def test_symlink_with_an_empty_target_is_unsafe(self):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("empty-link")
+            info.type, info.linkname = tarfile.SYMTYPE, ""
+            tar.addfile(info)
+        self.assertRefused(buf.getvalue(), "UnsafeArchive", ["empty-link"])
+
+    def test_name_part_over_255_bytes_is_unsafe(self):
+        self.assertRefused(tar_with_pax({"path": "d/" + "x" * 300}), "UnsafeArchive",
+                           ["255"])
+
+    def test_deeply_nested_deleted_list_is_corrupt(self):
+        nested = ("[" * 100_000 + "]" * 100_000).encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo(".bootstrap_assets.deleted")
+            info.size = len(nested)
+            tar.addfile(info, io.BytesIO(nested))
+            info = tarfile.TarInfo("a.txt")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+        self.assertRefused(buf.getvalue(), "CorruptArchive", [".bootstrap_assets.deleted"])
+
+    def test_zip_member_with_an_empty_name_is_unsafe(self):
+        self.assertRefused(zip_bytes([(zipfile.ZipInfo(""), b"data")]), "UnsafeArchive",
+                           ["empty name"], suffix=".zip")
+
+    def test_zip_utf8_flag_on_invalid_utf8_name_is_corrupt(self):
+        self.assertRefused(zip_with_raw_name(b"bad\xff\xfename", 0x800), "CorruptArchive",
+                           suffix=".zip")
+
+    def test_encrypted_zip_says_encrypted(self):
+        self.assertRefused(zip_with_raw_name(b"secret.bin", 0x1), "Unsupported",
+                           ["encrypted"], suffix=".zip")
+
+    def test_zip_member_without_type_bits_is_a_regular_file(self):
+        """zipfile.ZipFile.writestr(name, data) leaves mode 0o600 with no file-type bits."""
+        info = zipfile.ZipInfo("weights.bin", (2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o600 << 16
+        self.assertRestores(zip_bytes([(info, b"tensor"), ("notes.txt", b"n")]),
+                            {"weights.bin": b"tensor", "notes.txt": b"n"}, suffix=".zip")
