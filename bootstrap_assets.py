@@ -685,7 +685,7 @@ def _archive_files(archive, version, sidecar):
     if states:
         identities = _sidecar_identities(sidecar)
         journal = _sidecar_journal(sidecar) or {}
-        moves = [move for group in journal.get("moves", []) for move in group]
+        moves = [move[:2] for move in journal.get("moves", [])]
         # Prefer what the journal leads to (the new version), then any, always in one order.
         newer = {whole for whole, _ in journal.get("parts", {}).get(name, [])}
         for whole, hashes in sorted(states, key=lambda state: (state[0] not in newer,
@@ -2860,11 +2860,10 @@ class _ReadBack:
 class _OutputFile:
     """One new file on the mount: written, hashed, fsynced, closed, and read back."""
 
-    def __init__(self, path, verify, retry_for):
+    def __init__(self, path, verify, retry_for, fd=None):
         self.path, self.size = path, 0
         self.hasher = hashlib.sha256()
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                          | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self.fd = _create(path) if fd is None else fd
         self.reader = _ReadBack(path, retry_for) if verify else None
 
     def write(self, view):
@@ -2904,6 +2903,39 @@ class _OutputFile:
             self.reader = None
 
 
+def _create(path):
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                   0o644)
+
+
+class _Creating(threading.Thread):
+    """Creates the next part's file while this part is written: a create is a round trip
+    on Drive's mount, which the writer then does not wait for."""
+
+    def __init__(self, path):
+        super().__init__(name="create", daemon=True)
+        self.path, self.fd, self.error = path, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.fd = _create(self.path)
+        except OSError as exc:
+            self.error = exc
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.fd
+
+    def discard(self):
+        self.join()
+        if self.fd is not None:
+            os.close(self.fd)
+            os.unlink(self.path)
+
+
 def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, share=None):
     """Write the stream to new files on the mount: file k at path_of(k), each at most
     part_size bytes (0: one file), each closed as soon as it is full. A part's read-back
@@ -2916,6 +2948,7 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
     """
     whole, written = hashlib.sha256(), 0
     outputs, files = [], []  # every file opened; (path, sha256, size) of the verified ones
+    creating = None  # the next part's file, made once this part is three quarters full
 
     def close_current():
         outputs[-1].close()
@@ -2932,15 +2965,23 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
                     if len(outputs) == 9999:
                         raise UsageError(f"The archive needs more than 9999 parts of "
                                          f"{_human(part_size)}: use a larger --part-size.")
-                    outputs.append(_OutputFile(path_of(len(outputs) + 1), verify, retry_for))
+                    fd, creating = (creating.result() if creating else None), None
+                    outputs.append(_OutputFile(path_of(len(outputs) + 1), verify, retry_for,
+                                               fd))
                 current = outputs[-1]
                 room = part_size - current.size if part_size else len(view)
                 current.write(view[:room])
                 view = view[room:]
+                if part_size and not creating and current.size >= part_size * 3 // 4 \
+                        and len(outputs) < 9999:
+                    creating = _Creating(path_of(len(outputs) + 1))
                 if part_size and current.size == part_size:
                     close_current()
             # 100 % only once all is written: the input is read a few pieces ahead
             progress.update(written, None, share=min(share(), 0.99) if share else None)
+        if creating:  # the stream ended with the part that asked for it
+            creating, unused = None, creating
+            unused.discard()
         if not outputs:
             outputs.append(_OutputFile(path_of(1), verify, retry_for))
         if outputs[-1].fd is not None:
@@ -2948,6 +2989,11 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
         files.append((outputs[-1].path, outputs[-1].verified(), outputs[-1].size))
         progress.update(written, None, force=True, share=1.0 if share else None)
     except BaseException:
+        if creating:
+            try:
+                creating.discard()
+            except OSError:
+                pass
         for output in outputs:
             output.abandon()
             try:
@@ -2982,48 +3028,37 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
 
 
 def _carry_out(archive, journal, identities):
-    """Do a journal's renames and deletions, then write the sidecar it leads to.
+    """Do a journal's steps, then write the sidecar it leads to: delete the versions that
+    drop out, rename (the oldest kept version first, the new files last), delete what no
+    version needs any more.
 
-    Each step is safe to repeat after a crash: a rename whose target exists is done (the
-    renames run from the oldest version up, so a target is free until its own rename), and
-    the deletions start only once a sidecar without the deleted files is written.
+    Each step is safe to repeat after a crash: it touches a file only if the file still has
+    the size and mtime the journal recorded for it (a name refilled by a later rename holds
+    another file), and a rename whose target exists is done.
     """
     folder = os.path.dirname(archive)
     entries = {name: set(hashes) for name, hashes in journal["after"].items()}
     part_sets = {name: {(whole, tuple(hashes) if hashes else None) for whole, hashes in states}
                  for name, states in journal["parts"].items()}
-    def rename(move):
-        if not os.path.lexists(os.path.join(folder, move[1])):
-            os.rename(os.path.join(folder, move[0]), os.path.join(folder, move[1]))
 
-    def delete(name):
+    def recorded(name, size, mtime_ns):
         try:
-            os.unlink(os.path.join(folder, name))
+            st = os.lstat(os.path.join(folder, name))
         except FileNotFoundError:
-            pass
+            return False
+        return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
-    if journal["phase"] == "move":
-        for group in journal["moves"]:
-            _each_at_once(rename, group)
-        if journal["deletes"]:
-            journal = dict(journal, phase="delete")
-            _write_sidecar(archive, entries, part_sets, identities, journal)
-    if journal["phase"] == "delete":
-        _each_at_once(delete, journal["deletes"])
+    for name, size, mtime_ns in journal["drops"]:
+        if recorded(name, size, mtime_ns):
+            os.unlink(os.path.join(folder, name))
+    for source, target, size, mtime_ns in journal["moves"]:
+        if not os.path.lexists(os.path.join(folder, target)) and recorded(source, size,
+                                                                          mtime_ns):
+            os.rename(os.path.join(folder, source), os.path.join(folder, target))
+    for name, size, mtime_ns in journal["deletes"]:
+        if recorded(name, size, mtime_ns):
+            os.unlink(os.path.join(folder, name))
     _write_sidecar(archive, entries, part_sets, identities)
-
-
-def _each_at_once(action, items):
-    """action(item) for every item, up to 8 at a time: each rename or deletion on Drive's
-    mount waits for a round trip, and the items of one group do not depend on each other."""
-    if len(items) < 2:
-        for item in items:
-            action(item)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(8, len(items))) as pool:
-        for future in [pool.submit(action, item) for item in items]:
-            future.result()
 
 
 def _finish_interrupted(archive, retry_for):
@@ -3086,24 +3121,30 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         st = os.stat(path)
         identities[file_digest] = [st.st_size, st.st_mtime_ns]
         new_hashes[os.path.basename(path)] = file_digest
-    # Renames in groups: a group's renames may run at once, groups one after the other.
-    moves, version_moves = [], []  # [[(file, new name), ...], ...]; (version, new version)
+    # Versions that would shift past `keep` are deleted first rather than renamed and then
+    # deleted: the new version is written and verified by then, and a rename is a round trip.
+    moves, version_moves, doomed = [], [], []  # (file, new name); (version, new version)
     if rotate:
         oldest = 0
         while _version_files(names, f"{base}.{oldest + 1}"):
             oldest += 1
-        version_moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(oldest, 0, -1)]
+        doomed = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
+        version_moves = [(f"{base}.{i}", f"{base}.{i + 1}")
+                         for i in range(min(oldest, keep - 1), 0, -1)]
         if _version_files(names, base):
             version_moves.append((base, f"{base}.1"))
-        moves += [[(name, target + name[len(source):]) for name in _version_files(names, source)]
-                  for source, target in version_moves]
+        moves += [(name, target + name[len(source):])
+                  for source, target in version_moves
+                  for name in _version_files(names, source)]
     renamed = [(os.path.basename(path), _part_name(final_name, k) if len(written) > 1
                 else final_name) for k, (path, _, _) in enumerate(written, 1)]
-    moves += [renamed[1:], renamed[:1]]  # part 0001 last: its name complete once it is there
-    moves = [group for group in moves if group]
-    after = {name: set(hashes) for name, hashes in before.items()}
-    names_after = set(names)
-    for source, target in (move for group in moves for move in group):
+    moves += renamed[1:] + renamed[:1]  # part 0001 last: its name complete once it is there
+    drops = [name for version in doomed for name in _version_files(names, version)]
+    after = {name: set(hashes) for name, hashes in before.items() if name not in drops}
+    sets_after = {name: set(states) for name, states in sets_before.items()
+                  if name not in doomed}
+    names_after = set(names) - set(drops)
+    for source, target in moves:
         after.pop(target, None)
         moved = {new_hashes[source]} if source in new_hashes else before.get(source, set())
         after.pop(source, None)
@@ -3111,7 +3152,6 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
             after[target] = set(moved)
         names_after.discard(source)
         names_after.add(target)
-    sets_after = {name: set(states) for name, states in sets_before.items()}
     for source, target in version_moves:
         sets_after.pop(target, None)
         if source in sets_before:
@@ -3120,7 +3160,7 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     sets_after.pop(final_name, None)
     if len(written) > 1:
         sets_after[final_name] = {(digest, tuple(d for _, d, _ in written))}
-    dropped = []
+    dropped = []  # with keep 0, the current version, once it is .1
     while rotate and _version_files(names_after, f"{base}.{keep + 1 + len(dropped)}"):
         dropped.append(f"{base}.{keep + 1 + len(dropped)}")
     deletes = [name for version in dropped for name in _version_files(names_after, version)]
@@ -3129,7 +3169,7 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     kept_bases = {name: after.get(name, set()) | {w for w, _ in sets_after.get(name, ())}
                   for name in [base] + [f"{base}.{i}" for i in range(1, keep + 1)]
                   if _version_files(names_after, name)}
-    if dropped and all(kept_bases.values()):  # only when every kept base's hash is known
+    if (drops or dropped) and all(kept_bases.values()):  # every kept base's hash is known
         kept_prefixes = {_layer_prefix(archive, d) for hashes in kept_bases.values()
                          for d in hashes}
         deletes += sorted(name for name in names_after if LAYER_INFIX in name
@@ -3141,7 +3181,15 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
                   for name in set(before) | set(after)}
     sets_transition = {name: sets_before.get(name, set()) | sets_after.get(name, set())
                        for name in set(sets_before) | set(sets_after)}
-    journal = {"phase": "move", "moves": moves, "deletes": deletes,
+
+    def recorded(name):
+        st = os.lstat(os.path.join(folder, name))
+        return [st.st_size, st.st_mtime_ns]
+
+    origin = {target: source for source, target in moves}  # a rename keeps size and mtime
+    journal = {"drops": [[name] + recorded(name) for name in drops],
+               "moves": [[source, target] + recorded(source) for source, target in moves],
+               "deletes": [[name] + recorded(origin.get(name, name)) for name in deletes],
                "after": {name: sorted(hashes) for name, hashes in after.items()},
                "parts": {name: [[whole, list(hashes) if hashes else None]
                                 for whole, hashes in sorted(states, key=str)]
@@ -3162,7 +3210,7 @@ def _clean_stale_temporaries(archive, content=False):
         journal = _sidecar_journal(content) or {}
     except BootstrapError:
         journal = {}
-    pending = {source for group in journal.get("moves", []) for source, _ in group}
+    pending = {move[0] for move in journal.get("moves", [])}
     for name in os.listdir(folder):
         if name.startswith(base + ".") and ".tmp-" in name and name not in pending:
             os.unlink(os.path.join(folder, name))
