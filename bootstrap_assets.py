@@ -1082,7 +1082,8 @@ def _detect_format(head, where):
         return "zst"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])):
+    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])
+                               or head[:BLOCK] == bytes(BLOCK)):  # an empty tar: its end mark
         return "tar"
     sniff = head[:2048].lstrip().lower()
     if sniff.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")) \
@@ -1487,6 +1488,29 @@ def _tar_members(stream):
 
 
 # -------------------------------------------------------------------- member validation --
+def _below(target, folder):
+    """The components of the absolute path target below folder (given as it is named, or
+    by its real path), or None when target is not inside it. A target with '..' is never
+    inside: what '..' means depends on links the path goes through."""
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    if not target.startswith("/") or ".." in parts:
+        return None
+    for root in dict.fromkeys((os.path.abspath(folder), os.path.realpath(folder))):
+        base = [p for p in root.split("/") if p]
+        if parts[:len(base)] == base:
+            return tuple(parts[len(base):])
+    return None
+
+
+def _relative_target(start, target):
+    """The relative link text from the folder start to target (both components below one
+    root), the way `ln -r` writes it."""
+    common = 0
+    while common < min(len(start), len(target)) and start[common] == target[common]:
+        common += 1
+    return "/".join([".."] * (len(start) - common) + list(target[common:])) or "."
+
+
 class _TreeModel:
     """The tree the archive has built so far, so each member is judged against it.
 
@@ -1539,12 +1563,17 @@ class _TreeModel:
             kind = self.kinds.get(tuple(here))
             if kind == "symlink" and not missing:
                 linked = self.links[tuple(here)]
-                here = list(self._resolve(tuple(here[:-1]), linked, name, depth + 1))
+                if linked is None:  # an absolute link, made relative once the layout is known
+                    missing = True
+                else:
+                    here = list(self._resolve(tuple(here[:-1]), linked, name, depth + 1))
             elif kind is None:
                 missing = True
         return tuple(here)
 
-    def admit(self, member):
+    def admit(self, member, inside=None):
+        """inside: for a symlink to an absolute path in the destination, that path's
+        components below it (the link is judged and written once the layout is known)."""
         parts, name = member.parts, member.name
         if not parts:
             if member.kind == "dir":
@@ -1564,7 +1593,9 @@ class _TreeModel:
         if member.kind in ("symlink", "hardlink") and not member.linkname:
             raise UnsafeArchive(f"member {name!r} is a link with an empty target (rule: "
                                 f"links must resolve inside the destination)")
-        if member.kind == "symlink":
+        if member.kind == "symlink" and inside is not None:
+            self.links[parts] = None  # see _Extraction.install_absolute_links
+        elif member.kind == "symlink":
             self._resolve(parts[:-1], member.linkname, name)
             self.links[parts] = member.linkname
         elif member.kind == "hardlink":
@@ -2114,15 +2145,23 @@ def _clean_stale_staging(dest, keep):
 class _Extraction:
     """What the members of one restore (a base archive and its layers) have built so far."""
 
-    def __init__(self, root, space, progress):
+    def __init__(self, root, space, progress, dest):
         self.root, self.space, self.progress = root, space, progress
+        self.dest = dest  # where the tree is installed: absolute links are judged against it
         self.tree = _TreeModel()
         self.largest = None  # the most one member of the archive being read can hold
         self.files = self.total = 0
         self.tops, self.dotted = set(), False
+        self.absolute_links = {}  # parts -> (member, components below dest), written last
+        self.skipped_metadata = 0  # macOS metadata entries of zip archives, not extracted
 
     def admit(self, member, raw_name):
-        self.tree.admit(member)
+        """Judge member against the tree so far; False when it is not to be written now (a
+        symlink to an absolute path inside dest, written by install_absolute_links)."""
+        inside = None
+        if member.kind == "symlink" and member.linkname.startswith("/"):
+            inside = _below(member.linkname, self.dest)
+        self.tree.admit(member, inside)
         if member.parts:
             self.tops.add(member.parts[0])
         self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
@@ -2132,6 +2171,45 @@ class _Extraction:
         self.space.take(member.size, f"member {member.name!r}")
         self.files += member.kind != "dir"
         self.total += member.size
+        if inside is not None:
+            self.absolute_links[member.parts] = (member, inside)
+            return False
+        return True
+
+    def install_absolute_links(self):
+        """Write the links to absolute paths inside dest, relative (every engine is done).
+
+        Their text depends on where the link lands in dest, so on the layout rule, known
+        only once every member is read. Each is judged by the tree model like any link."""
+        unwrapped = self.content_root() != self.root
+        for parts, (member, inside) in self.absolute_links.items():
+            target = (parts[:1] if unwrapped else ()) + inside
+            member.linkname = _relative_target(parts[:-1], target)
+            self.tree._resolve(parts[:-1], member.linkname, member.name)
+            self.tree.links[parts] = member.linkname
+        for parts, (member, _) in self.absolute_links.items():
+            path = os.path.join(self.root, *parts)
+            parent = existing = os.path.dirname(path)
+            while not os.path.isdir(existing):  # parents no member named: made here
+                existing = os.path.dirname(existing)
+            st = os.stat(existing)  # its mode and time were set already: kept as they are
+            writable = stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR
+            if writable != stat.S_IMODE(st.st_mode):
+                os.chmod(existing, writable)
+            try:
+                os.makedirs(parent, exist_ok=True)
+                os.symlink(member.linkname, path)
+            finally:
+                if writable != stat.S_IMODE(st.st_mode):
+                    os.chmod(existing, stat.S_IMODE(st.st_mode))
+                os.utime(existing, ns=(st.st_atime_ns, st.st_mtime_ns))
+            if os.utime in os.supports_follow_symlinks:
+                os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def holds_nothing(self):
+        """True when installing would give an empty folder (see README, Layout rule)."""
+        made = [parts for parts in self.tree.kinds if parts]
+        return not made or (made == [made[0][:1]] and self.content_root() != self.root)
 
     def delete(self, paths):
         """Apply a layer's list of deleted paths (validated like member names)."""
@@ -2144,17 +2222,20 @@ class _Extraction:
             full = os.path.join(self.root, *parts)
             if kind == "dir":
                 _remove_tree(full)
-            else:
+            elif parts not in self.absolute_links:  # not written yet
                 os.unlink(full)
-            for table in (self.tree.kinds, self.tree.links):
+            for table in (self.tree.kinds, self.tree.links, self.absolute_links):
                 for key in [k for k in table if k[:len(parts)] == parts]:
                     del table[key]
 
     def content_root(self):
-        """The folder to install: a lone top-level folder is unwrapped (see README, Layout)."""
-        if not self.dotted and len(self.tops) == 1:
+        """The folder to install (see README, Layout rule): a lone top-level folder is
+        unwrapped when no name starts with './' (`tar czf a.tgz _assets`), or whatever the
+        names when it bears the destination's name (`tar czf a.tgz ./_assets`)."""
+        if len(self.tops) == 1:
             top = next(iter(self.tops))
-            if self.tree.kinds.get((top,)) == "dir":
+            if self.tree.kinds.get((top,)) == "dir" and (
+                    not self.dotted or top == os.path.basename(self.dest)):
                 return os.path.join(self.root, top)
         return self.root
 
@@ -2175,31 +2256,49 @@ def _stream_tar(data, extraction, writer, counter):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
             continue
-        extraction.admit(member, member.name)
-        writer.add(member, stream.pieces(member.size))
+        if extraction.admit(member, member.name):
+            writer.add(member, stream.pieces(member.size))
         stream.skip((-member.size) % BLOCK)
         extraction.progress.update(counter.bytes, extraction.files)
     stream.drain(MAX_TRAILING)
 
 
-def _zip_member(info):
-    mode = info.external_attr >> 16
+def _zip_name(info):
+    """A zip member's name as a path with '/' separators (some Windows tools write '\\')."""
     name = info.filename
-    if not name:
-        raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
-                            "member names a path inside the destination)")
     if not info.flag_bits & 0x800:
         # Info-ZIP on Linux and macOS writes UTF-8 names without setting the UTF-8 flag.
         try:
             name = name.encode("cp437").decode("utf-8")
         except UnicodeError:
             pass
+    return name.replace("\\", "/")
+
+
+def _is_macos_metadata(archive, info, name):
+    """What macOS Finder's "Compress" adds beside the real files: the __MACOSX/ folder and
+    AppleDouble `._name` files (recognised by their magic number)."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if parts[:1] == ["__MACOSX"]:
+        return True
+    if not parts or not parts[-1].startswith("._") or name.endswith("/") \
+            or info.file_size < 4 or info.flag_bits & 0x1:
+        return False
+    with archive.open(info) as data:
+        return data.read(4) == b"\x00\x05\x16\x07"
+
+
+def _zip_member(info, name):
+    mode = info.external_attr >> 16
+    if not name:
+        raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
+                            "member names a path inside the destination)")
     if info.flag_bits & 0x1:
         raise Unsupported(f"member {name!r} of the zip archive is encrypted; this tool does "
                           f"not take passwords. Re-create the archive without encryption.")
     if stat.S_ISLNK(mode):
         kind = "symlink"
-    elif info.is_dir():
+    elif name.endswith("/"):
         kind = "dir"
     elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # no type bits: a plain file
         raise UnsafeArchive(f"member {name!r} is a special file (rule: only regular files, "
@@ -2225,11 +2324,16 @@ def _extract_zip(spool, extraction, writer, counter):
                                          f"archive could hold: its directory is damaged")
             extraction.space.take(sum(i.file_size for i in infos), "the zip archive's contents")
             for info in infos:
-                member = _zip_member(info)
+                name = _zip_name(info)
+                if _is_macos_metadata(archive, info, name):
+                    extraction.skipped_metadata += 1
+                    continue
+                member = _zip_member(info, name)
                 if member.kind == "symlink":
                     member.linkname = archive.read(info).decode("utf-8", "surrogateescape")
                     member.size = 0
-                extraction.admit(member, info.filename)
+                if not extraction.admit(member, name):
+                    continue
                 if member.kind == "file":
                     with archive.open(info) as data:
                         writer.add(member, iter(lambda: data.read(CHUNK), b""))
@@ -2380,7 +2484,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
             _remove_tree(container)
         _clean_stale_staging(dest, keep=container)
     result.dest = dest
-    result.note = note
+    result.note = "; ".join(text for text in (note, result.note) if text) or None
     result.local_changes = changes
     result.seconds = time.monotonic() - started
     return result
@@ -2467,12 +2571,18 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
     os.mkdir(root, 0o700)
     progress = _Progress(f"restoring {source.name}", source.size, quiet)
     reclaimable, in_cache = plan
-    extraction = _Extraction(root, _SpaceGuard(container, reclaimable, in_cache), progress)
+    extraction = _Extraction(root, _SpaceGuard(container, reclaimable, in_cache), progress,
+                             dest)
     cache_shares_disk = bool(in_cache)
     writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root, cache_shares_disk)
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, container)
+        if extraction.holds_nothing():
+            raise CorruptArchive(f"Cannot restore {source.path}: the archive holds no files "
+                                 f"(it is empty, or holds only an empty folder). Nothing was "
+                                 f"changed at {dest}. Fix: save again from the folder that has "
+                                 f"the files, or pass --archive with the right archive.")
         layers = [] if _is_url(archive) else _find_layers(archive, base_sha)
         chain = [source.identity]
         for layer_path in layers:
@@ -2488,6 +2598,10 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             chain.append(layer.identity)
         writer.finish()
         engine_used, writer = writer.name, None
+        try:
+            extraction.install_absolute_links()
+        except UnsafeArchive as exc:
+            raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
     except OSError as exc:
         if exc.errno in NO_SPACE_ERRNOS:
             raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
@@ -2519,7 +2633,9 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
                          files=sum(entry[0] != "d" for entry in manifest.values()),
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
-                         engine=engine_used, format=fmt, parts=getattr(source, "parts", 0))
+                         engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
+                         note=(f"skipped {extraction.skipped_metadata} macOS metadata entries "
+                               f"(__MACOSX/, ._name)" if extraction.skipped_metadata else None))
 
 
 def _cache_note(in_cache):
@@ -2632,8 +2748,8 @@ def _save_entries(folder):
                 warnings.append(f"skipped {path}: not a regular file, folder or symlink")
             elif manifest_entry[0] == "l":
                 target = manifest_entry[1]
-                if target.startswith("/") or not _is_within(os.path.realpath(entry.path),
-                                                            real_folder):
+                if _saved_link_target(folder, path, target) is None or not _is_within(
+                        os.path.realpath(entry.path), real_folder):
                     warnings.append(f"skipped {path}: a symlink to {target!r}, which leaves "
                                     f"the folder (restore would refuse it)")
                 else:
@@ -2643,6 +2759,16 @@ def _save_entries(folder):
                 if manifest_entry[0] == "d":
                     pending.append(path)
     return entries + links, warnings
+
+
+def _saved_link_target(folder, path, target):
+    """The target a save stores for the link at path: a link to an absolute path inside the
+    folder is stored relative to the link's own folder, so it still holds wherever the
+    folder is restored; None for an absolute path outside the folder."""
+    if not target.startswith("/"):
+        return target
+    inside = _below(target, folder)
+    return None if inside is None else _relative_target(tuple(path.split("/")[:-1]), inside)
 
 
 def _tar_header(name, entry, st):
@@ -2685,6 +2811,8 @@ def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
         info.size, info.mtime = len(listing), int(time.time())
         yield info.tobuf(tarfile.PAX_FORMAT) + _padded(listing)
     for path, entry, st in entries:
+        if entry[0] == "l":  # the manifest keeps the link as it is on disk
+            entry = ["l", _saved_link_target(folder, path, entry[1])]
         yield _tar_header(prefix + path, entry, st)
         if entry[0] != "f":
             continue

@@ -74,15 +74,16 @@ class LayoutTests(h.BATestCase):
                 self.assertEqual(got, want)
 
     def test_single_top_folder_with_dot_slash_is_not_unwrapped(self):
-        """Contract: unwrapping needs names that don't start with ./ (tar -C src ./_assets)."""
+        """Contract: unwrapping a folder named otherwise than dest needs names that don't
+        start with ./ (tar -C src ./models); ./_assets into _assets: see test_real_world."""
         raw = tarfile.open(os.path.join(self.tmp, "x.tar"), "w")
-        raw.add(self.tree, arcname="./_assets")
+        raw.add(self.tree, arcname="./models")
         raw.close()
         archive = os.path.join(self.tmp, "dotslash.tar")
         shutil.move(os.path.join(self.tmp, "x.tar"), archive)
         r = self.restore(archive)
         self.assertEqual(r.format, "tar")
-        self.assertTrue(os.path.isfile(os.path.join(self.dest, "_assets", "README.txt")),
+        self.assertTrue(os.path.isfile(os.path.join(self.dest, "models", "README.txt")),
                         sorted(os.listdir(self.dest)))
 
     def test_loose_top_level_files_land_in_dest(self):
