@@ -2619,6 +2619,12 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
     content = extraction.content_root()
     prefix = os.path.relpath(content, root)
     try:
+        for name in MARKER_FILES:  # a file of that name is ours to replace; anything else not
+            path = os.path.join(content, name)
+            if os.path.lexists(path) and not os.path.isfile(path) or os.path.islink(path):
+                raise UnsafeArchive(f"member {name!r} takes the name of this tool's marker "
+                                    f"file, as something other than a file (rule: the "
+                                    f"marker's name is the tool's)")
         manifest = _scan(content, check=True)
     except UnsafeArchive as exc:
         raise _with_context(exc, f"Refusing to restore {source.path}: ") from None

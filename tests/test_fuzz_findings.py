@@ -170,3 +170,14 @@ class FuzzFindingTests(h.BATestCase):
         info.external_attr = 0o600 << 16
         self.assertRestores(zip_bytes([(info, b"tensor"), ("notes.txt", b"n")]),
                             {"weights.bin": b"tensor", "notes.txt": b"n"}, suffix=".zip")
+
+    def test_a_folder_named_like_the_marker_is_unsafe_not_a_write_failure(self):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo(".bootstrap_assets.json")
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+            info = tarfile.TarInfo("a.txt")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+        self.assertRefused(buf.getvalue(), "UnsafeArchive", [".bootstrap_assets.json"])
