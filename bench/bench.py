@@ -60,7 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-from drivesim_fixture import MAKE_ASSETS, SEED_RESTORE, DriveSim  # noqa: E402
+from drivesim_fixture import MAKE_ASSETS, SEED_RESTORE, DriveSim, sha256_file  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 # The targets are for the engine `--engine auto` picks; the others are measured for information.
@@ -117,14 +117,6 @@ def size_arg(n):
     return str(n)
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def part_names(archive):
     """ARCHIVE.part-0001, ARCHIVE.part-0002, ... in order (not a save's temporary files)."""
     folder, base = os.path.split(archive)
@@ -171,7 +163,7 @@ def prepare(top, scale):
             os.remove(on_drive)
         os.link(archives["assets.tar.gz"], on_drive)
         with open(on_drive + ".sha256", "w") as f:
-            f.write(f"{sha256_of(on_drive)}  assets.tar.gz\n")
+            f.write(f"{sha256_file(on_drive)}  assets.tar.gz\n")
     files = sum(len(fs) for _, _, fs in os.walk(os.path.join(src_parent, NAME)))
     return dict(base=base, src=os.path.join(src_parent, NAME), drive=os.path.dirname(mydrive),
                 files=files, **archives)
@@ -205,7 +197,7 @@ def build_split(data, src, work, part_size, how):
         sh(["split", "-b", size_arg(part_size), "-d", "-a", "4", "--numeric-suffixes=1",
             data["assets.tar"], split_archive + ".part-"])
         with open(split_archive + ".sha256", "w") as f:
-            f.write(f"{sha256_of(data['assets.tar'])}  assets.tar\n")
+            f.write(f"{sha256_file(data['assets.tar'])}  assets.tar\n")
     parts = part_names(split_archive)
     if len(parts) < 2:
         log(f"bench: WARNING: the archive fits in one part of {size_text(part_size)}: no "

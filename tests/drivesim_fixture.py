@@ -274,3 +274,22 @@ def tree_digest(root, skip_marker=True):
             else:
                 out[rel] = ("special", stat.S_IFMT(st.st_mode))
     return out
+
+
+def diff_text(got, want):
+    """What differs between two tree_digest results, briefly."""
+    missing = sorted(set(want) - set(got))[:8]
+    extra = sorted(set(got) - set(want))[:8]
+    differ = sorted(k for k in set(got) & set(want) if got[k] != want[k])[:8]
+    return f"missing {missing}, extra {extra}, differ {differ}"
+
+
+def folder_state(folder):
+    """{name: sha256} of the files in a folder (a backing MyDrive)."""
+    return {n: sha256_file(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
+            if os.path.isfile(os.path.join(folder, n))}
+
+
+def temporaries(folder):
+    """Names of a save's temporary files left in a folder."""
+    return sorted(n for n in os.listdir(folder) if ".tmp-" in n)

@@ -33,8 +33,8 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim, cli,  # noqa: E402
-                              copy_backing, kill_points, mounted, read_oplog, sha256_file,
-                              tree_digest)
+                              copy_backing, diff_text, folder_state, kill_points, mounted,
+                              read_oplog, sha256_file, temporaries, tree_digest)
 
 MiB = 1 << 20
 NAME = "_assets"
@@ -67,21 +67,6 @@ def said(p):
     return f"exit {p.returncode}\nstdout: {tail(p.stdout)}\nstderr: {tail(p.stderr)}"
 
 
-def diff_text(got, want):
-    missing = sorted(set(want) - set(got))[:8]
-    extra = sorted(set(got) - set(want))[:8]
-    differ = sorted(k for k in set(got) & set(want) if got[k] != want[k])[:8]
-    return f"missing {missing}, extra {extra}, differ {differ}"
-
-
-def folder_state(folder):
-    """{name: sha256} of the files in a folder (a backing MyDrive)."""
-    return {n: sha256_file(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
-            if os.path.isfile(os.path.join(folder, n))}
-
-
-def temporaries(folder):
-    return sorted(n for n in os.listdir(folder) if ".tmp-" in n)
 
 
 def parts_of(folder, base):

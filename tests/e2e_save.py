@@ -30,8 +30,8 @@ sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
 from drivesim_fixture import (MARKER, MAKE_ASSETS, DriveSim, clean_env, cli,  # noqa: E402
-                              copy_backing, kill_points, read_oplog, sha256_file,
-                              tree_digest)
+                              copy_backing, diff_text, folder_state, kill_points, read_oplog,
+                              sha256_file, temporaries, tree_digest)
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 NAME = "_assets"
@@ -49,21 +49,6 @@ def run(cmd, **kw):
 
 
 
-def diff_text(got, want):
-    missing = sorted(set(want) - set(got))[:8]
-    extra = sorted(set(got) - set(want))[:8]
-    differ = sorted(k for k in set(got) & set(want) if got[k] != want[k])[:8]
-    return f"missing {missing}, extra {extra}, differ {differ}"
-
-
-def folder_state(folder):
-    """{name: sha256} of the files in a folder (the MyDrive of a backing dir)."""
-    return {n: sha256_file(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
-            if os.path.isfile(os.path.join(folder, n))}
-
-
-def temporaries(folder):
-    return sorted(n for n in os.listdir(folder) if ".tmp-" in n)
 
 
 def add_extras(root):
