@@ -542,6 +542,11 @@ def _quota_hint(path, drive_cache):
             f"copy and run this again.")
 
 
+def _cache_setting(drive_cache):
+    """The folder of Drive's local cache: the argument, else the environment, else CONFIG."""
+    return drive_cache or os.environ.get(ENV_DRIVE_CACHE) or DRIVE_CACHE
+
+
 class _DriveCache:
     """The local copy Drive's mount keeps of every byte read or written through it.
 
@@ -584,10 +589,6 @@ class _DriveCache:
             except OSError:
                 continue
         return total
-
-
-def _cache_setting(drive_cache):
-    return drive_cache or os.environ.get(ENV_DRIVE_CACHE) or DRIVE_CACHE
 
 
 def _part_name(name, number):
