@@ -2285,8 +2285,8 @@ def _is_macos_metadata(archive, info, name):
     if not parts or not parts[-1].startswith("._") or name.endswith("/") \
             or info.file_size < 4 or info.flag_bits & 0x1:
         return False
-    with archive.open(info) as data:
-        return data.read(4) == b"\x00\x05\x16\x07"
+    with _zip_damaged(archive.open, info) as data:
+        return _zip_damaged(data.read, 4) == b"\x00\x05\x16\x07"
 
 
 def _zip_member(info, name):
@@ -2294,7 +2294,7 @@ def _zip_member(info, name):
     if not name:
         raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
                             "member names a path inside the destination)")
-    if info.flag_bits & 0x1:
+    if info.flag_bits & 0x41:  # bit 0: encrypted, bit 6: strong encryption
         raise Unsupported(f"member {name!r} of the zip archive is encrypted; this tool does "
                           f"not take passwords. Re-create the archive without encryption.")
     if stat.S_ISLNK(mode):
@@ -2312,11 +2312,22 @@ def _zip_member(info, name):
                    size=0 if kind == "dir" else info.file_size)
 
 
+def _zip_damaged(action, *args):
+    """action(*args) on the spooled zip: what fails while it is read is the archive's
+    structure or data (an offset out of the file, a bzip2 or lzma stream that does not
+    decompress), not this machine's disk."""
+    import lzma
+    try:
+        return action(*args)
+    except (OSError, lzma.LZMAError) as exc:
+        raise CorruptArchive(f"the zip archive is damaged ({exc})") from None
+
+
 def _extract_zip(spool, extraction, writer, counter):
     """Zip keeps its index at the end, so it is read from a local spool of the download."""
     import zipfile
     try:
-        with zipfile.ZipFile(spool) as archive:
+        with _zip_damaged(zipfile.ZipFile, spool) as archive:
             infos = archive.infolist()
             for info in infos:
                 if extraction.largest is not None and info.file_size > extraction.largest:
@@ -2331,13 +2342,14 @@ def _extract_zip(spool, extraction, writer, counter):
                     continue
                 member = _zip_member(info, name)
                 if member.kind == "symlink":
-                    member.linkname = archive.read(info).decode("utf-8", "surrogateescape")
+                    member.linkname = _zip_damaged(archive.read, info).decode(
+                        "utf-8", "surrogateescape")
                     member.size = 0
                 if not extraction.admit(member, name):
                     continue
                 if member.kind == "file":
-                    with archive.open(info) as data:
-                        writer.add(member, iter(lambda: data.read(CHUNK), b""))
+                    with _zip_damaged(archive.open, info) as data:
+                        writer.add(member, iter(lambda: _zip_damaged(data.read, CHUNK), b""))
                 else:
                     writer.add(member, ())
                 extraction.progress.update(counter.bytes, extraction.files)

@@ -181,3 +181,16 @@ class FuzzFindingTests(h.BATestCase):
             info.size = 2
             tar.addfile(info, io.BytesIO(b"hi"))
         self.assertRefused(buf.getvalue(), "UnsafeArchive", [".bootstrap_assets.json"])
+
+    def test_zip_strong_encryption_flag_says_encrypted(self):
+        self.assertRefused(zip_with_raw_name(b"secret.bin", 0x41), "Unsupported",
+                           ["encrypted"], suffix=".zip")
+
+    def test_zip_bzip2_member_that_does_not_decompress_is_corrupt(self):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_BZIP2) as archive:
+            archive.writestr("weights.bin", h.rand_bytes(50_000, 3))
+        raw = bytearray(buf.getvalue())
+        start = raw.index(b"BZh") + 10
+        raw[start:start + 64] = bytes(64)
+        self.assertRefused(bytes(raw), "CorruptArchive", suffix=".zip")
