@@ -92,6 +92,7 @@ MAX_TRAILING = 64 << 20  # data after the tar end-of-archive marker that we tole
 MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel does
 MAX_MTIME = 1 << 40  # seconds either side of 1970 (34,000 years): every OS's time_t holds it
 MAX_NAME_BYTES = 255  # one path component, on every filesystem a notebook has
+MAX_PATH_BYTES = 4095  # a whole path (PATH_MAX less its NUL): also the most a link may hold
 # The most a member can have grown from its compressed bytes: gzip's deflate peaks at 1032:1;
 # bzip2, xz and zstd have no such bound (a run of zeros shrinks without end).
 MAX_EXPANSION = {"tar": 1, "gz": 1032}
@@ -1594,6 +1595,10 @@ class _TreeModel:
         if member.kind in ("symlink", "hardlink") and not member.linkname:
             raise UnsafeArchive(f"member {name!r} is a link with an empty target (rule: "
                                 f"links must resolve inside the destination)")
+        if len(os.fsencode(member.linkname)) > MAX_PATH_BYTES:
+            raise UnsafeArchive(f"member {name!r} is a link to a path of "
+                                f"{len(os.fsencode(member.linkname)):,} bytes (rule: paths "
+                                f"every filesystem can hold, {MAX_PATH_BYTES:,} bytes)")
         if member.kind == "symlink" and inside is not None:
             self.links[parts] = None  # see _Extraction.install_absolute_links
         elif member.kind == "symlink":

@@ -194,3 +194,11 @@ class FuzzFindingTests(h.BATestCase):
         start = raw.index(b"BZh") + 10
         raw[start:start + 64] = bytes(64)
         self.assertRefused(bytes(raw), "CorruptArchive", suffix=".zip")
+
+    def test_symlink_to_a_path_longer_than_path_max_is_unsafe(self):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("long-link")
+            info.type, info.linkname = tarfile.SYMTYPE, "a/" * 2100
+            tar.addfile(info)
+        self.assertRefused(buf.getvalue(), "UnsafeArchive", ["long-link"])
