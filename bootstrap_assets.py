@@ -610,18 +610,29 @@ def _version_files(names, name):
     return ([name] if name in names else []) + [parts[k] for k in sorted(parts)]
 
 
-def _kept_versions(archive):
-    """How many previous versions of archive are kept: ARCHIVE.1 ... ARCHIVE.N, each a
-    file or parts (0 when the folder cannot be listed)."""
-    folder, name = os.path.split(archive)
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return 0
+def _versions_among(names, name):
+    """How many previous versions of the archive `name` a folder's names hold: NAME.1 ...
+    NAME.N, each a file or parts, up to the first gap."""
     count = 0
     while _version_files(names, f"{name}.{count + 1}"):
         count += 1
     return count
+
+
+def _kept_versions(archive):
+    """How many previous versions of archive are kept (0 when the folder cannot be listed)."""
+    folder, name = os.path.split(archive)
+    try:
+        return _versions_among(os.listdir(folder), name)
+    except OSError:
+        return 0
+
+
+def _published_identity(archive, count):
+    """The identity of the version just moved into place: one file, or `count` parts."""
+    paths = [archive] if count == 1 else [_part_name(archive, k) for k in range(1, count + 1)]
+    return _identity(archive, [(path, st.st_size, st.st_mtime_ns)
+                               for path, st in zip(paths, map(os.stat, paths))])
 
 
 def _older_version_flag(archive, version=0):
@@ -3277,9 +3288,7 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     # deleted: the new version is written and verified by then, and a rename is a round trip.
     moves, version_moves, doomed = [], [], []  # (file, new name); (version, new version)
     if rotate:
-        oldest = 0
-        while _version_files(names, f"{base}.{oldest + 1}"):
-            oldest += 1
+        oldest = _versions_among(names, base)
         doomed = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
         version_moves = [(f"{base}.{i}", f"{base}.{i + 1}")
                          for i in range(min(oldest, keep - 1), 0, -1)]
@@ -3595,10 +3604,7 @@ def _save_full(job, entries, manifest, sidecar):
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
         base_id, fmt, level, total)
     versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar)
-    names = [job.archive] if len(files) == 1 else [
-        _part_name(job.archive, k) for k in range(1, len(files) + 1)]
-    chain = [_identity(job.archive, [(path, st.st_size, st.st_mtime_ns)
-                                     for path, st in zip(names, map(os.stat, names))])]
+    chain = [_published_identity(job.archive, len(files))]
     _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
                                          "verified": True, "checksum_source": "sidecar",
                                          "format": fmt, "prefix": top},
@@ -3767,9 +3773,7 @@ def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verif
         finally:
             read.close()
             progress.close()
-        identity = _identity(archive, _archive_files(
-            archive, 0, _read_sidecar(archive, retry_for, raw=True))[0])
-        _follow_split(dest, source.identity, identity, digest)
+        _follow_split(dest, source.identity, _published_identity(archive, len(files)), digest)
     return SaveResult(action="split", archive=archive, written=archive, bytes_written=size,
                       seconds=time.monotonic() - started, sha256=digest, verified=verify,
                       versions=versions, parts=len(files), format=None,
