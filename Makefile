@@ -1,4 +1,4 @@
-# make test | e2e | fuzz | bench | lint | demo      (PYTHON=/path/to/python make test)
+# make test | e2e | fuzz | bench | chart | lint | demo      (PYTHON=/path/to/python make test)
 PYTHON ?= python3
 # vermin is installed for the default python3 (.ci/run does it); it checks 3.9 compatibility
 VERMIN ?= python3 -c 'import sys, vermin; sys.exit(vermin.main())'
@@ -9,7 +9,7 @@ BENCH_ARGS ?=
 FUZZ_ARGS ?= --count 1000 --seed 1 --timeout 3 --time-limit 170 --minimise-time 45
 FUZZ_SAVE ?= /tmp/bootstrap-assets-fuzz-failures
 
-.PHONY: test e2e fuzz bench lint demo
+.PHONY: test e2e fuzz bench chart lint demo
 
 test:
 	$(PYTHON) tests/run.py unit
@@ -22,6 +22,10 @@ fuzz:
 
 bench:
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+# the README's chart, redrawn from the newest run in bench/RESULTS.md (runs nothing)
+chart:
+	$(PYTHON) bench/bench.py --svg-from bench/RESULTS.md --svg bench/chart.svg
 
 lint:
 	$(PYTHON) -m py_compile bootstrap_assets.py

@@ -4227,6 +4227,23 @@ def _in_ipython():
     return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
+# The README's "Troubleshooting" has a heading "exit N: TITLE" per exit code, listing that
+# code's messages and their fixes; every error message ends by naming it.
+TROUBLESHOOTING = {
+    1: "other failures", 2: "a flag or setting is wrong", 3: "the archive or Drive is missing",
+    4: "the mount is dead", 5: "checksum mismatch", 6: "unsafe archive",
+    7: "damaged or not an archive", 8: "not enough space", 9: "local changes",
+    10: "another run holds the lock", 11: "unsupported archive", 130: "interrupted",
+}
+
+
+def _error_text(message, exit_code):
+    """An error as printed: the message, then where the README explains it and its fix."""
+    title = TROUBLESHOOTING.get(exit_code)
+    section = f'"exit {exit_code}: {title}"' if title else f"exit {exit_code}"
+    return f"bootstrap_assets: {message}\n(see README.md, Troubleshooting, {section})"
+
+
 def main(argv=None):
     """Run the command line (argv, or this run's: see _command_line); return the exit code.
     With _run, the one place errors become exits."""
@@ -4272,13 +4289,13 @@ def _run(argv):
                 print(result.summary())
         return 0, None
     except BootstrapError as exc:
-        return exc.exit_code, f"bootstrap_assets: error: {exc}"
+        return exc.exit_code, _error_text(f"error: {exc}", exc.exit_code)
     except SystemExit as exc:  # --help, --version
         return exc.code or 0, None
     except KeyboardInterrupt:
-        return 130, "bootstrap_assets: interrupted; nothing was left half-done."
+        return 130, _error_text("interrupted; nothing was left half-done.", 130)
     except OSError as exc:  # an operating-system failure no step above could explain better
-        return BootstrapError.exit_code, f"bootstrap_assets: error: {exc}"
+        return BootstrapError.exit_code, _error_text(f"error: {exc}", BootstrapError.exit_code)
 
 
 if __name__ == "__main__":

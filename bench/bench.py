@@ -3,7 +3,10 @@
 
     python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
                            [--part-size SIZE] [--parts-from save|split] [--cache-reserve SIZE]
+                           [--svg PATH]
+    python3 bench/bench.py --svg-from REPORT [--svg PATH]   (draws a saved report; runs nothing)
     make bench BENCH_ARGS="--scale 0.05 --runs 1"
+    make chart   (bench/chart.svg, the README's, from the newest run in bench/RESULTS.md)
 
 Data (generated once and cached in DIR, default $BENCH_DIR or /tmp/bootstrap-bench): the
 `mixed` profile of ../shared/datasets/make_assets.py at --scale, packed with GNU tar as
@@ -43,7 +46,9 @@ Save, over drivesim at its defaults (write 60 MB/s), of a copy of the same `_ass
 
 Each figure is the median of --runs runs, methods interleaved within a round. Runs'
 outputs are set aside, not deleted, between runs (see Scratch for why). Prints a markdown table;
---out also writes it to a file. Exit 0 unless --strict and a target is missed.
+--out also writes it to a file. Draws the Drive rows (restore and save against cat / dd, the
+link's limit, and the seed method) as an SVG bar chart into --svg (bench/results/chart.svg).
+Exit 0 unless --strict and a target is missed.
 """
 import argparse
 import datetime
@@ -72,6 +77,7 @@ MIB = 1 << 20
 # the split archive and the same bytes as one file, under the split rows' drivesim backing
 SPLIT_REL = os.path.join("MyDrive", "split", "assets.tar")
 SINGLE_REL = os.path.join("MyDrive", "single", "assets.tar")
+DEFAULT_SVG = os.path.join(HERE, "results", "chart.svg")
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -518,6 +524,159 @@ def bench_cache(data, split, scratch, runs, reserve, tell_tool):
     return out
 
 
+# -- the chart ----------------------------------------------------------------------
+# Bars of the report's Drive rows: each group's link limit, the seed method where it applies,
+# and ours. Rows are found by name, so a report from a run without split rows draws without
+# that group; any report this script printed (or RESULTS.md, newest run first) can be drawn.
+CHART_GROUPS = (
+    ("restore over drivesim, one file", (
+        (r"drive: cat archive > /dev/null", "cat (the link's limit)", "limit"),
+        (r"drive: seed_restore\.py.*", "seed method (cp + extractall)", "seed"),
+        (r"drive: ours --engine python.*", "bootstrap_assets restore", "ours"))),
+    ("restore over drivesim, split archive ({parts})", (
+        (r"drive: cat split \.tar parts.*", "cat of the parts (the link's limit)", "limit"),
+        (r"drive: ours on split \.tar --engine python.*", "bootstrap_assets restore", "ours"))),
+    ("save over drivesim, one file", (
+        (r"drive: dd if=local of=MNT/x .*", "dd (the link's limit)", "limit"),
+        (r"drive: ours save --full", "bootstrap_assets save (read back)", "ours"))),
+    ("save over drivesim, split archive ({parts})", (
+        (r"drive: dd as above, as large as the split \.tar", "dd (the link's limit)", "limit"),
+        (r"drive: ours save --full --format tar --part-size.*", "bootstrap_assets save (read back)",
+         "ours"))),
+)
+CHART_COLOURS = {"limit": "#8c8c8c", "seed": "#d55e00", "ours": "#0072b2"}
+CHART_KEYS = (("limit", "the link's limit (cat, dd)"), ("seed", "seed method"),
+              ("ours", "bootstrap_assets"))
+
+
+def parse_report(text):
+    """The first run in a markdown report: ({"date", "commit", "command", "runs", "data"},
+    {method: (median seconds, ratio to its baseline or None)}). Takes bench.py's report, or
+    RESULTS.md (newest run first)."""
+    import re
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("- date:")), None)
+    if start is None:
+        raise ValueError("no benchmark report in it (no '- date:' line)")
+    info = {"command": ""}
+    heading = next((line for line in reversed(lines[:start]) if line.startswith("#")), "")
+    found = re.search(r"`([^`]*bench\.py[^`]*)`", heading)
+    if found:
+        info["command"] = found[1]
+    rows, in_table = {}, False
+    for line in lines[start:]:
+        if line.startswith("- ") and not in_table:
+            key, _, value = line[2:].partition(": ")
+            info[key] = value
+        elif line.startswith("|"):
+            in_table = True
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            try:
+                rows[cells[0]] = (float(cells[1]), float(cells[6]) if cells[6] else None)
+            except (IndexError, ValueError):
+                pass  # the header, its rule, and rows in MiB
+        elif in_table:
+            break
+    if not rows:
+        raise ValueError("the report has no table of results")
+    found = re.search(r"commit ([\w-]+)", info.get("python", ""))
+    info["commit"] = found[1] if found else "unknown"
+    info["date"] = info.get("date", "").replace("T", " ")[:16]
+    found = re.match(r"median of (\d+)", info.get("runs", ""))
+    info["runs"] = found[1] if found else "?"
+    return info, rows
+
+
+def chart_bars(rows):
+    """[(group title, [(label, kind, seconds, the report's ratio to the limit or None)])]."""
+    import re
+    groups = []
+    for title, wanted in CHART_GROUPS:
+        bars = []
+        for pattern, label, kind in wanted:
+            name = next((n for n in rows if re.fullmatch(pattern, n)), None)
+            if name is None:
+                continue
+            parts = re.search(r"\((\d+ parts|one file)\)", name)
+            if parts:
+                title = title.format(parts=parts[1])
+            bars.append((label, kind) + rows[name])
+        if len(bars) >= 2 and bars[0][1] == "limit":
+            groups.append((title.format(parts="parts"), bars))
+    return groups
+
+
+def render_svg(report_text):
+    """A horizontal bar chart (hand-written SVG) of the report's Drive rows."""
+    import re
+    from xml.sax.saxutils import escape
+    info, rows = parse_report(report_text)
+    groups = chart_bars(rows)
+    if not groups:
+        raise ValueError("the report has none of the drive rows the chart draws")
+    label_w, bar_w, value_w, row_h, group_h = 250, 400, 110, 22, 28
+    width = label_w + bar_w + value_w + 20
+    top = 92
+    height = top + sum(group_h + row_h * len(bars) for _, bars in groups) + 40
+    longest = max(s for _, bars in groups for _, _, s, _ in bars)
+    step = next(s for s in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 3600)
+                if longest / s <= 8)
+    scale = bar_w / (step * (int(longest / step) + 1))
+    data = info.get("data", "")
+    # where the run kept its files does not change its figures, and would not fit
+    command = re.sub(r" --(dir|out|svg)[ =]\S+", "", info["command"]) or "bench/bench.py"
+    subtitle = (f"median of {info['runs']} runs; {data.split(';')[0]}; run of {info['date']}, "
+                f"commit {info['commit']}")
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" '
+        f'font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="10" y="22" font-size="15" font-weight="bold">bootstrap_assets against '
+        f'the link\'s limit: seconds, shorter is better</text>',
+        f'<text x="10" y="40" fill="#444444">{escape(subtitle)}</text>',
+        f'<text x="10" y="56" fill="#444444">{escape(command)}; '
+        f'drivesim: 100 MB/s read, 60 MB/s write, 20 ms per open</text>',
+    ]
+    x = 10
+    for kind, text in CHART_KEYS:
+        out.append(f'<rect x="{x}" y="66" width="12" height="12" fill="{CHART_COLOURS[kind]}"/>')
+        out.append(f'<text x="{x + 17}" y="76">{escape(text)}</text>')
+        x += 40 + 6 * len(text)
+    axis_bottom = height - 34
+    ticks = int(longest / step) + 1
+    for i in range(ticks + 1):
+        tx = label_w + i * step * scale
+        out.append(f'<line x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{axis_bottom}" '
+                   f'stroke="#e0e0e0"/>')
+        out.append(f'<text x="{tx:.1f}" y="{axis_bottom + 14}" text-anchor="middle" '
+                   f'fill="#444444">{i * step:g} s</text>')
+    y = top
+    for title, bars in groups:
+        out.append(f'<text x="10" y="{y + 19}" font-weight="bold">{escape(title)}</text>')
+        y += group_h
+        for label, kind, seconds, ratio in bars:
+            w = seconds * scale
+            value = f"{seconds:.2f} s" + (f"  ({ratio:.2f} x)" if ratio else "")
+            out.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">'
+                       f'{escape(label)}</text>')
+            out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+                       f'fill="{CHART_COLOURS[kind]}"/>')
+            out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{escape(value)}</text>')
+            y += row_h
+    out.append(f'<text x="10" y="{height - 6}" fill="#444444">ratios: against the link\'s '
+               f'limit measured in the same run (x = times as long)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_svg(report_text, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(render_svg(report_text))
+    log(f"bench: chart written to {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=0.25, help="make_assets.py --scale (0.25)")
@@ -525,6 +684,12 @@ def main(argv=None):
     p.add_argument("--dir", default=os.environ.get("BENCH_DIR", "/tmp/bootstrap-bench"),
                    help="cache of generated data and scratch space ($BENCH_DIR)")
     p.add_argument("--out", help="also write the markdown report here")
+    p.add_argument("--svg", default=DEFAULT_SVG, metavar="PATH",
+                   help="draw the chart of the Drive rows here (default: "
+                   "bench/results/chart.svg, not committed)")
+    p.add_argument("--svg-from", metavar="REPORT",
+                   help="run nothing: draw --svg from a saved report (--out's file, or "
+                   "bench/RESULTS.md, whose newest run comes first)")
     p.add_argument("--engines", help="comma-separated engines (default: all available)")
     p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     p.add_argument("--part-size", type=parse_size, metavar="SIZE",
@@ -540,6 +705,10 @@ def main(argv=None):
                    "disk; 256M is drivesim's own default, which evicts nothing on a roomy "
                    "disk)")
     args = p.parse_args(argv)
+    if args.svg_from:
+        with open(args.svg_from) as f:
+            write_svg(f.read(), args.svg)
+        return 0
     if args.part_size is None:
         args.part_size = parse_size("32M" if args.scale < 0.5 else "1G")
 
@@ -662,6 +831,7 @@ def main(argv=None):
         f"- machine: {os.cpu_count()} CPUs (nproc {sh(['nproc']).strip()}), "
         f"{platform.platform()}",
         f"- python: {platform.python_version()} ({sys.executable}); code: {code_version()}",
+        f"- command: python3 bench/bench.py {' '.join(sys.argv[1:] if argv is None else argv)}",
         "- load average (1 min) before / after: {:.2f} / {:.2f} (other work on the machine "
         "skews the figures)".format(load_before[0], os.getloadavg()[0]),
         f"- data: mixed profile, scale {args.scale:g}: {expect[0]} files, "
@@ -759,6 +929,7 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w") as f:
             f.write(report + "\n")
+    write_svg(report, args.svg)
     if missed:
         log(f"bench: targets missed: {', '.join(missed)}")
     return 1 if (missed and args.strict) else 0
