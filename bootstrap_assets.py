@@ -4227,6 +4227,19 @@ def _in_ipython():
     return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
+def _fail_cell(exc):
+    """End the running cell with exc. A pasted cell fails by raising it; `%run` catches
+    whatever its script raises and shows it, leaving the cell "ok", so "Run all" would go
+    on: marking the cell's result as failed (IPython keeps it as displayhook.exec_result
+    while the cell runs; the kernel's reply reads it) makes that cell fail too."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    if hasattr(result, "error_in_exec"):
+        result.error_in_exec = exc
+    raise exc
+
+
 def main(argv=None):
     """Run the command line (argv, or this run's: see _command_line); return the exit code.
     With _run, the one place errors become exits."""
@@ -4285,6 +4298,6 @@ if __name__ == "__main__":
     if _in_ipython():  # a pasted cell or %run: sys.exit would show `SystemExit: 3`
         _exit_code, _message = _run(None)
         if _exit_code:
-            raise CellFailed(_message, _exit_code)
+            _fail_cell(CellFailed(_message, _exit_code))
     else:
         sys.exit(main())
