@@ -1760,15 +1760,22 @@ class _PythonWriter:
 
 
 def _gnu_tar():
-    tar = shutil.which("tar")
-    if not tar:
-        return None
+    """GNU tar's path, or None. `tar` is BSD tar on macOS and where libarchive's bsdtar is
+    the default (its options differ), so what --version says decides; Homebrew installs
+    GNU tar as `gtar`."""
     import subprocess
-    try:
-        version = subprocess.run([tar, "--version"], capture_output=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return tar if b"GNU tar" in version else None
+    for name in ("tar", "gtar"):
+        tar = shutil.which(name)
+        if not tar:
+            continue
+        try:
+            version = subprocess.run([tar, "--version"], capture_output=True, timeout=10,
+                                     stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if b"(GNU tar)" in version:
+            return tar
+    return None
 
 
 class _GnuTarWriter:
