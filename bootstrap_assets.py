@@ -2574,12 +2574,104 @@ def _restore_space_plan(source, parent, cache):
     raise NoSpace(text)
 
 
-def _settings(archive, dest, drive_mount):
-    """Arguments, else environment variables, else the CONFIG block."""
-    archive = archive or os.environ.get(ENV_ARCHIVE) or ARCHIVE
+# ------------------------------------------------------------------------------- Kaggle --
+# The CONFIG block's values as shipped: Colab's places. Left as shipped in a Kaggle
+# notebook, they give way to Kaggle's (see _settings).
+_COLAB_ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
+_COLAB_DEST = "/content/_assets"
+_KAGGLE_ROOT = "/kaggle"  # a module constant so that tests can point it elsewhere
+# Set in every Kaggle notebook's kernel (interactive or a "Save Version" run)
+KAGGLE_ENV = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz",
+                    ".tar.zst", ".tzst", ".zip")
+KAGGLE_SEARCH_DEPTH = 3  # /kaggle/input/DATASET/FOLDER/FILE: deeper is a dataset's content
+
+
+def _on_kaggle():
+    """A Kaggle notebook: its environment variables, and the folder its datasets are in."""
+    return (any(os.environ.get(name) for name in KAGGLE_ENV)
+            and os.path.isdir(os.path.join(_KAGGLE_ROOT, "input")))
+
+
+def _kaggle_dest():
+    """/kaggle/temp/_assets: what /kaggle/working holds becomes the notebook's output when a
+    version is saved (20 GB at most); /kaggle/temp is the session's scratch space."""
+    return os.path.join(_KAGGLE_ROOT, "temp", "_assets")
+
+
+def _archives_under(root):
+    """Archives (or the first part of one) under root, down to KAGGLE_SEARCH_DEPTH, sorted."""
+    found = []
+
+    def visit(folder, depth):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                continue
+            if is_folder:
+                if depth < KAGGLE_SEARCH_DEPTH:
+                    visit(entry.path, depth + 1)
+            elif entry.name.endswith(PART_INFIX + "0001"):
+                found.append(entry.path[:-len(PART_INFIX + "0001")])
+            elif entry.name.lower().endswith(ARCHIVE_SUFFIXES):
+                found.append(entry.path)
+
+    visit(root, 1)
+    return found
+
+
+def _kaggle_save_fix(name):
+    working = os.path.join(_KAGGLE_ROOT, "working")
+    return (f"pass --archive {working}/{name} (what {working} holds is kept as the "
+            f"notebook's output when you save a version; make that output a dataset to "
+            f"restore it in a later session)")
+
+
+def _kaggle_archive(saving):
+    """The archive when none is given in a Kaggle notebook: the one archive under
+    /kaggle/input, where Kaggle mounts the notebook's datasets (read-only); else an error
+    that names the flag to pass, and the archives there to pass it with."""
+    import shlex
+    inputs = os.path.join(_KAGGLE_ROOT, "input")
+    found = _archives_under(inputs)
+    if saving:
+        name = os.path.basename(found[0]) if len(found) == 1 else "assets.tar.gz"
+        raise UsageError(f"In a Kaggle notebook, save needs --archive: {inputs}, where the "
+                         f"datasets are, is read-only. Fix: {_kaggle_save_fix(name)}.")
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SourceMissing(
+            f"In a Kaggle notebook, no archive was given and {inputs} holds none (no "
+            f"{', '.join(ARCHIVE_SUFFIXES)} file in its datasets, down to "
+            f"{KAGGLE_SEARCH_DEPTH} folders deep). Fix: add the dataset that holds your "
+            f"archive to the notebook (Add Input) and run again, or pass --archive with its "
+            f"path or URL.")
+    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found)
+    raise UsageError(f"In a Kaggle notebook, no archive was given and {inputs} holds "
+                     f"{len(found)}. Fix: pass the one to restore:\n{choices}")
+
+
+def _settings(archive, dest, drive_mount, saving=False):
+    """Arguments, else environment variables, else the CONFIG block; in a Kaggle notebook,
+    Kaggle's places for what the CONFIG block holds as shipped."""
+    kaggle = _on_kaggle()
+    archive = archive or os.environ.get(ENV_ARCHIVE) or (
+        _kaggle_archive(saving) if kaggle and ARCHIVE == _COLAB_ARCHIVE else ARCHIVE)
     if not _is_url(archive):
         archive = os.path.abspath(os.path.expanduser(archive))
-    dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
+    dest = dest or os.environ.get(ENV_DEST) or (
+        _kaggle_dest() if kaggle and DEST == _COLAB_DEST else DEST)
+    dest = os.path.abspath(os.path.expanduser(dest))
+    if saving and kaggle and _is_within(archive, os.path.join(_KAGGLE_ROOT, "input")):
+        raise UsageError(f"Cannot save to {archive}: {_KAGGLE_ROOT}/input, where Kaggle "
+                         f"mounts the datasets, is read-only. Nothing was written. Fix: "
+                         f"{_kaggle_save_fix(os.path.basename(archive))}.")
     if drive_mount is None:
         drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
     return archive, dest, drive_mount
@@ -3477,7 +3569,7 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     subclass on failure, after which the archive, its versions and its sidecar are as they
     were.
     """
-    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount, saving=True)
     if _is_url(archive):
         raise UsageError(f"save writes to a mounted folder, not to a URL ({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":

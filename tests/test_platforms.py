@@ -21,6 +21,109 @@ BSD_BANNER = "bsdtar 3.7.2 - libarchive 3.7.2 zlib/1.2.12 liblzma/5.4.1 bz2lib/1
 GNU_BANNER = "tar (GNU tar) 1.35\nCopyright (C) 2023 Free Software Foundation, Inc."
 
 
+class KaggleTests(h.SaveTestCase):
+    """A Kaggle notebook: KAGGLE_KERNEL_RUN_TYPE set, datasets under ROOT/input (read-only
+    on Kaggle), ROOT standing in for /kaggle."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = os.path.join(self.tmp, "kaggle")
+        self.inputs = os.path.join(self.root, "input")
+        os.makedirs(os.path.join(self.root, "working"))
+        self.dataset = os.path.join(self.inputs, "my-assets")
+        self.input_archive = h.write_bytes(os.path.join(self.dataset, "assets.tar.gz"),
+                                           h.archive_bytes(MEMBERS))
+        patch = mock.patch.object(ba, "_KAGGLE_ROOT", self.root)
+        patch.start()
+        self.addCleanup(patch.stop)
+        for name in ba.KAGGLE_ENV:
+            os.environ.pop(name, None)
+        os.environ["KAGGLE_KERNEL_RUN_TYPE"] = "Interactive"
+        self.kaggle_dest = os.path.join(self.root, "temp", "_assets")
+
+    def test_restore_without_flags_uses_the_one_archive_and_kaggles_scratch_folder(self):
+        h.write_bytes(os.path.join(self.dataset, "README.md"), b"not an archive\n")
+        result = ba.restore(quiet=True)
+        self.assertEqual(result.dest, self.kaggle_dest)
+        self.assertTree(self.kaggle_dest, WANT)
+        rc, out, err = self.run_main([])
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"already restored from {self.input_archive}", out)
+
+    def test_each_kaggle_variable_is_enough(self):
+        for name in ba.KAGGLE_ENV:
+            with self.subTest(variable=name):
+                for other in ba.KAGGLE_ENV:
+                    os.environ.pop(other, None)
+                os.environ[name] = "x"
+                self.assertEqual(ba._settings(None, None, None)[:2],
+                                 (self.input_archive, self.kaggle_dest))
+
+    def test_not_kaggle_without_its_variables_or_its_input_folder(self):
+        colab = (ba.ARCHIVE, ba.DEST)
+        os.environ.pop("KAGGLE_KERNEL_RUN_TYPE")
+        self.assertEqual(ba._settings(None, None, None)[:2], colab)
+        os.environ["KAGGLE_KERNEL_RUN_TYPE"] = "Interactive"
+        shutil.rmtree(self.inputs)
+        self.assertEqual(ba._settings(None, None, None)[:2], colab)
+
+    def test_flags_environment_and_an_edited_config_beat_kaggles_places(self):
+        other = os.path.join(self.tmp, "other.tar.gz")
+        self.assertEqual(ba._settings(other, self.dest, None)[:2], (other, self.dest))
+        os.environ["BOOTSTRAP_ASSETS_ARCHIVE"] = other
+        os.environ["BOOTSTRAP_ASSETS_DEST"] = self.dest
+        self.assertEqual(ba._settings(None, None, None)[:2], (other, self.dest))
+        del os.environ["BOOTSTRAP_ASSETS_ARCHIVE"], os.environ["BOOTSTRAP_ASSETS_DEST"]
+        with mock.patch.object(ba, "ARCHIVE", other), mock.patch.object(ba, "DEST", self.dest):
+            self.assertEqual(ba._settings(None, None, None)[:2], (other, self.dest))
+
+    def test_several_archives_are_listed_with_the_flag_to_pass(self):
+        second = h.write_bytes(os.path.join(self.inputs, "zeta", "v2", "more assets.zip"),
+                               b"PK\x05\x06" + bytes(18))
+        parts = os.path.join(self.inputs, "big", "assets.tar")
+        h.write_bytes(parts + ".part-0001", b"x")
+        h.write_bytes(parts + ".part-0002", b"y")
+        h.write_bytes(os.path.join(self.inputs, "deep", "a", "b", "c", "x.tar"), b"x")
+        rc, out, err = self.run_main([])
+        self.assertEqual(rc, 2, err)
+        listed = re.findall(r"^  --archive (.*)$", err, re.M)
+        self.assertEqual(listed, [parts, self.input_archive, f"'{second}'"], err)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "temp")))
+
+    def test_no_archive_says_to_add_the_dataset(self):
+        shutil.rmtree(self.dataset)
+        rc, out, err = self.run_main([])
+        self.assertEqual(rc, 3, err)
+        self.assertIn(f"{self.inputs} holds none", err)
+        self.assertIn("Add Input", err)
+
+    def test_save_needs_an_archive_in_working_and_names_it(self):
+        ba.restore(quiet=True)
+        h.write_bytes(os.path.join(self.kaggle_dest, "new.txt"), b"work\n")
+        before = h.snapshot(self.inputs)
+        working = os.path.join(self.root, "working", "assets.tar.gz")
+        rc, out, err = self.run_main(["save"])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("read-only", err)
+        self.assertIn(f"--archive {working}", err)
+        rc, out, err = self.run_main(["save", "--archive", self.input_archive])
+        self.assertEqual(rc, 2, err)
+        self.assertIn(f"Cannot save to {self.input_archive}", err)
+        self.assertIn(f"--archive {working}", err)
+        self.assertEqual(h.snapshot(self.inputs), before)
+        rc, out, err = self.run_main(["save", "--archive", working, "--quiet"])
+        self.assertEqual(rc, 0, err)
+        fresh = os.path.join(self.tmp, "next", "_assets")
+        self.restore(working, fresh)
+        self.assertEqual(h.snapshot(fresh), h.snapshot(self.kaggle_dest))
+
+    def test_shipped_colab_places_are_the_config_blocks(self):
+        with open(h.MODULE_PATH) as f:
+            source = f.read()
+        for name, shipped in (("ARCHIVE", ba._COLAB_ARCHIVE), ("DEST", ba._COLAB_DEST)):
+            self.assertIn(f"\n{name} = {shipped!r}", source.replace('"', "'"))
+
+
 def fake_program(folder, name, banner, log, then=None):
     """An executable `name` in folder that logs its arguments; `--version` prints banner,
     anything else runs `then` with the same arguments (or fails)."""
