@@ -4149,7 +4149,17 @@ EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__.split(' (exit ')[0]}
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{message}. See: python {self.prog} --help")
+        how = "" if self.prog.startswith(CONSOLE_COMMAND) else "python "
+        raise UsageError(f"{message}. See: {how}{self.prog} --help")
+
+
+# The command `pip install` makes (pyproject.toml); run as it, usage and help name it.
+CONSOLE_COMMAND = "bootstrap-assets"
+
+
+def _program_name():
+    called = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return CONSOLE_COMMAND if called == CONSOLE_COMMAND else "bootstrap_assets.py"
 
 
 class _VersionAction(argparse.Action):
@@ -4231,7 +4241,7 @@ def _parser():
                         help="in a Colab kernel: wait for Drive's upload after saving")
 
     parser = _ArgumentParser(
-        prog="bootstrap_assets.py",
+        prog=_program_name(),
         description=f"bootstrap_assets {VERSION}: keep a project's `_assets` folder on Google "
                     f"Drive as one archive; restore a verified local copy, save changes back."
                     f"\n\nrestore is the default command:\n  python bootstrap_assets.py "

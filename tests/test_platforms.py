@@ -197,3 +197,48 @@ class TarOnThePathTests(h.BATestCase):
         fake_program(self.bin, "tar", BSD_BANNER, self.log)
         gtar = fake_program(self.bin, "gtar", GNU_BANNER, self.log)
         self.assertEqual(ba._gnu_tar(), gtar)
+
+
+class ConsoleScriptTests(h.BATestCase):
+    """`bootstrap-assets` as pip writes it (pyproject.toml's [project.scripts]): a wrapper
+    that imports the module and exits with main()'s return value."""
+
+    def setUp(self):
+        super().setUp()
+        self.archive = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"),
+                                     h.archive_bytes(MEMBERS))
+        self.command = os.path.join(self.tmp, "bin", "bootstrap-assets")
+        os.makedirs(os.path.dirname(self.command))
+        with open(self.command, "w") as f:
+            f.write(f"#!{sys.executable}\n" + textwrap.dedent("""\
+                import re
+                import sys
+                from bootstrap_assets import main
+                if __name__ == "__main__":
+                    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+                    sys.exit(main())
+                """))
+        os.chmod(self.command, 0o755)
+
+    def run_command(self, *args):
+        env = h.clean_env()
+        env["PYTHONPATH"] = h.REPO
+        return subprocess.run([self.command, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                              cwd=self.tmp, timeout=120, stdin=subprocess.DEVNULL)
+
+    def test_arguments_exit_codes_and_help_name_the_command(self):
+        done = self.run_command("--archive", self.archive, "--dest", self.dest, "--quiet")
+        self.assertEqual((done.returncode, done.stdout, done.stderr), (0, "", ""))
+        self.assertTree(self.dest, WANT)
+        done = self.run_command("--version")
+        self.assertEqual(done.stdout, f"bootstrap_assets {ba.VERSION}\n")
+        done = self.run_command("--archive", self.archive + ".missing", "--dest", self.dest)
+        self.assertEqual(done.returncode, 3, done.stderr)
+        self.assertNotIn("Traceback", done.stderr)
+        done = self.run_command("restore", "--engine", "nonsense")
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("See: bootstrap-assets restore --help", done.stderr)
+        done = self.run_command("--help")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertTrue(done.stdout.startswith("usage: bootstrap-assets "), done.stdout)
