@@ -3627,6 +3627,8 @@ def _save_locked(job, entries, incremental):
     chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
+        # the save that made it may have closed its files a moment ago (autosave's last)
+        _flush_if_asked(job.flush_drive, job.drive_mount)
         return SaveResult(action="unchanged", archive=archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
     plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
