@@ -39,6 +39,7 @@ from drivesim_fixture import DRIVESIM, sha256_file, tree_digest, unmount  # noqa
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 DRIVER = os.path.join(HERE, "kernel_driver.py")
+NOTEBOOK = os.path.join(REPO, "examples", "colab_quickstart.ipynb")
 FAKE_COLAB = os.path.join(HERE, "fake_colab")
 TEST_VENV = os.environ.get("TEST_VENV", "/tmp/bootstrap-assets-ci-venv")
 VENV_PYTHON = os.path.join(TEST_VENV, "bin", "python")
@@ -192,6 +193,11 @@ class KernelTestCase(unittest.TestCase):
 
     def kernel(self, colab=False, **env):
         """Start a kernel; colab=True puts the stand-in google.colab on its path."""
+        kernel = Kernel(self.work, self.kernel_env(colab, **env))
+        self.kernels.append(kernel)
+        return kernel
+
+    def kernel_env(self, colab=False, **env):
         environment = {k: v for k, v in os.environ.items()
                        if not k.startswith(("BOOTSTRAP_ASSETS_", "FAKE_COLAB_"))
                        and k not in ("PYTHONPATH", "JPY_PARENT_PID")}
@@ -201,9 +207,7 @@ class KernelTestCase(unittest.TestCase):
         if colab:
             environment["PYTHONPATH"] = FAKE_COLAB
         environment.update(env)
-        kernel = Kernel(self.work, environment)
-        self.kernels.append(kernel)
-        return kernel
+        return environment
 
     def colab_calls(self):
         if not os.path.exists(self.colab_log):
@@ -386,7 +390,7 @@ class ImportTests(KernelTestCase):
         self.assertFalse(os.path.exists(os.path.dirname(self.dest)))
 
 
-class DriveTests(KernelTestCase):
+class DriveTestCase(KernelTestCase):
     """Drive as Colab has it: the archive under DRIVE_MOUNT/MyDrive, the mount made by
     google.colab.drive.mount (the stand-in serves a folder through drivesim)."""
 
@@ -402,7 +406,10 @@ class DriveTests(KernelTestCase):
         self.settings = dict(BOOTSTRAP_ASSETS_ARCHIVE=self.drive_archive,
                              BOOTSTRAP_ASSETS_DEST=self.dest,
                              BOOTSTRAP_ASSETS_DRIVE_MOUNT=self.mount)
+        self.backing_archive = os.path.join(self.backing, "MyDrive", "assets.tar.gz")
 
+
+class DriveTests(DriveTestCase):
     def test_restore_mounts_drive_itself_and_save_flushes(self):
         kernel = self.kernel(colab=True, FAKE_COLAB_BACKING=self.backing,
                              FAKE_COLAB_DRIVESIM=DRIVESIM,
@@ -421,9 +428,12 @@ class DriveTests(KernelTestCase):
         self.assertWorked(cell)
         calls = [c["call"] for c in self.colab_calls()]
         self.assertEqual(calls[2:], ["flush_and_unmount", "mount", "drivesim"], calls)
-        self.assertEqual(self.restored_from(os.path.join(self.backing, "MyDrive",
-                                                         "assets.tar.gz")),
-                         tree_digest(self.dest))
+        self.assertEqual(self.restored_from(self.backing_archive), tree_digest(self.dest))
+        cell = kernel.run("r = ba.save(flush_drive=True)\nprint(r.action)")
+        self.assertWorked(cell)
+        self.assertIn("unchanged", cell.stdout)
+        calls = [c["call"] for c in self.colab_calls()]
+        self.assertEqual(calls[5:], ["flush_and_unmount", "mount", "drivesim"], calls)
 
     def test_run_magic_mounts_drive_too(self):
         kernel = self.kernel(colab=True, FAKE_COLAB_BACKING=self.backing,
@@ -447,6 +457,39 @@ class DriveTests(KernelTestCase):
         self.assertIn("SourceMissing: Google Drive is not mounted", cell.stdout)
         self.assertFalse(os.path.exists(os.path.dirname(self.dest)))
         self.assertEqual(self.colab_calls(), [])
+
+
+class NotebookTests(DriveTestCase):
+    """examples/colab_quickstart.ipynb, executed top to bottom by `jupyter nbconvert
+    --execute` as "Run all" would, in a Colab-like kernel over drivesim."""
+
+    def test_quickstart_runs_top_to_bottom(self):
+        jupyter = os.path.join(TEST_VENV, "bin", "jupyter")
+        notebook = shutil.copy(NOTEBOOK, self.work)
+        env = self.kernel_env(colab=True, FAKE_COLAB_BACKING=self.backing,
+                              FAKE_COLAB_DRIVESIM=DRIVESIM, **self.settings)
+        done = subprocess.run(
+            [jupyter, "nbconvert", "--to", "notebook", "--execute",
+             "--ExecutePreprocessor.timeout=300", "--output-dir", self.tmp,
+             "--output", "executed.ipynb", notebook],
+            cwd=self.work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            universal_newlines=True, stdin=subprocess.DEVNULL, timeout=600)
+        self.assertEqual(done.returncode, 0, done.stdout[-3000:])
+        with open(os.path.join(self.tmp, "executed.ipynb")) as f:
+            executed = json.load(f)
+        outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
+        self.assertFalse([o for o in outputs if o["output_type"] == "error"], outputs)
+        shown = "".join("".join(o.get("text", "")) for o in outputs)
+        self.assertIn(f"to {self.dest}", shown)
+        self.assertIn("no local changes", shown)
+        self.assertNotIn("Traceback", shown)
+
+        digest = tree_digest(self.dest)
+        self.assertEqual(set(digest) - set(WANT), {"checkpoints", "checkpoints/epoch-1.txt",
+                                                   "checkpoints/epoch-2.txt"})
+        self.assertEqual(self.restored_from(self.backing_archive), digest)
+        calls = [c["call"] for c in self.colab_calls() if c["call"] != "drivesim"]
+        self.assertEqual(calls, ["mount", "flush_and_unmount", "mount"])
 
 
 if __name__ == "__main__":
