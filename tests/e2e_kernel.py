@@ -201,6 +201,8 @@ class KernelTestCase(unittest.TestCase):
         environment = {k: v for k, v in os.environ.items()
                        if not k.startswith(("BOOTSTRAP_ASSETS_", "FAKE_COLAB_"))
                        and k not in ("PYTHONPATH", "JPY_PARENT_PID")}
+        # `!python` is the kernel's python, as in Colab or a Jupyter started from a venv
+        environment["PATH"] = os.path.dirname(VENV_PYTHON) + os.pathsep + os.environ["PATH"]
         environment.update(IPYTHONDIR=os.path.join(self.tmp, "ipython"),
                            JUPYTER_RUNTIME_DIR=os.path.join(self.tmp, "runtime"),
                            FAKE_COLAB_LOG=self.colab_log, PYTHONUNBUFFERED="1")
@@ -388,6 +390,33 @@ class ImportTests(KernelTestCase):
         self.assertEqual(cell.status, "error", cell)
         self.assertEqual(cell.error["ename"], "SourceMissing", cell)
         self.assertFalse(os.path.exists(os.path.dirname(self.dest)))
+
+
+class KaggleKernelTests(KernelTestCase):
+    """A Kaggle kernel (its variables set; a folder standing in for /kaggle): no flags."""
+
+    def test_restore_and_save_with_kaggles_places(self):
+        root = os.path.join(self.tmp, "kaggle")
+        shutil.copytree(os.path.dirname(self.archive), os.path.join(root, "input", "my-assets"))
+        os.makedirs(os.path.join(root, "working"))
+        local = os.path.join(root, "temp", "_assets")
+        saved = os.path.join(root, "working", "assets.tar.gz")
+        kernel = self.kernel(KAGGLE_KERNEL_RUN_TYPE="Interactive",
+                             KAGGLE_URL_BASE="https://www.kaggle.com")
+        cell = kernel.run(f"import bootstrap_assets as ba\nba._KAGGLE_ROOT = {root!r}\n"
+                          f"print(ba.restore().summary())")
+        self.assertWorked(cell)
+        self.assertIn(f"to {local}", cell.stdout)
+        self.assertRestored(local)
+        with open(os.path.join(local, "notes.txt"), "w") as f:
+            f.write("the session's work\n")
+        cell = kernel.run("ba.save()")
+        self.assertEqual(cell.status, "error", cell)
+        self.assertEqual(cell.error["ename"], "UsageError", cell)
+        self.assertIn(f"--archive {saved}", cell.error["evalue"])
+        cell = kernel.run(f"print(ba.save(archive={saved!r}).summary())")
+        self.assertWorked(cell)
+        self.assertEqual(self.restored_from(saved), tree_digest(local))
 
 
 class DriveTestCase(KernelTestCase):
