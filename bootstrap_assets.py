@@ -4208,8 +4208,10 @@ def _parser():
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
     common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
-                                          f"default {ARCHIVE})")
-    common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST})")
+                                          f"default {ARCHIVE}; on Kaggle, the one archive "
+                                          f"under /kaggle/input)")
+    common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST}; "
+                                       f"on Kaggle, /kaggle/temp/_assets)")
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
                                               f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
