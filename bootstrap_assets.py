@@ -2585,6 +2585,7 @@ KAGGLE_ENV = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_UR
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz",
                     ".tar.zst", ".tzst", ".zip")
 KAGGLE_SEARCH_DEPTH = 3  # /kaggle/input/DATASET/FOLDER/FILE: deeper is a dataset's content
+KAGGLE_LISTED = 20  # archives an error lists; a dataset of many zips would flood the cell
 
 
 def _on_kaggle():
@@ -2652,7 +2653,9 @@ def _kaggle_archive(saving):
             f"{KAGGLE_SEARCH_DEPTH} folders deep). Fix: add the dataset that holds your "
             f"archive to the notebook (Add Input) and run again, or pass --archive with its "
             f"path or URL.")
-    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found)
+    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found[:KAGGLE_LISTED])
+    if len(found) > KAGGLE_LISTED:
+        choices += f"\n  ... and {len(found) - KAGGLE_LISTED} more under {inputs}"
     raise UsageError(f"In a Kaggle notebook, no archive was given and {inputs} holds "
                      f"{len(found)}. Fix: pass the one to restore:\n{choices}")
 

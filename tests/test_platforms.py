@@ -90,6 +90,14 @@ class KaggleTests(h.SaveTestCase):
         self.assertEqual(listed, [parts, self.input_archive, f"'{second}'"], err)
         self.assertFalse(os.path.exists(os.path.join(self.root, "temp")))
 
+    def test_a_long_list_is_cut(self):
+        for i in range(ba.KAGGLE_LISTED + 5):
+            h.write_bytes(os.path.join(self.inputs, "shards", f"shard-{i:03d}.zip"), b"x")
+        rc, out, err = self.run_main([])
+        self.assertEqual(rc, 2, err)
+        self.assertEqual(len(re.findall(r"^  --archive ", err, re.M)), ba.KAGGLE_LISTED)
+        self.assertIn(f"... and 6 more under {self.inputs}", err)
+
     def test_no_archive_says_to_add_the_dataset(self):
         shutil.rmtree(self.dataset)
         rc, out, err = self.run_main([])
