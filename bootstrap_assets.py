@@ -1760,15 +1760,22 @@ class _PythonWriter:
 
 
 def _gnu_tar():
-    tar = shutil.which("tar")
-    if not tar:
-        return None
+    """GNU tar's path, or None. `tar` is BSD tar on macOS and where libarchive's bsdtar is
+    the default (its options differ), so what --version says decides; Homebrew installs
+    GNU tar as `gtar`."""
     import subprocess
-    try:
-        version = subprocess.run([tar, "--version"], capture_output=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return tar if b"GNU tar" in version else None
+    for name in ("tar", "gtar"):
+        tar = shutil.which(name)
+        if not tar:
+            continue
+        try:
+            version = subprocess.run([tar, "--version"], capture_output=True, timeout=10,
+                                     stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if b"(GNU tar)" in version:
+            return tar
+    return None
 
 
 class _GnuTarWriter:
@@ -2567,12 +2574,107 @@ def _restore_space_plan(source, parent, cache):
     raise NoSpace(text)
 
 
-def _settings(archive, dest, drive_mount):
-    """Arguments, else environment variables, else the CONFIG block."""
-    archive = archive or os.environ.get(ENV_ARCHIVE) or ARCHIVE
+# ------------------------------------------------------------------------------- Kaggle --
+# The CONFIG block's values as shipped: Colab's places. Left as shipped in a Kaggle
+# notebook, they give way to Kaggle's (see _settings).
+_COLAB_ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
+_COLAB_DEST = "/content/_assets"
+_KAGGLE_ROOT = "/kaggle"  # a module constant so that tests can point it elsewhere
+# Set in every Kaggle notebook's kernel (interactive or a "Save Version" run)
+KAGGLE_ENV = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz",
+                    ".tar.zst", ".tzst", ".zip")
+KAGGLE_SEARCH_DEPTH = 3  # /kaggle/input/DATASET/FOLDER/FILE: deeper is a dataset's content
+KAGGLE_LISTED = 20  # archives an error lists; a dataset of many zips would flood the cell
+
+
+def _on_kaggle():
+    """A Kaggle notebook: its environment variables, and the folder its datasets are in."""
+    return (any(os.environ.get(name) for name in KAGGLE_ENV)
+            and os.path.isdir(os.path.join(_KAGGLE_ROOT, "input")))
+
+
+def _kaggle_dest():
+    """/kaggle/temp/_assets: what /kaggle/working holds becomes the notebook's output when a
+    version is saved (20 GB at most); /kaggle/temp is the session's scratch space."""
+    return os.path.join(_KAGGLE_ROOT, "temp", "_assets")
+
+
+def _archives_under(root):
+    """Archives (or the first part of one) under root, down to KAGGLE_SEARCH_DEPTH, sorted."""
+    found = []
+
+    def visit(folder, depth):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                continue
+            if is_folder:
+                if depth < KAGGLE_SEARCH_DEPTH:
+                    visit(entry.path, depth + 1)
+            elif entry.name.endswith(PART_INFIX + "0001"):
+                found.append(entry.path[:-len(PART_INFIX + "0001")])
+            elif entry.name.lower().endswith(ARCHIVE_SUFFIXES):
+                found.append(entry.path)
+
+    visit(root, 1)
+    return found
+
+
+def _kaggle_save_fix(name):
+    working = os.path.join(_KAGGLE_ROOT, "working")
+    return (f"pass --archive {working}/{name} (what {working} holds is kept as the "
+            f"notebook's output when you save a version; make that output a dataset to "
+            f"restore it in a later session)")
+
+
+def _kaggle_archive(saving):
+    """The archive when none is given in a Kaggle notebook: the one archive under
+    /kaggle/input, where Kaggle mounts the notebook's datasets (read-only); else an error
+    that names the flag to pass, and the archives there to pass it with."""
+    import shlex
+    inputs = os.path.join(_KAGGLE_ROOT, "input")
+    found = _archives_under(inputs)
+    if saving:
+        name = os.path.basename(found[0]) if len(found) == 1 else "assets.tar.gz"
+        raise UsageError(f"In a Kaggle notebook, save needs --archive: {inputs}, where the "
+                         f"datasets are, is read-only. Fix: {_kaggle_save_fix(name)}.")
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SourceMissing(
+            f"In a Kaggle notebook, no archive was given and {inputs} holds none (no "
+            f"{', '.join(ARCHIVE_SUFFIXES)} file in its datasets, down to "
+            f"{KAGGLE_SEARCH_DEPTH} folders deep). Fix: add the dataset that holds your "
+            f"archive to the notebook (Add Input) and run again, or pass --archive with its "
+            f"path or URL.")
+    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found[:KAGGLE_LISTED])
+    if len(found) > KAGGLE_LISTED:
+        choices += f"\n  ... and {len(found) - KAGGLE_LISTED} more under {inputs}"
+    raise UsageError(f"In a Kaggle notebook, no archive was given and {inputs} holds "
+                     f"{len(found)}. Fix: pass the one to restore:\n{choices}")
+
+
+def _settings(archive, dest, drive_mount, saving=False):
+    """Arguments, else environment variables, else the CONFIG block; in a Kaggle notebook,
+    Kaggle's places for what the CONFIG block holds as shipped."""
+    kaggle = _on_kaggle()
+    archive = archive or os.environ.get(ENV_ARCHIVE) or (
+        _kaggle_archive(saving) if kaggle and ARCHIVE == _COLAB_ARCHIVE else ARCHIVE)
     if not _is_url(archive):
         archive = os.path.abspath(os.path.expanduser(archive))
-    dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
+    dest = dest or os.environ.get(ENV_DEST) or (
+        _kaggle_dest() if kaggle and DEST == _COLAB_DEST else DEST)
+    dest = os.path.abspath(os.path.expanduser(dest))
+    if saving and kaggle and _is_within(archive, os.path.join(_KAGGLE_ROOT, "input")):
+        raise UsageError(f"Cannot save to {archive}: {_KAGGLE_ROOT}/input, where Kaggle "
+                         f"mounts the datasets, is read-only. Nothing was written. Fix: "
+                         f"{_kaggle_save_fix(os.path.basename(archive))}.")
     if drive_mount is None:
         drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
     return archive, dest, drive_mount
@@ -3470,7 +3572,7 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     subclass on failure, after which the archive, its versions and its sidecar are as they
     were.
     """
-    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount, saving=True)
     if _is_url(archive):
         raise UsageError(f"save writes to a mounted folder, not to a URL ({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
@@ -3528,6 +3630,8 @@ def _save_locked(job, entries, incremental):
     chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
+        # the save that made it may have closed its files a moment ago (autosave's last)
+        _flush_if_asked(job.flush_drive, job.drive_mount)
         return SaveResult(action="unchanged", archive=archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
     plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
@@ -4050,7 +4154,17 @@ EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__.split(' (exit ')[0]}
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{message}. See: python {self.prog} --help")
+        how = "" if self.prog.startswith(CONSOLE_COMMAND) else "python "
+        raise UsageError(f"{message}. See: {how}{self.prog} --help")
+
+
+# The command `pip install` makes (pyproject.toml); run as it, usage and help name it.
+CONSOLE_COMMAND = "bootstrap-assets"
+
+
+def _program_name():
+    called = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return CONSOLE_COMMAND if called == CONSOLE_COMMAND else "bootstrap_assets.py"
 
 
 class _VersionAction(argparse.Action):
@@ -4097,8 +4211,10 @@ def _parser():
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
     common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
-                                          f"default {ARCHIVE})")
-    common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST})")
+                                          f"default {ARCHIVE}; on Kaggle, the one archive "
+                                          f"under /kaggle/input)")
+    common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST}; "
+                                       f"on Kaggle, /kaggle/temp/_assets)")
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
                                               f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
@@ -4132,7 +4248,7 @@ def _parser():
                         help="in a Colab kernel: wait for Drive's upload after saving")
 
     parser = _ArgumentParser(
-        prog="bootstrap_assets.py",
+        prog=_program_name(),
         description=f"bootstrap_assets {VERSION}: keep a project's `_assets` folder on Google "
                     f"Drive as one archive; restore a verified local copy, save changes back."
                     f"\n\nrestore is the default command:\n  python bootstrap_assets.py "
@@ -4244,6 +4360,19 @@ def _error_text(message, exit_code):
     return f"bootstrap_assets: {message}\n(see README.md, Troubleshooting, {section})"
 
 
+def _fail_cell(exc):
+    """End the running cell with exc. A pasted cell fails by raising it; `%run` catches
+    whatever its script raises and shows it, leaving the cell "ok", so "Run all" would go
+    on: marking the cell's result as failed (IPython keeps it as displayhook.exec_result
+    while the cell runs; the kernel's reply reads it) makes that cell fail too."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    if hasattr(result, "error_in_exec"):
+        result.error_in_exec = exc
+    raise exc
+
+
 def main(argv=None):
     """Run the command line (argv, or this run's: see _command_line); return the exit code.
     With _run, the one place errors become exits."""
@@ -4302,6 +4431,6 @@ if __name__ == "__main__":
     if _in_ipython():  # a pasted cell or %run: sys.exit would show `SystemExit: 3`
         _exit_code, _message = _run(None)
         if _exit_code:
-            raise CellFailed(_message, _exit_code)
+            _fail_cell(CellFailed(_message, _exit_code))
     else:
         sys.exit(main())
