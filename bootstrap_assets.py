@@ -2104,11 +2104,19 @@ class _Lock:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT
+                # O_NOFOLLOW: a link planted at the lock's name must not make us truncate
+                # and overwrite the file it points to
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
                                   | getattr(os, "O_CLOEXEC", 0), 0o644)
             except OSError as exc:
                 if exc.errno in NOT_WRITABLE_ERRNOS:
                     raise _not_writable(os.path.dirname(self.path), exc, self.fix) from None
+                if exc.errno in (errno.ELOOP, errno.EISDIR):
+                    raise BootstrapError(
+                        f"{self.path} is in the way: this tool keeps its lock file under that "
+                        f"name, and there is {_kind_of(self.path)} there, not made by it. "
+                        f"Nothing was changed. Fix: move {self.path} away, then run this "
+                        f"again.") from None
                 raise
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -2145,16 +2153,24 @@ class _Lock:
             os.close(self.fd)  # closing releases the flock
 
 
+def _kind_of(path):
+    st = os.lstat(path)
+    return ("a symlink" if stat.S_ISLNK(st.st_mode) else "a folder" if
+            stat.S_ISDIR(st.st_mode) else "a special file")
+
+
 def _staging_prefix(dest):
     return f".{os.path.basename(dest)}.staging-"
 
 
 def _clean_stale_staging(dest, keep):
-    """Remove staging folders left by runs that died (we hold the lock: none is live)."""
+    """Remove staging folders left by runs that died (we hold the lock: none is live).
+    Only folders: a file or a symlink under such a name was not made by a run of ours."""
     parent, prefix = os.path.dirname(dest), _staging_prefix(dest)
     for name in os.listdir(parent):
         path = os.path.join(parent, name)
-        if name.startswith(prefix) and path != keep:
+        if name.startswith(prefix) and path != keep and os.path.isdir(path) and \
+                not os.path.islink(path):
             _remove_tree(path)
 
 
@@ -2573,6 +2589,11 @@ def _settings(archive, dest, drive_mount):
     if not _is_url(archive):
         archive = os.path.abspath(os.path.expanduser(archive))
     dest = os.path.abspath(os.path.expanduser(dest or os.environ.get(ENV_DEST) or DEST))
+    if os.path.islink(dest):
+        # A link the user made (/content/_assets -> a larger disk) is kept: the folder is
+        # its target, and the staging folder goes beside the target, so that the final
+        # rename stays on one filesystem and replaces the folder, not the link.
+        dest = os.path.realpath(dest)
     if drive_mount is None:
         drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
     return archive, dest, drive_mount
@@ -4140,7 +4161,8 @@ def _parser():
                     f"\n      [--engine auto|python|tar] [--previous N] [--list] [--quiet]\n"
                     f"Each command's --help lists all its flags; --version prints "
                     f"\"bootstrap_assets {VERSION}\".",
-        epilog="exit codes:\n   0  success\n" + EXIT_CODES,
+        epilog="exit codes:\n   0  success\n" + EXIT_CODES + "\n 130  interrupted (Ctrl-C, "
+               "SIGINT)\n 143  stopped by SIGTERM (kill PID)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -4227,6 +4249,26 @@ def _in_ipython():
     return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, a runtime being stopped) unwinds a run the way Ctrl-C does, so
+    the same cleanups run (staging folder, temporary files, lock); the default action would
+    kill the process on the spot and leave them for the next run."""
+
+
+def _raise_terminated(*_):
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Make SIGTERM raise _Terminated while a command runs; returns what to restore (None
+    when another handler is already in place, e.g. a host's, or off the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.SIG_DFL
+
+
 def main(argv=None):
     """Run the command line (argv, or this run's: see _command_line); return the exit code.
     With _run, the one place errors become exits."""
@@ -4241,6 +4283,7 @@ def _run(argv):
     argv = _command_line() if argv is None else list(argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "restore")
+    previous_sigterm = _catch_sigterm()
     try:
         _check_old_version_flag(argv)
         args = _parser().parse_args(argv)
@@ -4275,10 +4318,18 @@ def _run(argv):
         return exc.exit_code, f"bootstrap_assets: error: {exc}"
     except SystemExit as exc:  # --help, --version
         return exc.code or 0, None
-    except KeyboardInterrupt:
-        return 130, "bootstrap_assets: interrupted; nothing was left half-done."
+    except KeyboardInterrupt as exc:
+        stopped = ("stopped by SIGTERM (kill)" if isinstance(exc, _Terminated) else
+                   "interrupted (Ctrl-C)")
+        return 143 if isinstance(exc, _Terminated) else 130, (
+            f"bootstrap_assets: {stopped}; nothing was left half-done: the folder and the "
+            f"archive are each as they were or complete, and no temporary file is left. Run "
+            f"the same command again to finish.")
     except OSError as exc:  # an operating-system failure no step above could explain better
         return BootstrapError.exit_code, f"bootstrap_assets: error: {exc}"
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":
