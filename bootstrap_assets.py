@@ -2563,9 +2563,11 @@ def _restore_space_plan(source, parent, cache):
         return reclaimable, in_cache
     where = _fs_name_safe(parent)
     if not cache:
-        raise NoSpace(f"Not enough space on {where} to restore {source.path}: the archive "
-                      f"alone is {_human(source.size)}, and {_human(free)} is free. Free some "
-                      f"space, or use --dest on a larger disk.")
+        raise NoSpace(f"Not enough space on {where} to restore {source.path}: it needs "
+                      f"the archive's size ({_human(source.size)}) or more for the files, "
+                      f"plus {_human(SPACE_MARGIN)} this tool always leaves free, and "
+                      f"{_human(free)} is free. Free some space, or use --dest on a larger "
+                      f"disk.")
     text = (f"Not enough space on {where} to restore {source.path}: it needs about "
             f"{_human(need)} there ({_human(source.size)} or more of extracted files, plus "
             f"{_human(in_cache)} for Drive's local copy of what is being read), and "
