@@ -1323,7 +1323,7 @@ class _Member:
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
           b"5": "dir"}
 _FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
-                    b"S": "a GNU sparse file", b"D": "a GNU incremental dump directory",
+                    b"S": "a GNU sparse file",
                     b"M": "a multi-volume continuation", b"N": "an old GNU long-name entry"}
 _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
@@ -1466,6 +1466,13 @@ def _tar_members(stream):
             stream.skip(size + (-size) % BLOCK)
             pax, long_name, long_link, raw_prefix = {}, None, None, []
             continue
+        dump_folder = typeflag == b"D"
+        if dump_folder:
+            # A folder of a GNU incremental dump (`tar -g`): its data lists the names the
+            # folder held, which only `tar --incremental` reads; GNU tar extracts it as a
+            # plain folder otherwise, and so do we.
+            stream.skip(size + (-size) % BLOCK)
+            typeflag, size = b"5", 0
         if typeflag in _FORBIDDEN_KINDS:
             raise UnsafeArchive(f"member {name!r} is {_FORBIDDEN_KINDS[typeflag]} (rule: only "
                                 f"regular files, folders and links are extracted)")
@@ -1482,7 +1489,7 @@ def _tar_members(stream):
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
         # GNU tar sees the header with what we changed: no special bits, a time it can hold
-        changed = {}
+        changed = {124: b"%011o\0" % 0, 156: b"5"} if dump_folder else {}
         if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
             changed[100] = b"%07o\0" % (mode & 0o777)
         if "mtime" not in pax and mtime != _number(block[136:148], "mtime"):

@@ -241,6 +241,18 @@ def gnu_tar_cases(work):
     path = os.path.join(work, "gnu-dot.tar")
     run(["tar", "--format=gnu", "-cf", path, "-C", top, "."])
     cases.append(Case("GNU tar (formats)", "--format=gnu -C DIR .", path))
+    # an incremental dump (`tar -g`): folders are GNU dump directories ('D'); level 0 holds
+    # everything, level 1 what changed since
+    parent = tempfile.mkdtemp(prefix="gnutar-incremental-", dir=work)
+    top = make_tree(os.path.join(parent, DEST_NAME))
+    snapshot = os.path.join(parent, "snapshot")
+    for level in (0, 1):
+        if level:
+            write(os.path.join(top, "nested", "added.txt"), b"after the level-0 dump\n")
+            os.remove(os.path.join(top, "a.txt"))
+        path = os.path.join(work, f"gnu-incremental-{level}.tar.gz")
+        run(["tar", "--format=gnu", "-g", snapshot, "-czf", path, "-C", parent, DEST_NAME])
+        cases.append(Case("GNU tar (formats)", f"-g (incremental dump, level {level})", path))
     # xattrs, when this filesystem keeps user xattrs
     parent = tempfile.mkdtemp(prefix="gnutar-xattr-", dir=work)
     top = make_tree(os.path.join(parent, DEST_NAME))
