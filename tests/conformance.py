@@ -143,7 +143,8 @@ def pip_cases(binary):
         suffix = "-py2.py3-none-any.whl" if binary else ".tar.gz"
         path = cached("pypi", f"{name}-{version}{suffix}", lambda tmp, n=name, v=version: run(
             [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-             "--retries", "1", "--timeout", "30", "--no-deps", flag, ":all:", "-d", tmp, f"{n}=={v}"]))
+             "--retries", "1", "--timeout", "30", "--no-deps", flag, ":all:", "-d", tmp,
+             f"{n}=={v}"]))
         cases.append(Case(f"PyPI {kind} ({'zip' if binary else 'tar.gz'})",
                           f"{name}=={version}", path))
     return cases
