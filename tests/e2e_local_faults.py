@@ -71,7 +71,16 @@ def start(*args):
     return subprocess.Popen([sys.executable, SCRIPT] + [str(a) for a in args], cwd=W,
                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, stdin=subprocess.DEVNULL,
-                            preexec_fn=default_signals)
+                            preexec_fn=default_signals, start_new_session=True)
+
+
+def send(p, signame):
+    """Ctrl-C as a terminal sends it, to the whole process group (GNU tar or zstd children
+    too); SIGTERM as `kill PID` sends it, to the process alone."""
+    if signame == "SIGINT":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal(signal.SIGTERM)
 
 
 def wait_until(condition, timeout=30.0):
@@ -485,7 +494,8 @@ class SlowDriveTests(FaultCase):
             self.assertEqual(sorted(r[2] for r in results), [0, 10], results)
             loser = next(r for r in results if r[2] == 10)
             self.assertIn("Another run is working on", loser[1])
-            self.assertEqual(temporaries(os.path.dirname(archive)), [])
+            self.assertEqual([n for n in temporaries(os.path.dirname(archive))
+                              if n.startswith("two-saves.tar.")], [])
             out = os.path.join(self.folder("check-"), NAME)
             self.assertOk(tool("-q", "--archive", archive, "--dest", out, "--drive-mount",
                                self.mount))
@@ -508,7 +518,7 @@ class SlowDriveTests(FaultCase):
                         before = state(dest)
                     p = start(*self.run_args(dest, "--engine", engine))
                     self.started(p, "bytes_read")
-                    p.send_signal(getattr(signal, signame))
+                    send(p, signame)
                     out, err = p.communicate(timeout=60)
                     self.assertEqual(p.returncode, code, err)
                     self.assertIn(words, err)
@@ -537,14 +547,15 @@ class SlowDriveTests(FaultCase):
                 p = start("save", "--archive", archive, "--dest", folder, "--drive-mount",
                           self.mount, "--format", "tar")
                 self.started(p, "bytes_written")
-                p.send_signal(getattr(signal, signame))
+                send(p, signame)
                 out, err = p.communicate(timeout=60)
                 self.assertEqual(p.returncode, code, err)
                 self.assertIn(words, err)
                 self.assertIn("Run the same command again", err)
                 self.assertNotIn("Traceback", err)
                 self.assertEqual(sha256_file(backing_archive), before)
-                self.assertEqual(temporaries(os.path.dirname(backing_archive)), [])
+                self.assertEqual([n for n in temporaries(os.path.dirname(backing_archive))
+                                  if n.startswith(f"saved-{signame}.tar.")], [])
                 self.assertEqual(ours_beside(folder), [])
                 self.assertFalse(os.path.exists(os.path.join(folder, MARKER)))
                 check = os.path.join(self.folder("check-"), NAME)
