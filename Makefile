@@ -1,4 +1,4 @@
-# make test | e2e | fuzz | bench | chart | lint | demo      (PYTHON=/path/to/python make test)
+# make test | e2e | conformance | fuzz | bench | chart | lint | demo      (PYTHON=/path/to/python make test)
 PYTHON ?= python3
 # vermin is installed for the default python3 (.ci/run does it); it checks 3.9 compatibility
 VERMIN ?= python3 -c 'import sys, vermin; sys.exit(vermin.main())'
@@ -9,13 +9,18 @@ BENCH_ARGS ?=
 FUZZ_ARGS ?= --count 1000 --seed 1 --timeout 3 --time-limit 170 --minimise-time 45
 FUZZ_SAVE ?= /tmp/bootstrap-assets-fuzz-failures
 
-.PHONY: test e2e fuzz bench chart lint demo
+.PHONY: test e2e conformance fuzz bench chart lint demo
 
 test:
 	$(PYTHON) tests/run.py unit
 
 e2e:
 	$(PYTHON) tests/run.py e2e
+
+# archives from npm, PyPI, Debian and every archiver here, against GNU tar / unzip
+# (downloads are cached in $CONFORMANCE_CACHE, default ~/.cache/bootstrap-assets-conformance)
+conformance:
+	$(PYTHON) tests/conformance.py
 
 fuzz:
 	$(PYTHON) tests/fuzz_archives.py $(FUZZ_ARGS) --save-failures $(FUZZ_SAVE)

@@ -1323,7 +1323,7 @@ class _Member:
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
           b"5": "dir"}
 _FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
-                    b"S": "a GNU sparse file", b"D": "a GNU incremental dump directory",
+                    b"S": "a GNU sparse file",
                     b"M": "a multi-volume continuation", b"N": "an old GNU long-name entry"}
 _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
@@ -1466,6 +1466,13 @@ def _tar_members(stream):
             stream.skip(size + (-size) % BLOCK)
             pax, long_name, long_link, raw_prefix = {}, None, None, []
             continue
+        dump_folder = typeflag == b"D"
+        if dump_folder:
+            # A folder of a GNU incremental dump (`tar -g`): its data lists the names the
+            # folder held, which only `tar --incremental` reads; GNU tar extracts it as a
+            # plain folder otherwise, and so do we.
+            stream.skip(size + (-size) % BLOCK)
+            typeflag, size = b"5", 0
         if typeflag in _FORBIDDEN_KINDS:
             raise UnsafeArchive(f"member {name!r} is {_FORBIDDEN_KINDS[typeflag]} (rule: only "
                                 f"regular files, folders and links are extracted)")
@@ -1482,7 +1489,7 @@ def _tar_members(stream):
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
         # GNU tar sees the header with what we changed: no special bits, a time it can hold
-        changed = {}
+        changed = {124: b"%011o\0" % 0, 156: b"5"} if dump_folder else {}
         if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
             changed[100] = b"%07o\0" % (mode & 0o777)
         if "mtime" not in pax and mtime != _number(block[136:148], "mtime"):
@@ -2111,11 +2118,19 @@ class _Lock:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT
+                # O_NOFOLLOW: a link planted at the lock's name must not make us truncate
+                # and overwrite the file it points to
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
                                   | getattr(os, "O_CLOEXEC", 0), 0o644)
             except OSError as exc:
                 if exc.errno in NOT_WRITABLE_ERRNOS:
                     raise _not_writable(os.path.dirname(self.path), exc, self.fix) from None
+                if exc.errno in (errno.ELOOP, errno.EISDIR):
+                    raise BootstrapError(
+                        f"{self.path} is in the way: this tool keeps its lock file under that "
+                        f"name, and there is {_kind_of(self.path)} there, not made by it. "
+                        f"Nothing was changed. Fix: move {self.path} away, then run this "
+                        f"again.") from None
                 raise
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -2152,16 +2167,24 @@ class _Lock:
             os.close(self.fd)  # closing releases the flock
 
 
+def _kind_of(path):
+    st = os.lstat(path)
+    return ("a symlink" if stat.S_ISLNK(st.st_mode) else "a folder" if
+            stat.S_ISDIR(st.st_mode) else "a special file")
+
+
 def _staging_prefix(dest):
     return f".{os.path.basename(dest)}.staging-"
 
 
 def _clean_stale_staging(dest, keep):
-    """Remove staging folders left by runs that died (we hold the lock: none is live)."""
+    """Remove staging folders left by runs that died (we hold the lock: none is live).
+    Only folders: a file or a symlink under such a name was not made by a run of ours."""
     parent, prefix = os.path.dirname(dest), _staging_prefix(dest)
     for name in os.listdir(parent):
         path = os.path.join(parent, name)
-        if name.startswith(prefix) and path != keep:
+        if name.startswith(prefix) and path != keep and os.path.isdir(path) and \
+                not os.path.islink(path):
             _remove_tree(path)
 
 
@@ -2554,9 +2577,11 @@ def _restore_space_plan(source, parent, cache):
         return reclaimable, in_cache
     where = _fs_name_safe(parent)
     if not cache:
-        raise NoSpace(f"Not enough space on {where} to restore {source.path}: the archive "
-                      f"alone is {_human(source.size)}, and {_human(free)} is free. Free some "
-                      f"space, or use --dest on a larger disk.")
+        raise NoSpace(f"Not enough space on {where} to restore {source.path}: it needs "
+                      f"the archive's size ({_human(source.size)}) or more for the files, "
+                      f"plus {_human(SPACE_MARGIN)} this tool always leaves free, and "
+                      f"{_human(free)} is free. Free some space, or use --dest on a larger "
+                      f"disk.")
     text = (f"Not enough space on {where} to restore {source.path}: it needs about "
             f"{_human(need)} there ({_human(source.size)} or more of extracted files, plus "
             f"{_human(in_cache)} for Drive's local copy of what is being read), and "
@@ -2671,6 +2696,11 @@ def _settings(archive, dest, drive_mount, saving=False):
     dest = dest or os.environ.get(ENV_DEST) or (
         _kaggle_dest() if kaggle and DEST == _COLAB_DEST else DEST)
     dest = os.path.abspath(os.path.expanduser(dest))
+    if os.path.islink(dest):
+        # A link the user made (/content/_assets -> a larger disk) is kept: the folder is
+        # its target, and the staging folder goes beside the target, so that the final
+        # rename stays on one filesystem and replaces the folder, not the link.
+        dest = os.path.realpath(dest)
     if saving and kaggle and _is_within(archive, os.path.join(_KAGGLE_ROOT, "input")):
         raise UsageError(f"Cannot save to {archive}: {_KAGGLE_ROOT}/input, where Kaggle "
                          f"mounts the datasets, is read-only. Nothing was written. Fix: "
@@ -4256,7 +4286,8 @@ def _parser():
                     f"\n      [--engine auto|python|tar] [--previous N] [--list] [--quiet]\n"
                     f"Each command's --help lists all its flags; --version prints "
                     f"\"bootstrap_assets {VERSION}\".",
-        epilog="exit codes:\n   0  success\n" + EXIT_CODES,
+        epilog="exit codes:\n   0  success\n" + EXIT_CODES + "\n 130  interrupted (Ctrl-C, "
+               "SIGINT)\n 143  stopped by SIGTERM (kill PID)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -4350,6 +4381,7 @@ TROUBLESHOOTING = {
     4: "the mount is dead", 5: "checksum mismatch", 6: "unsafe archive",
     7: "damaged or not an archive", 8: "not enough space", 9: "local changes",
     10: "another run holds the lock", 11: "unsupported archive", 130: "interrupted",
+    143: "stopped by SIGTERM",
 }
 
 
@@ -4373,6 +4405,32 @@ def _fail_cell(exc):
     raise exc
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, a runtime being stopped) unwinds a run the way Ctrl-C does, so
+    the same cleanups run (staging folder, temporary files, lock); the default action would
+    kill the process on the spot and leave them for the next run."""
+
+
+def _raise_terminated(*_):
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Make SIGTERM raise _Terminated while a command runs; returns what to restore (None
+    when another handler is already in place, e.g. a host's, or off the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.SIG_DFL
+
+
+def _stopped(how):
+    return (f"{how}; nothing was left half-done: the folder and the archive are each as they "
+            f"were or complete, and no temporary file is left. Run the same command again to "
+            f"finish.")
+
+
 def main(argv=None):
     """Run the command line (argv, or this run's: see _command_line); return the exit code.
     With _run, the one place errors become exits."""
@@ -4387,6 +4445,7 @@ def _run(argv):
     argv = _command_line() if argv is None else list(argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "restore")
+    previous_sigterm = _catch_sigterm()
     try:
         _check_old_version_flag(argv)
         args = _parser().parse_args(argv)
@@ -4421,10 +4480,15 @@ def _run(argv):
         return exc.exit_code, _error_text(f"error: {exc}", exc.exit_code)
     except SystemExit as exc:  # --help, --version
         return exc.code or 0, None
+    except _Terminated:
+        return 143, _error_text(_stopped("stopped by SIGTERM (kill)"), 143)
     except KeyboardInterrupt:
-        return 130, _error_text("interrupted; nothing was left half-done.", 130)
+        return 130, _error_text(_stopped("interrupted (Ctrl-C)"), 130)
     except OSError as exc:  # an operating-system failure no step above could explain better
         return BootstrapError.exit_code, _error_text(f"error: {exc}", BootstrapError.exit_code)
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":
