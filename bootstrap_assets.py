@@ -39,6 +39,7 @@ DRIVE_CACHE = "/root/.config/Google/DriveFS"  # where Colab's Drive mount keeps 
 # ------------------------------------------------------------------------------------------
 
 import argparse
+import collections
 import errno
 import fcntl
 import hashlib
@@ -76,6 +77,16 @@ QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (8 MiB each)
 # The reader may run further ahead (32 MiB), so the link never waits for a core that is
 # busy for a moment (on a 2-core VM the cores also serve the mount's own daemon).
 READ_AHEAD_DEPTH = 32
+# An http(s) archive is read by DEFAULT_CONNECTIONS Range requests at once: object stores
+# and CDNs cap each stream well below the link. The pieces that arrived ahead of the
+# pipeline stay within HTTP_WINDOW bytes, whatever the count and the archive's size.
+DEFAULT_CONNECTIONS = 8
+HTTP_WINDOW = 64 << 20
+HTTP_MIN_PIECE = 1 << 20
+HTTP_MAX_PIECE = 16 << 20
+HTTP_TIMEOUT = 30.0
+MAX_REDIRECTS = 10
+MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After waited for; the backoff's limit still holds
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
 MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp")  # ours, never part of the user's tree
@@ -216,10 +227,11 @@ class _Backoff:
         self.limit, self.delay = limit, first
         self.started = time.monotonic()
 
-    def wait(self):
+    def wait(self, at_least=0.0):
+        """at_least: what the other side asked for (an HTTP Retry-After)."""
         if time.monotonic() - self.started >= self.limit:
             return False
-        time.sleep(self.delay)
+        time.sleep(max(self.delay, at_least))
         self.delay = min(self.delay * 2, 5.0)
         return True
 
@@ -886,116 +898,414 @@ class _PathSource:
                 f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
 
 
-class _HttpSource:
-    """An archive at an http(s) URL, resumed with Range requests after a broken connection."""
+class _HttpStatus(Exception):
+    """An HTTP answer that is not the data asked for; _HttpSource decides what it means."""
 
-    def __init__(self, url, retry_for):
+    def __init__(self, code, reason, retry_after=None):
+        super().__init__(f"HTTP {code} {reason}")
+        self.code, self.reason, self.retry_after = code, reason, retry_after
+
+
+def _retry_after(value):
+    """Seconds a 503/429 answer's Retry-After asks for (a number or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        import email.utils
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _status_error(response):
+    retry_after = _retry_after(response.getheader("Retry-After"))
+    response.read(MAX_SIDECAR)
+    return _HttpStatus(response.status, response.reason, retry_after)
+
+
+def _content_range(response):
+    """(first, total) from `Content-Range: bytes FIRST-LAST/TOTAL`; None when absent or odd."""
+    value = response.getheader("Content-Range") or ""
+    try:
+        span, total = value.split(" ", 1)[1].split("/")
+        return int(span.split("-")[0]), int(total)
+    except (IndexError, ValueError):
+        return None
+
+
+class _HttpClient:
+    """One keep-alive connection, opened again for another host or after a failure.
+    abort() may be called from another thread: it ends a read that is blocked."""
+
+    def __init__(self):
+        self.key = self.connection = None
+
+    def request(self, method, url, headers, body=None):
+        import http.client
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if self.connection is None or key != self.key:
+            self.close()
+            kind = (http.client.HTTPSConnection if parts.scheme == "https" else
+                    http.client.HTTPConnection)
+            self.key, self.connection = key, kind(parts.netloc, timeout=HTTP_TIMEOUT)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = dict(headers, **{"User-Agent": f"bootstrap_assets/{VERSION}"})
+        try:
+            self.connection.request(method, target, body=body, headers=headers)
+            return self.connection.getresponse()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    def abort(self):
+        import socket
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _HttpSource:
+    """An archive at an http(s) URL, read with up to `connections` concurrent Range requests
+    whose pieces are handed on in order, or as one stream when the server offers no ranges
+    (or connections is 1). A broken connection is resumed from the byte it reached.
+
+    The URL is followed through its redirects once (a Hugging Face file URL to its CDN, a
+    short link to a presigned URL) and every request then goes where it led. Each answer must
+    carry the validator (ETag, else Last-Modified) the first one had, so pieces of two
+    versions of the file are never joined.
+    """
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS):
         import urllib.parse
         self.path = url
         self.name = os.path.basename(urllib.parse.urlsplit(url).path) or url
         self.retry_for = retry_for
-        headers = self._retrying(lambda: self._head(url), "checking")
-        self.size = int(headers.get("Content-Length") or -1)
-        self.validator = headers.get("ETag") or headers.get("Last-Modified") or ""
+        self.connections = connections
+        self.location, self.size, self.ranged = url, -1, False
+        self.etag = self.modified = None
+        self._retrying(self._probe, "checking")
+        self.validator = self.etag or self.modified or ""
         self.identity = {"path": url, "size": self.size, "validator": self.validator}
 
-    def _head(self, url):
-        import urllib.request
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.headers
+    def _headers(self, method, url, headers):
+        """The headers a request to url carries: a store's source adds its signature."""
+        return headers
+
+    def _probe(self):
+        """Follow the redirects with a one-byte GET (a presigned URL is signed for GET, not
+        HEAD): where the file is, its size, its validators, and whether ranges work."""
+        import urllib.parse
+        client = _HttpClient()
+        url = self.path
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                response = client.request("GET", url,
+                                          self._headers("GET", url, {"Range": "bytes=0-0"}))
+                location = response.getheader("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    url = urllib.parse.urljoin(url, location)
+                    client.close()
+                    continue
+                self.location = url
+                if response.status == 416:  # no byte 0: an empty file
+                    self.size = 0
+                    return
+                if response.status not in (200, 206):
+                    raise _status_error(response)
+                self.etag = response.getheader("ETag")
+                self.modified = response.getheader("Last-Modified")
+                span = _content_range(response) if response.status == 206 else None
+                if span is not None:
+                    response.read()  # the one byte: the connection closes cleanly
+                self.ranged = span is not None
+                self.size = span[1] if span else int(response.getheader("Content-Length") or -1)
+                return
+            raise BootstrapError(f"{self.path} redirects more than {MAX_REDIRECTS} times. "
+                                 f"Check the URL in a browser.")
+        finally:
+            client.close()
+
+    def _refusal(self, failure):
+        """The error to raise for an HTTP answer, or None when asking again may help."""
+        if failure.code in (404, 410):
+            return SourceMissing(f"The archive {self.path} does not exist (HTTP "
+                                 f"{failure.code}). Check the URL.")
+        if failure.code == 412:
+            return self._changed("a newer one")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{self.path} answered HTTP {failure.code} "
+                                  f"{failure.reason}. Check the URL and its sharing settings.")
+        return None
+
+    def _changed(self, now):
+        return CorruptArchive(
+            f"the file changed on the server while it was being downloaded (its version was "
+            f"{self.validator}, it is now {now}): the pieces read would mix two versions, so "
+            f"none were used. Nothing was changed. Run this again to restore the new version.")
 
     def _retrying(self, action, doing, offset=None):
         import http.client
-        import urllib.error
         backoff = _Backoff(self.retry_for)
         while True:
+            wait = 0.0
             try:
                 return action()
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code in (404, 410):
-                    raise SourceMissing(f"The archive {self.path} does not exist (HTTP "
-                                        f"{exc.code}). Check the URL.") from None
-                if exc.code < 500 and exc.code != 429:
-                    raise BootstrapError(f"{self.path} answered HTTP {exc.code} {exc.reason}. "
-                                         f"Check the URL and its sharing settings.") from None
-                failure = exc
+            except _HttpStatus as exc:
+                refusal = self._refusal(exc)
+                if refusal is not None:
+                    raise refusal from None
+                failure, wait = exc, exc.retry_after or 0.0
             except (OSError, http.client.HTTPException) as exc:
                 failure = exc
-            if not backoff.wait():
+            if not backoff.wait(wait):
                 where = f" at byte {offset:,}" if offset is not None else ""
                 raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
                                      f"{self.retry_for:g} s{where}: {failure}. Check the "
                                      f"network and run this again.")
 
+    def _sidecar_url(self):
+        import urllib.parse
+        parts = urllib.parse.urlsplit(self.path)
+        return urllib.parse.urlunsplit(parts._replace(path=parts.path + ".sha256"))
+
     def read_sidecar(self):
-        import urllib.error
-        import urllib.request
+        """The entries of the file's .sha256 beside it (the query, if any, kept), or {}."""
+        import urllib.parse
+        url = self._sidecar_url()
+        client = _HttpClient()
 
         def fetch():
+            nonlocal url
             try:
-                with urllib.request.urlopen(self.path + ".sha256", timeout=30) as response:
+                for _ in range(MAX_REDIRECTS + 1):
+                    response = client.request("GET", url, self._headers("GET", url, {}))
+                    location = response.getheader("Location")
+                    if response.status in (301, 302, 303, 307, 308) and location:
+                        url = urllib.parse.urljoin(url, location)
+                        client.close()
+                        continue
+                    if response.status in (401, 403, 404, 410):
+                        return None
+                    if response.status != 200:
+                        raise _status_error(response)
                     return response.read(MAX_SIDECAR)
-            except urllib.error.HTTPError as exc:
-                if exc.code in (403, 404, 410):
-                    exc.close()
-                    return None
-                raise
+                return None
+            finally:
+                client.close()
         content = self._retrying(fetch, "fetching the checksum of")
-        return {} if content is None else _sidecar_entries(content, self.path + ".sha256")
+        return {} if content is None else _sidecar_entries(content, self._sidecar_url())
+
+    def _open(self, client, start, end=None):
+        """A response whose body goes on from byte start (to end, when given) of this same
+        version of the file; what a server that ignores Range sends before start is skipped."""
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            if self.validator and not self.validator.startswith("W/"):
+                headers["If-Range"] = self.validator
+        response = client.request("GET", self.location,
+                                  self._headers("GET", self.location, headers))
+        if response.status not in (200, 206):
+            raise _status_error(response)
+        etag, modified = response.getheader("ETag"), response.getheader("Last-Modified")
+        if (self.etag and etag and etag != self.etag) or \
+                (not self.etag and self.modified and modified and modified != self.modified):
+            client.close()
+            raise self._changed(etag or modified)
+        if response.status == 206:
+            span = _content_range(response)
+            if span is None or span[0] != start or span[1] != self.size:
+                client.close()
+                raise self._changed(f"{span[1]:,} bytes long" if span else
+                                    f"{response.getheader('Content-Range')!r}")
+        else:
+            skip = start
+            while skip:
+                piece = response.read(min(skip, CHUNK))
+                if not piece:
+                    raise ConnectionResetError("the connection closed before byte "
+                                               f"{start:,}")
+                skip -= len(piece)
+        return response
 
     def chunks(self, offset=0):
+        if self.ranged and self.connections > 1 and self.size - offset > HTTP_MIN_PIECE:
+            return _RangedDownload(self, offset).chunks()
+        return self._stream(offset)
+
+    def _stream(self, offset):
+        """The file from offset on, over one connection, resumed where a drop left it."""
         import http.client
-        import urllib.request
-        while True:
-            received = []
-
-            def open_at():
-                request = urllib.request.Request(self.path)
-                if offset:
-                    request.add_header("Range", f"bytes={offset}-")
-                    if self.validator:
-                        request.add_header("If-Range", self.validator)
-                response = urllib.request.urlopen(request, timeout=30)
-                if offset and response.status != 206:
-                    # The server ignored the Range header: skip what we already have.
-                    skip = offset
-                    while skip:
-                        piece = response.read(min(skip, CHUNK))
-                        if not piece:
-                            response.close()
-                            raise ConnectionResetError("connection closed while skipping")
-                        skip -= len(piece)
-                return response
-
-            response = self._retrying(open_at, "downloading", offset)
-            try:
-                while True:
-                    try:
+        client = _HttpClient()
+        try:
+            backoff = _Backoff(self.retry_for)
+            while self.size < 0 or offset < self.size:
+                response = self._retrying(lambda: self._open(client, offset), "downloading",
+                                          offset)
+                try:
+                    while True:
                         data = response.read(CHUNK)
-                    except (OSError, http.client.HTTPException):
-                        break  # reconnect below and resume from offset
-                    if not data:
-                        break
-                    offset += len(data)
-                    received.append(len(data))
-                    yield data
-            finally:
-                response.close()
-            if self.size < 0 or offset >= self.size:
-                break
-            if not received:
-                self._retrying(lambda: (_ for _ in ()).throw(ConnectionResetError(
-                    "no data")), "downloading", offset)
-        if self.size >= 0 and offset != self.size:
+                        if not data:
+                            break
+                        offset += len(data)
+                        backoff = _Backoff(self.retry_for)
+                        yield data
+                    if self.size < 0:
+                        return
+                    failure = f"the connection closed at byte {offset:,}"
+                except (OSError, http.client.HTTPException) as exc:
+                    failure = exc
+                client.close()
+                if offset < self.size and not backoff.wait():
+                    raise BootstrapError(f"Downloading {self.path} kept failing for "
+                                         f"{self.retry_for:g} s at byte {offset:,}: {failure}. "
+                                         f"Check the network and run this again.")
+        finally:
+            client.close()
+        if offset != self.size:
             raise CorruptArchive(f"{self.path} sent {offset:,} bytes, but announced "
                                  f"{self.size:,}. Run this again.")
 
 
-def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
+class _Piece:
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+        self.chunks = collections.deque()
+
+
+class _RangedDownload:
+    """A file read by several connections at once, each fetching the next piece not yet
+    taken, handed on in order. Memory is bounded: a piece is taken only when it ends within
+    HTTP_WINDOW bytes of what the consumer has had, so pieces are sized for the window to
+    hold about two per connection."""
+
+    def __init__(self, source, offset):
+        self.source = source
+        self.piece = max(HTTP_MIN_PIECE, min(HTTP_MAX_PIECE,
+                                             HTTP_WINDOW // (2 * source.connections)
+                                             // HTTP_MIN_PIECE * HTTP_MIN_PIECE))
+        self.taken = self.consumed = offset
+        self.pieces = {}
+        self.condition = threading.Condition()
+        self.failure = None
+        self.stopped = False
+        self.clients = []
+        workers = min(source.connections, -(-(source.size - offset) // self.piece))
+        self.threads = [threading.Thread(target=self._work, name=f"range-{n}", daemon=True)
+                        for n in range(workers)]
+
+    def chunks(self):
+        for thread in self.threads:
+            thread.start()
+        position = piece_start = self.consumed
+        try:
+            while position < self.source.size:
+                with self.condition:
+                    while True:
+                        if self.failure is not None:
+                            raise self.failure
+                        piece = self.pieces.get(piece_start)
+                        if piece is not None and piece.chunks:
+                            data = piece.chunks.popleft()
+                            break
+                        self.condition.wait()
+                    position += len(data)
+                    self.consumed = position
+                    if position == piece.end:
+                        del self.pieces[piece_start]
+                        piece_start = position
+                    self.condition.notify_all()
+                yield data
+        finally:
+            with self.condition:
+                self.stopped = True
+                for client in self.clients:
+                    client.abort()
+                self.condition.notify_all()
+            for thread in self.threads:
+                thread.join()
+
+    def _take(self):
+        with self.condition:
+            while not self.stopped and self.taken < self.source.size and \
+                    min(self.taken + self.piece, self.source.size) - self.consumed > HTTP_WINDOW:
+                self.condition.wait()
+            if self.stopped or self.taken >= self.source.size:
+                return None
+            piece = _Piece(self.taken, min(self.taken + self.piece, self.source.size))
+            self.pieces[piece.start] = piece
+            self.taken = piece.end
+            return piece
+
+    def _work(self):
+        client = _HttpClient()
+        with self.condition:
+            self.clients.append(client)
+        try:
+            while True:
+                piece = self._take()
+                if piece is None:
+                    return
+                self._fetch(client, piece)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            with self.condition:
+                if self.failure is None and not self.stopped:
+                    self.failure = exc
+                self.condition.notify_all()
+        finally:
+            client.close()
+
+    def _fetch(self, client, piece):
+        import http.client
+        source, position = self.source, piece.start
+        backoff = _Backoff(source.retry_for)
+        while position < piece.end:
+            response = source._retrying(lambda: source._open(client, position, piece.end),
+                                        "downloading", position)
+            try:
+                while position < piece.end:
+                    data = response.read(min(CHUNK, piece.end - position))
+                    if not data:
+                        raise ConnectionResetError(f"the connection closed at byte "
+                                                   f"{position:,}")
+                    with self.condition:
+                        if self.stopped:
+                            return
+                        piece.chunks.append(data)
+                        self.condition.notify_all()
+                    position += len(data)
+                    backoff = _Backoff(source.retry_for)
+                if not response.isclosed():  # a server that ignored Range sends on
+                    client.close()
+            except (OSError, http.client.HTTPException) as exc:
+                client.close()
+                with self.condition:
+                    if self.stopped:
+                        return
+                if not backoff.wait():
+                    raise BootstrapError(f"Downloading {source.path} kept failing for "
+                                         f"{source.retry_for:g} s at byte {position:,}: "
+                                         f"{exc}. Check the network and run this again.")
+
+
+def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
+                 connections=DEFAULT_CONNECTIONS):
     if _is_url(archive):
-        return _HttpSource(archive, retry_for)
+        return _HttpSource(archive, retry_for, connections)
     return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
 
 
@@ -2409,7 +2719,8 @@ def _version_path(archive, version):
 
 # ---------------------------------------------------------------------------- operations --
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None):
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
+            connections=DEFAULT_CONNECTIONS):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
@@ -2418,7 +2729,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
     Layers written by `save --incremental` are applied on top of their base, each verified.
     drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
-    the destination's disk (default: Colab's). Unset arguments come from the environment
+    the destination's disk (default: Colab's). connections: how many Range requests read
+    a URL at once (1: one stream). Unset arguments come from the environment
     (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
     block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
     """
@@ -2430,6 +2742,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
     if version and _is_url(archive):
         raise UsageError("--previous works with archives on a mount, not with URLs.")
+    if connections < 1:
+        raise UsageError(f"--connections must be 1 (one stream) or more, not {connections}.")
     _check_dest_is_folder(dest)
     parent = os.path.dirname(dest)
     fix = (f"pass --dest with a folder in a writable place, e.g. --dest "
@@ -2444,7 +2758,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         cache_folder = _cache_setting(drive_cache)
         try:
             source = _open_source(archive, retry_for, drive_mount, raw_sidecar, cache_folder,
-                                  version)
+                                  version, connections)
         except SourceMissing:
             if version or _is_url(archive):
                 raise
@@ -4156,6 +4470,10 @@ def _parser():
     restore_parser.add_argument("--previous", type=int, default=0, metavar="N",
                                 help="restore the Nth previous version kept by save "
                                      "(ARCHIVE.N; see status)")
+    restore_parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS,
+                                metavar="N",
+                                help=f"Range requests reading a URL at once; 1: one stream "
+                                     f"({DEFAULT_CONNECTIONS})")
     restore_parser.add_argument("--list", action="store_true",
                                 help="list the archive's versions and layers, then stop")
     commands.add_parser("save", parents=[common, saving],
@@ -4267,7 +4585,7 @@ def _run(argv):
                              engine=args.engine, quiet=args.quiet,
                              drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
                              retry_for=args.retry_for, version=args.previous,
-                             drive_cache=args.drive_cache)
+                             drive_cache=args.drive_cache, connections=args.connections)
             if not args.quiet:
                 print(result.summary())
         return 0, None
