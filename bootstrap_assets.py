@@ -195,6 +195,12 @@ class Unsupported(BootstrapError):
     exit_code = 11
 
 
+class AccessDenied(BootstrapError):
+    """A bucket refused the credentials: not allowed, expired, or wrong (exit 12)."""
+
+    exit_code = 12
+
+
 # ------------------------------------------------------------------------ small helpers --
 class _Record(types.SimpleNamespace):
     """Fields given by keyword over the defaults the class annotates (each list default
@@ -297,7 +303,7 @@ def _in_notebook_output():
 
 
 def _is_url(text):
-    return text.startswith(("http://", "https://"))
+    return text.startswith(("http://", "https://", "s3://"))
 
 
 def _is_within(path, root):
@@ -901,9 +907,9 @@ class _PathSource:
 class _HttpStatus(Exception):
     """An HTTP answer that is not the data asked for; _HttpSource decides what it means."""
 
-    def __init__(self, code, reason, retry_after=None):
+    def __init__(self, code, reason, retry_after=None, body=b""):
         super().__init__(f"HTTP {code} {reason}")
-        self.code, self.reason, self.retry_after = code, reason, retry_after
+        self.code, self.reason, self.retry_after, self.body = code, reason, retry_after, body
 
 
 def _retry_after(value):
@@ -923,8 +929,8 @@ def _retry_after(value):
 
 def _status_error(response):
     retry_after = _retry_after(response.getheader("Retry-After"))
-    response.read(MAX_SIDECAR)
-    return _HttpStatus(response.status, response.reason, retry_after)
+    return _HttpStatus(response.status, response.reason, retry_after,
+                       response.read(MAX_SIDECAR))
 
 
 def _content_range(response):
@@ -989,17 +995,17 @@ class _HttpSource:
     versions of the file are never joined.
     """
 
-    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS):
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, shown=None):
         import urllib.parse
-        self.path = url
-        self.name = os.path.basename(urllib.parse.urlsplit(url).path) or url
+        self.path = shown or url
+        self.name = os.path.basename(urllib.parse.urlsplit(self.path).path) or url
         self.retry_for = retry_for
         self.connections = connections
         self.location, self.size, self.ranged = url, -1, False
         self.etag = self.modified = None
         self._retrying(self._probe, "checking")
         self.validator = self.etag or self.modified or ""
-        self.identity = {"path": url, "size": self.size, "validator": self.validator}
+        self.identity = {"path": self.path, "size": self.size, "validator": self.validator}
 
     def _headers(self, method, url, headers):
         """The headers a request to url carries: a store's source adds its signature."""
@@ -1010,7 +1016,7 @@ class _HttpSource:
         HEAD): where the file is, its size, its validators, and whether ranges work."""
         import urllib.parse
         client = _HttpClient()
-        url = self.path
+        url = self.location
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 response = client.request("GET", url,
@@ -1304,9 +1310,469 @@ class _RangedDownload:
 
 def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
                  connections=DEFAULT_CONNECTIONS):
+    if _is_bucket(archive):
+        return _S3Source(archive, retry_for, connections, version)
     if _is_url(archive):
         return _HttpSource(archive, retry_for, connections)
     return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
+
+
+# ------------------------------------------------------------------------ object stores --
+# An s3:// archive is one object, KEY, with its sidecar KEY.sha256 and previous versions
+# KEY.1, KEY.2 beside it, as on Drive. A store has no rename: a save uploads to a temporary
+# key, verifies it, then copies it into place (see _publish_in_bucket).
+S3_PART = 16 << 20  # multipart upload pieces: S3 wants 5 MiB or more (but the last)
+S3_COPY_LIMIT = 5 << 30  # the largest object one CopyObject request can copy
+S3_COPY_PART = 1 << 30
+S3_DENIED = frozenset(("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                       "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+                       "AllAccessDisabled", "AccountProblem"))
+
+
+def _is_bucket(text):
+    return text.startswith("s3://")
+
+
+def _xml_values(data, tag):
+    """Every <tag> text of an S3 XML answer, namespace or not."""
+    import re
+    return [value for value in re.findall(
+        rb"<(?:\w+:)?%s>([^<]*)</(?:\w+:)?%s>" % (tag.encode(), tag.encode()), data or b"")]
+
+
+def _aws_settings():
+    """(access key, secret key, session token, region, where they came from), from the
+    standard variables, else ~/.aws/credentials and ~/.aws/config (AWS_PROFILE)."""
+    import configparser
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    profile = os.environ.get("AWS_PROFILE") or "default"
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config"))
+    section = "default" if profile == "default" else f"profile {profile}"
+    region = region or config.get(section, "region", fallback=None) or "us-east-1"
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                os.environ.get("AWS_SESSION_TOKEN"), region,
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser(
+        "~/.aws/credentials")
+    credentials = configparser.ConfigParser(interpolation=None)
+    credentials.read(path)
+    key = credentials.get(profile, "aws_access_key_id", fallback=None)
+    secret = credentials.get(profile, "aws_secret_access_key", fallback=None)
+    if not (key and secret):
+        raise UsageError(
+            f"No AWS credentials for s3://: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            f"(and AWS_SESSION_TOKEN for temporary ones), or put them under [{profile}] in "
+            f"{path} (AWS_PROFILE picks another section). In Colab: keep them in the "
+            f"notebook's secrets and set os.environ from google.colab.userdata.")
+    return (key, secret, credentials.get(profile, "aws_session_token", fallback=None), region,
+            f"{path} [{profile}]")
+
+
+class _S3:
+    """A bucket through the S3 REST API, each request signed with AWS Signature Version 4.
+    AWS_ENDPOINT_URL (an S3-compatible store, a local emulator) is addressed path-style."""
+
+    def __init__(self, url, retry_for):
+        import urllib.parse
+        self.url, self.retry_for = url, retry_for
+        bucket, _, self.key = url[len("s3://"):].partition("/")
+        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
+            raise UsageError(f"{url} is not an object's address: --archive takes "
+                             f"s3://BUCKET/KEY, e.g. s3://my-bucket/assets/assets.tar.gz.")
+        self.bucket = bucket
+        self.access_key, self.secret, self.token, self.region, self.credentials = \
+            _aws_settings()
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            self.base = f"{endpoint.rstrip('/')}/{urllib.parse.quote(bucket)}"
+        elif "." in bucket:  # a dotted name breaks the certificate of bucket.s3...
+            self.base = f"https://s3.{self.region}.amazonaws.com/{bucket}"
+        else:
+            self.base = f"https://{bucket}.s3.{self.region}.amazonaws.com"
+
+    def address(self, key):
+        return f"s3://{self.bucket}/{key}"
+
+    def object_url(self, key, query=""):
+        import urllib.parse
+        return f"{self.base}/{urllib.parse.quote(key, safe='/~')}" + (f"?{query}" if query
+                                                                        else "")
+
+    def sign(self, method, url, headers):
+        import hmac
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = stamp[:8]
+        headers = dict(headers, **{"x-amz-date": stamp,
+                                   "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        if self.token:
+            headers["x-amz-security-token"] = self.token
+        signed = {"host": parts.netloc}
+        signed.update((name.lower(), str(value).strip()) for name, value in headers.items()
+                      if name.lower().startswith("x-amz-"))
+        names = ";".join(sorted(signed))
+
+        def encode(text):
+            return urllib.parse.quote(text, safe="-_.~")
+        query = "&".join(sorted(f"{encode(k)}={encode(v)}" for k, v in
+                                urllib.parse.parse_qsl(parts.query, keep_blank_values=True)))
+        canonical = "\n".join([method, parts.path or "/", query,
+                               "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                               names, "UNSIGNED-PAYLOAD"])
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        text = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                          hashlib.sha256(canonical.encode()).hexdigest()])
+        key = f"AWS4{self.secret}".encode()
+        for part in (day, self.region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+                                    f"SignedHeaders={names}, Signature={signature}")
+        return headers
+
+    def refusal(self, failure, key):
+        """The error for an S3 error answer about key, or None when asking again may help."""
+        code = b"".join(_xml_values(failure.body, "Code")[:1]).decode(errors="replace")
+        detail = b"".join(_xml_values(failure.body, "Message")[:1]).decode(errors="replace")
+        what = self.address(key)
+        if code == "NoSuchBucket":
+            return SourceMissing(f"There is no bucket {self.bucket} (at {self.base}). Check "
+                                 f"the name in --archive, or create it: aws s3 mb "
+                                 f"s3://{self.bucket}")
+        if failure.code == 404:
+            return SourceMissing(f"The archive {what} does not exist.{self.listing(key)}")
+        if code in S3_DENIED or failure.code in (401, 403):
+            return AccessDenied(
+                f"The store refused access to {what} ({code or failure.code}"
+                f"{': ' + detail if detail else ''}). Credentials used: {self.credentials}, "
+                f"region {self.region}. Fix: use keys whose policy allows s3:GetObject, "
+                f"s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}, check "
+                f"AWS_DEFAULT_REGION, or renew expired temporary credentials.")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
+                                  f"{code or failure.reason}{': ' + detail if detail else ''}.")
+        return None
+
+    def listing(self, key):
+        """What the key's folder holds, so a typo is obvious ("" when it cannot be listed)."""
+        folder = key.rpartition("/")[0]
+        prefix = f"{folder}/" if folder else ""
+        try:
+            keys = self.keys(prefix, delimiter=True)
+        except BootstrapError:
+            return ""
+        import difflib
+        shown = [k[len(prefix):] for k in keys]
+        lines = [f"  {name}" for name in shown[:30]]
+        if len(shown) > 30:
+            lines.append(f"  ... and {len(shown) - 30} more")
+        text = f"\n{self.address(prefix)} holds:\n" + ("\n".join(lines) or "  (nothing)")
+        hint = difflib.get_close_matches(key[len(prefix):], shown, n=1)
+        return text + (f"\nDid you mean {self.address(prefix + hint[0])}?" if hint else "")
+
+    def call(self, method, key, query="", headers=None, body=None, client=None,
+             missing=False, doing="reaching"):
+        """(status, headers, body) of a request about key, retried while it fails
+        transiently; None for a missing object when missing is set."""
+        import http.client
+        url = self.object_url(key, query)
+        own = client is None
+        client = client or _HttpClient()
+        backoff = _Backoff(self.retry_for)
+        try:
+            while True:
+                wait = 0.0
+                try:
+                    response = client.request(method, url, self.sign(method, url, headers or {}),
+                                              body)
+                    data = response.read()
+                    if response.status == 404 and missing and \
+                            b"NoSuchBucket" not in data:
+                        return None
+                    # CopyObject and CompleteMultipartUpload can fail after a 200
+                    if response.status < 300 and not (method != "GET" and b"<Error>" in data):
+                        return response.status, response.headers, data
+                    failure = _HttpStatus(response.status if response.status >= 300 else 500,
+                                          response.reason,
+                                          _retry_after(response.getheader("Retry-After")), data)
+                    refusal = self.refusal(failure, key)
+                    if refusal is not None:
+                        raise refusal
+                    wait = failure.retry_after or 0.0
+                except (OSError, http.client.HTTPException) as exc:
+                    client.close()
+                    failure = exc
+                if not backoff.wait(wait):
+                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
+                                         f"failing for {self.retry_for:g} s: {failure}. Check "
+                                         f"the network and run this again.")
+        finally:
+            if own:
+                client.close()
+
+    def keys(self, prefix, delimiter=False):
+        """The keys under prefix (with delimiter: this level's keys and folders)."""
+        import urllib.parse
+        found, token = [], None
+        while True:
+            fields = {"list-type": "2", "prefix": prefix}
+            if delimiter:
+                fields["delimiter"] = "/"
+            if token:
+                fields["continuation-token"] = token
+            query = urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)
+            _, _, data = self.call("GET", "", query, doing="listing")
+            found += [k.decode() for k in _xml_values(data, "Key")]
+            found += [p.decode() for p in _xml_values(data, "Prefix")[1:]]
+            tokens = _xml_values(data, "NextContinuationToken")
+            if not tokens:
+                return sorted(found)
+            token = tokens[0].decode()
+
+    def head(self, key):
+        """{size, validator} of the object, or None when there is none."""
+        answer = self.call("HEAD", key, missing=True, doing="checking")
+        if answer is None:
+            return None
+        headers = answer[1]
+        return {"size": int(headers.get("Content-Length") or 0),
+                "validator": headers.get("ETag") or headers.get("Last-Modified") or ""}
+
+    def read(self, key):
+        answer = self.call("GET", key, missing=True, doing="reading")
+        return None if answer is None else answer[2][:MAX_SIDECAR]
+
+    def put(self, key, data):
+        self.call("PUT", key, body=data, doing="writing")
+
+    def delete(self, key):
+        self.call("DELETE", key, missing=True, doing="deleting")
+
+    def copy(self, source, target, size):
+        """A server-side copy, complete or not at all: one request, or for an object larger
+        than one copy may be, a multipart upload of ranges of it."""
+        import urllib.parse
+        origin = {"x-amz-copy-source": urllib.parse.quote(f"/{self.bucket}/{source}",
+                                                          safe="/~")}
+        if size <= S3_COPY_LIMIT:
+            self.call("PUT", target, headers=origin, doing="copying to")
+            return
+        upload = self._start(target)
+        try:
+            etags = []
+            for number, start in enumerate(range(0, size, S3_COPY_PART), 1):
+                end = min(start + S3_COPY_PART, size) - 1
+                _, _, data = self.call("PUT", target, f"partNumber={number}&uploadId={upload}",
+                                       dict(origin, **{"x-amz-copy-source-range":
+                                                       f"bytes={start}-{end}"}),
+                                       doing="copying to")
+                etags.append(_xml_values(data, "ETag")[0].decode())
+            self._complete(target, upload, etags)
+        except BaseException:
+            self._abort(target, upload)
+            raise
+
+    def _start(self, key):
+        _, _, data = self.call("POST", key, "uploads=", doing="starting the upload of")
+        return _xml_values(data, "UploadId")[0].decode()
+
+    def _complete(self, key, upload, etags):
+        body = "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+            for n, etag in enumerate(etags, 1)) + "</CompleteMultipartUpload>"
+        self.call("POST", key, f"uploadId={upload}", body=body.encode(),
+                  doing="finishing the upload of")
+
+    def _abort(self, key, upload):
+        try:
+            self.call("DELETE", key, f"uploadId={upload}", missing=True,
+                      doing="abandoning the upload of")
+        except BootstrapError:
+            pass  # the store drops an unfinished upload by its lifecycle rules
+
+    def upload(self, key, pieces, progress, share):
+        """Upload the stream to key (one PUT when small, else a multipart upload, which the
+        store shows under key only once complete) -> (sha256, size)."""
+        hasher, size, buffer = hashlib.sha256(), 0, bytearray()
+        upload, etags, client = None, [], _HttpClient()
+
+        def send_part():
+            nonlocal upload
+            upload = upload or self._start(key)
+            _, headers, _ = self.call("PUT", key, f"partNumber={len(etags) + 1}&uploadId="
+                                      f"{upload}", body=bytes(buffer[:S3_PART]),
+                                      client=client, doing="uploading")
+            etags.append(headers.get("ETag"))
+            del buffer[:S3_PART]
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                size += len(piece)
+                buffer += piece
+                while len(buffer) >= S3_PART:
+                    send_part()
+                progress.update(size, None, share=min(share(), 0.99))
+            if upload is None:
+                self.call("PUT", key, body=bytes(buffer), client=client, doing="uploading")
+            else:
+                if buffer:
+                    send_part()
+                self._complete(key, upload, etags)
+            progress.update(size, None, force=True, share=1.0)
+        except BaseException:
+            if upload is not None:
+                self._abort(key, upload)
+            raise
+        finally:
+            client.close()
+        return hasher.hexdigest(), size
+
+    def clean_stale(self, name):
+        """Remove what saves that died left: temporary objects and unfinished uploads."""
+        import urllib.parse
+        prefix = f"{name}.tmp-"
+        for key in self.keys(prefix):
+            self.delete(key)
+        query = urllib.parse.urlencode({"uploads": "", "prefix": prefix},
+                                       quote_via=urllib.parse.quote)
+        _, _, data = self.call("GET", "", query, doing="listing the uploads in")
+        for key, upload in zip(_xml_values(data, "Key"), _xml_values(data, "UploadId")):
+            self._abort(key.decode(), upload.decode())
+
+
+class _S3Source(_HttpSource):
+    """An s3:// archive (or its version `version`), read as an http one with each request
+    signed."""
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, version=0):
+        self.store = _S3(url, retry_for)
+        self.key = _version_path(self.store.key, version)
+        super().__init__(self.store.object_url(self.key), retry_for, connections,
+                         shown=self.store.address(self.key))
+
+    def _headers(self, method, url, headers):
+        return self.store.sign(method, url, headers)
+
+    def _refusal(self, failure):
+        return self.store.refusal(failure, self.key) or super()._refusal(failure)
+
+    def _sidecar_url(self):
+        return self.store.object_url(self.store.key + ".sha256")
+
+
+def _save_to_bucket(job, entries, incremental):
+    """A full save to s3://: upload to a temporary key, verify, publish by copies."""
+    store = _S3(job.archive, job.retry_for)
+    name = store.key
+    manifest = {path: entry for path, entry, _ in entries}
+    marker = _read_marker(job.dest)
+    recorded = (marker or {}).get("archive", {})
+    current = store.head(name)
+    chain = [{"path": job.archive, **current}] if current else None
+    if marker and chain and recorded.get("chain") == chain and \
+            marker["manifest"] == manifest and incremental != "never":
+        return SaveResult(action="unchanged", archive=job.archive,
+                          seconds=time.monotonic() - job.started, warnings=job.warnings)
+    content = store.read(name + ".sha256")
+    store.clean_stale(name)
+    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    temporary = f"{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    top = os.path.basename(job.dest)
+    try:
+        digest, size = _write_stream(job, None, top + "/", entries, None, base_id, fmt, level,
+                                     total, lambda pieces, progress, share:
+                                     store.upload(temporary, pieces, progress, share))
+        _verify_in_bucket(job, store, temporary, digest, size)
+        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
+    except BaseException:
+        try:
+            store.delete(temporary)
+        except BootstrapError:
+            pass  # the next save removes it (clean_stale)
+        raise
+    published = store.head(name)
+    chain = [{"path": job.archive, **published}]
+    _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
+                                         "verified": True, "checksum_source": "sidecar",
+                                         "format": fmt, "prefix": top},
+                             "manifest": manifest})
+    return SaveResult(action="saved", archive=job.archive, written=job.archive,
+                      bytes_written=size, bytes_packed=total,
+                      files=sum(e[1][0] != "d" for e in entries),
+                      seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
+                      verified=job.verify, versions=versions, warnings=job.warnings)
+
+
+def _verify_in_bucket(job, store, temporary, digest, size):
+    """Read the uploaded object back (ranged, in parallel) and compare its hash with the
+    one computed as it was uploaded; with --no-verify, compare only its size."""
+    if not job.verify:
+        held = store.head(temporary)
+        if held is None or held["size"] != size:
+            raise ChecksumMismatch(f"The store holds {held['size'] if held else 'nothing'} "
+                                   f"bytes at {store.address(temporary)}, {size:,} were "
+                                   f"uploaded. The previous archive is untouched; save again.")
+        return
+    source = _S3Source(store.address(temporary), job.retry_for)
+    hasher = hashlib.sha256()
+    for data in source.chunks():
+        hasher.update(data)
+    if hasher.hexdigest() != digest:
+        raise ChecksumMismatch(
+            f"The archive uploaded to {store.address(temporary)} does not read back as "
+            f"written (sha256 {digest} written, {hasher.hexdigest()} read). The previous "
+            f"archive is untouched; save again.")
+
+
+def _publish_in_bucket(store, temporary, digest, size, keep, content):
+    """Put a verified upload in place, keeping `keep` previous versions, by server-side
+    copies (a store has no rename), each complete or not at all.
+
+    First the sidecar is replaced by one accepting, for every name about to change, both
+    what it holds and what it will hold; then the versions shift up one by copies (the
+    oldest first overwritten), the current archive is copied to KEY.1 and the upload to
+    KEY; then what is beyond `keep` and the temporary object are deleted and the final
+    sidecar written. So at every instant each name holds a complete object its sidecar
+    accepts, and the current archive is replaced only by a verified one."""
+    name = store.key
+    before = {key: set(hashes) for key, hashes in
+              (_sidecar_entries(content, store.address(name + ".sha256")) if content
+               else {}).items() if key}
+    folder = name.rpartition("/")[0]
+    keys = [key.rpartition("/")[2] for key in store.keys(name)]
+    base = name.rpartition("/")[2]
+    oldest = _versions_among(keys, base)
+    moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(min(oldest, keep - 1), 0, -1)]
+    if base in keys:
+        moves.append((base, f"{base}.1"))
+    versions = {base} | {f"{base}.{i}" for i in range(1, max(oldest, keep) + 1)}
+    after = {key: hashes for key, hashes in before.items() if key not in versions}
+    for source, target in moves:
+        if before.get(source):
+            after[target] = set(before[source])
+    after[base] = {digest}
+    doomed = [f"{base}.{i}" for i in range(keep + 1, oldest + 1)]
+    transition = {key: before.get(key, set()) | after.get(key, set())
+                  for key in set(before) | set(after)}
+
+    def full(key):
+        return f"{folder}/{key}" if folder else key
+    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
+    for source, target in moves:
+        held = store.head(full(source))
+        if held is not None:
+            store.copy(full(source), full(target), held["size"])
+    store.copy(temporary, name, size)
+    for key in doomed:
+        store.delete(full(key))
+    store.delete(temporary)
+    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
+    return sorted({base} | {target for _, target in moves})
 
 
 # ------------------------------------------------------------------ the streaming pipe --
@@ -2740,8 +3206,9 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     engine = _pick_engine(engine or ENGINE)
     if version < 0:
         raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
-    if version and _is_url(archive):
-        raise UsageError("--previous works with archives on a mount, not with URLs.")
+    if version and _is_url(archive) and not _is_bucket(archive):
+        raise UsageError("--previous works with archives on a mount or a bucket, not with "
+                         "URLs.")
     if connections < 1:
         raise UsageError(f"--connections must be 1 (one stream) or more, not {connections}.")
     _check_dest_is_folder(dest)
@@ -3482,9 +3949,19 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
 
 
 def _write_sidecar(archive, entries, part_sets, identities, journal=None):
-    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over): a
-    sha256sum line for every file, a `# parts` line for every version stored as parts, and
-    while files move, the `# journal` of those moves."""
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
+    lines = _sidecar_text(entries, part_sets, identities, journal)
+    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, archive + ".sha256")
+
+
+def _sidecar_text(entries, part_sets, identities, journal=None):
+    """A sha256sum line for every file, a `# parts` line for every version stored as parts,
+    and while files move, the `# journal` of those moves."""
     lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
                     for digest in sorted(entries[name]))
     lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
@@ -3496,12 +3973,7 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
                      if digest in listed)
     if journal:
         lines += f"# journal {json.dumps(journal)}\n"
-    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, archive + ".sha256")
+    return lines
 
 
 def _carry_out(archive, journal, identities):
@@ -3785,8 +4257,9 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     were.
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
-    if _is_url(archive):
-        raise UsageError(f"save writes to a mounted folder, not to a URL ({archive}).")
+    if _is_url(archive) and not _is_bucket(archive):
+        raise UsageError(f"save writes to a mounted folder or a bucket (s3://), not to a URL "
+                         f"({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
         raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
     if incremental not in ("auto", "always", "never"):
@@ -3815,6 +4288,12 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
         if not entries:
             raise SourceMissing(f"{dest} is empty; refusing to replace {archive} with an "
                                 f"empty archive. Nothing was written.")
+        if _is_bucket(archive):
+            return _save_to_bucket(_SaveJob(archive=archive, dest=dest, format=format,
+                                            level=level, keep=keep, verify=verify,
+                                            retry_for=retry_for, quiet=quiet, part_size=0,
+                                            started=started, warnings=warnings),
+                                   entries, incremental)
         _check_drive_mounted(archive, drive_mount)
         job = _SaveJob(archive=archive, dest=dest, format=format, level=level, keep=keep,
                        verify=verify, retry_for=retry_for, quiet=quiet, part_size=part_size,
@@ -3988,9 +4467,11 @@ def _check_local_room(job, estimate, layer=False):
                   f"some local space.")
 
 
-def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total):
+def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
+                  write=None):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread.
-    temporary(k): the name of written file k (the parts, in order)."""
+    temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
+    share): what writes elsewhere than to files (a bucket's upload)."""
     folder = os.path.dirname(job.archive)
     counter = _Counter()
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
@@ -3999,10 +4480,12 @@ def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level,
     stages = [packed]
     if fmt != "tar":
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
+    share = lambda: counter.bytes / total if total else 1.0  # noqa: E731
     try:
+        if write:
+            return write(stages[-1], progress, share)
         return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
-                              job.part_size, job.verify, job.retry_for, progress,
-                              lambda: counter.bytes / total if total else 1.0)
+                              job.part_size, job.verify, job.retry_for, progress, share)
     finally:
         for stage in reversed(stages):
             stage.close()
@@ -4359,7 +4842,7 @@ def demo(log=print):
 # ------------------------------------------------------------------------------------ CLI --
 EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__.split(' (exit ')[0]}" for cls in (
     BootstrapError, UsageError, SourceMissing, DeadMount, ChecksumMismatch, UnsafeArchive,
-    CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported))
+    CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported, AccessDenied))
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -49,7 +49,7 @@ MTIME = 1_600_000_000  # default member mtime
 EXIT_CODES = {
     "BootstrapError": 1, "UsageError": 2, "SourceMissing": 3, "DeadMount": 4,
     "ChecksumMismatch": 5, "UnsafeArchive": 6, "CorruptArchive": 7, "NoSpace": 8,
-    "DestinationChanged": 9, "Locked": 10, "Unsupported": 11,
+    "DestinationChanged": 9, "Locked": 10, "Unsupported": 11, "AccessDenied": 12,
 }
 
 
