@@ -303,7 +303,7 @@ def _in_notebook_output():
 
 
 def _is_url(text):
-    return text.startswith(("http://", "https://", "s3://"))
+    return text.startswith(("http://", "https://", "s3://", "gs://"))
 
 
 def _is_within(path, root):
@@ -1311,7 +1311,8 @@ class _RangedDownload:
 def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
                  connections=DEFAULT_CONNECTIONS):
     if _is_bucket(archive):
-        return _S3Source(archive, retry_for, connections, version)
+        kind = _GCSSource if archive.startswith("gs://") else _S3Source
+        return kind(archive, retry_for, connections, version)
     if _is_url(archive):
         return _HttpSource(archive, retry_for, connections)
     return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
@@ -1321,7 +1322,7 @@ def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None
 # An s3:// archive is one object, KEY, with its sidecar KEY.sha256 and previous versions
 # KEY.1, KEY.2 beside it, as on Drive. A store has no rename: a save uploads to a temporary
 # key, verifies it, then copies it into place (see _publish_in_bucket).
-S3_PART = 16 << 20  # multipart upload pieces: S3 wants 5 MiB or more (but the last)
+UPLOAD_PART = 16 << 20  # upload pieces: S3 wants 5 MiB or more, GCS multiples of 256 KiB
 S3_COPY_LIMIT = 5 << 30  # the largest object one CopyObject request can copy
 S3_COPY_PART = 1 << 30
 S3_DENIED = frozenset(("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -1330,7 +1331,11 @@ S3_DENIED = frozenset(("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMa
 
 
 def _is_bucket(text):
-    return text.startswith("s3://")
+    return text.startswith(("s3://", "gs://"))
+
+
+def _bucket(url, retry_for):
+    return (_GCS if url.startswith("gs://") else _S3)(url, retry_for)
 
 
 def _xml_values(data, tag):
@@ -1438,7 +1443,7 @@ class _S3:
         code = b"".join(_xml_values(failure.body, "Code")[:1]).decode(errors="replace")
         detail = b"".join(_xml_values(failure.body, "Message")[:1]).decode(errors="replace")
         what = self.address(key)
-        if code == "NoSuchBucket":
+        if code == "NoSuchBucket" or (failure.code == 404 and not key):
             return SourceMissing(f"There is no bucket {self.bucket} (at {self.base}). Check "
                                  f"the name in --archive, or create it: aws s3 mb "
                                  f"s3://{self.bucket}")
@@ -1462,6 +1467,8 @@ class _S3:
         prefix = f"{folder}/" if folder else ""
         try:
             keys = self.keys(prefix, delimiter=True)
+        except SourceMissing as exc:  # the bucket
+            return f" {exc}"
         except BootstrapError:
             return ""
         import difflib
@@ -1603,16 +1610,16 @@ class _S3:
             nonlocal upload
             upload = upload or self._start(key)
             _, headers, _ = self.call("PUT", key, f"partNumber={len(etags) + 1}&uploadId="
-                                      f"{upload}", body=bytes(buffer[:S3_PART]),
+                                      f"{upload}", body=bytes(buffer[:UPLOAD_PART]),
                                       client=client, doing="uploading")
             etags.append(headers.get("ETag"))
-            del buffer[:S3_PART]
+            del buffer[:UPLOAD_PART]
         try:
             for piece in pieces:
                 hasher.update(piece)
                 size += len(piece)
                 buffer += piece
-                while len(buffer) >= S3_PART:
+                while len(buffer) >= UPLOAD_PART:
                     send_part()
                 progress.update(size, None, share=min(share(), 0.99))
             if upload is None:
@@ -1663,9 +1670,256 @@ class _S3Source(_HttpSource):
         return self.store.object_url(self.store.key + ".sha256")
 
 
+class _GCS:
+    """A bucket through the Cloud Storage JSON API, with an OAuth access token (gcloud's,
+    or GOOGLE_OAUTH_ACCESS_TOKEN). STORAGE_EMULATOR_HOST: a local emulator, which needs
+    none. The same operations as _S3, for the same save and restore."""
+
+    def __init__(self, url, retry_for):
+        self.url, self.retry_for = url, retry_for
+        bucket, _, self.key = url[len("gs://"):].partition("/")
+        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
+            raise UsageError(f"{url} is not an object's address: --archive takes "
+                             f"gs://BUCKET/PATH, e.g. gs://my-bucket/assets/assets.tar.gz.")
+        self.bucket = bucket
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            self.base = emulator.rstrip("/") if "://" in emulator else f"http://{emulator}"
+        else:
+            self.base = "https://storage.googleapis.com"
+        self.token, self.credentials = self._token(bool(emulator))
+
+    @staticmethod
+    def _token(emulated):
+        token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
+        if token:
+            return token, "GOOGLE_OAUTH_ACCESS_TOKEN"
+        if emulated:
+            return None, "none (STORAGE_EMULATOR_HOST)"
+        import subprocess
+        try:
+            token = subprocess.run(["gcloud", "auth", "print-access-token"],
+                                   capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            token = ""
+        if not token:
+            raise UsageError(
+                "No Google Cloud credentials for gs://: `gcloud auth print-access-token` gave "
+                "no token and GOOGLE_OAUTH_ACCESS_TOKEN is not set. In Colab, run `from "
+                "google.colab import auth; auth.authenticate_user()` first; elsewhere `gcloud "
+                "auth login`, or set GOOGLE_OAUTH_ACCESS_TOKEN.")
+        return token, "gcloud auth print-access-token"
+
+    def address(self, key):
+        return f"gs://{self.bucket}/{key}"
+
+    def _object(self, key, query="", api="storage"):
+        import urllib.parse
+        path = f"/{api}/v1/b/{urllib.parse.quote(self.bucket)}/o"
+        if key:
+            path += "/" + urllib.parse.quote(key, safe="")
+        return self.base + path + (f"?{query}" if query else "")
+
+    def media_url(self, key):
+        return self._object(key, "alt=media")
+
+    def sign(self, method, url, headers):
+        return dict(headers, Authorization=f"Bearer {self.token}") if self.token else headers
+
+    def refusal(self, failure, key):
+        try:
+            error = json.loads(failure.body or b"{}").get("error", {})
+        except (ValueError, AttributeError):
+            error = {}
+        detail = error.get("message", "") if isinstance(error, dict) else ""
+        what = self.address(key)
+        if failure.code == 404 and (not key or "bucket" in detail.lower()):
+            return SourceMissing(f"There is no bucket {self.bucket}"
+                                 f"{f' ({detail})' if detail else ''}. Check the name in "
+                                 f"--archive, or create it: gcloud storage buckets create "
+                                 f"gs://{self.bucket}")
+        if failure.code == 404:
+            return SourceMissing(f"The archive {what} does not exist.{self.listing(key)}")
+        if failure.code in (401, 403):
+            return AccessDenied(
+                f"The store refused access to {what} (HTTP {failure.code}"
+                f"{': ' + detail if detail else ''}). Credentials used: {self.credentials}. "
+                f"Fix: in Colab run auth.authenticate_user() again (tokens last an hour); "
+                f"elsewhere `gcloud auth login`; the account needs storage.objects.get, "
+                f"create, delete and list on {self.bucket}.")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
+                                  f"{detail or failure.reason}.")
+        return None
+
+    listing = _S3.listing
+
+    def call(self, method, url, key, headers=None, body=None, client=None, missing=False,
+             doing="reaching", accept=()):
+        """(status, headers, body) of a request to url about key, retried while it fails
+        transiently; None for a missing object when missing is set. accept: statuses of
+        300 or more that are answers, not failures (a resumable upload's 308)."""
+        import http.client
+        own = client is None
+        client = client or _HttpClient()
+        backoff = _Backoff(self.retry_for)
+        try:
+            while True:
+                wait = 0.0
+                try:
+                    response = client.request(method, url, self.sign(method, url, headers or {}),
+                                              body)
+                    data = response.read()
+                    if response.status == 404 and missing and b"ucket" not in data:
+                        return None
+                    if response.status < 300 or response.status in accept:
+                        return response.status, response.headers, data
+                    failure = _HttpStatus(response.status, response.reason,
+                                          _retry_after(response.getheader("Retry-After")), data)
+                    refusal = self.refusal(failure, key)
+                    if refusal is not None:
+                        raise refusal
+                    wait = failure.retry_after or 0.0
+                except (OSError, http.client.HTTPException) as exc:
+                    client.close()
+                    failure = exc
+                if not backoff.wait(wait):
+                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
+                                         f"failing for {self.retry_for:g} s: {failure}. Check "
+                                         f"the network and run this again.")
+        finally:
+            if own:
+                client.close()
+
+    def keys(self, prefix, delimiter=False):
+        import urllib.parse
+        found, token = [], None
+        while True:
+            fields = {"prefix": prefix, "fields": "items(name),prefixes,nextPageToken"}
+            if delimiter:
+                fields["delimiter"] = "/"
+            if token:
+                fields["pageToken"] = token
+            query = urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)
+            _, _, data = self.call("GET", self._object("", query), "", doing="listing")
+            page = json.loads(data or b"{}")
+            found += [item["name"] for item in page.get("items", [])]
+            found += page.get("prefixes", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(found)
+
+    def head(self, key):
+        answer = self.call("GET", self._object(key), key, missing=True, doing="checking")
+        if answer is None:
+            return None
+        resource = json.loads(answer[2])
+        return {"size": int(resource.get("size", 0)),
+                "validator": str(resource.get("generation", ""))}
+
+    def read(self, key):
+        answer = self.call("GET", self.media_url(key), key, missing=True, doing="reading")
+        return None if answer is None else answer[2][:MAX_SIDECAR]
+
+    def put(self, key, data):
+        import urllib.parse
+        query = urllib.parse.urlencode({"uploadType": "media", "name": key},
+                                       quote_via=urllib.parse.quote)
+        self.call("POST", self._object("", query, "upload/storage"), key, body=data,
+                  headers={"Content-Type": "application/octet-stream"}, doing="writing")
+
+    def delete(self, key):
+        self.call("DELETE", self._object(key), key, missing=True, doing="deleting")
+
+    def copy(self, source, target, size):
+        """A server-side rewrite, repeated with its token until done: the target appears
+        complete, or not at all."""
+        import urllib.parse
+        url = (self._object(source) + "/rewriteTo/b/" + urllib.parse.quote(self.bucket) +
+               "/o/" + urllib.parse.quote(target, safe=""))
+        token = None
+        while True:
+            query = f"?rewriteToken={urllib.parse.quote(token, safe='')}" if token else ""
+            _, _, data = self.call("POST", url + query, target, body=b"",
+                                   doing="copying to")
+            answer = json.loads(data or b"{}")
+            if answer.get("done", True):
+                return
+            token = answer["rewriteToken"]
+
+    def upload(self, key, pieces, progress, share):
+        """A resumable upload: the object appears under key only once it is complete."""
+        import urllib.parse
+        query = urllib.parse.urlencode({"uploadType": "resumable", "name": key},
+                                       quote_via=urllib.parse.quote)
+        _, headers, _ = self.call("POST", self._object("", query, "upload/storage"), key,
+                                  body=b"{}", headers={"Content-Type": "application/json"},
+                                  doing="starting the upload of")
+        session = headers.get("Location")
+        hasher, size, sent, buffer = hashlib.sha256(), 0, 0, bytearray()
+        client = _HttpClient()
+
+        def send(final):
+            nonlocal sent
+            chunk = bytes(buffer if final else buffer[:UPLOAD_PART])
+            span = f"bytes {sent}-{sent + len(chunk) - 1}" if chunk else "bytes *"
+            total = str(size) if final else "*"
+            self.call("PUT", session, key, {"Content-Range": f"{span}/{total}"}, chunk,
+                      client=client, doing="uploading", accept=(308,))
+            sent += len(chunk)
+            del buffer[:len(chunk)]
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                size += len(piece)
+                buffer += piece
+                while len(buffer) >= UPLOAD_PART:
+                    send(False)
+                progress.update(size, None, share=min(share(), 0.99))
+            send(True)
+            progress.update(size, None, force=True, share=1.0)
+        finally:
+            client.close()
+        return hasher.hexdigest(), size
+
+    def clean_stale(self, name):
+        """Remove temporary objects of saves that died (their unfinished uploads expire)."""
+        for key in self.keys(f"{name}.tmp-"):
+            self.delete(key)
+
+
+class _GCSSource(_HttpSource):
+    """A gs:// archive (or its version `version`): its generation is read first and every
+    range asks for that generation, so a replaced object cannot be mixed in."""
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, version=0):
+        self.store = _GCS(url, retry_for)
+        self.key = _version_path(self.store.key, version)
+        held = self.store.head(self.key)
+        if held is None:
+            raise SourceMissing(f"The archive {self.store.address(self.key)} does not exist."
+                                f"{self.store.listing(self.key)}")
+        self.generation = held["validator"]
+        super().__init__(self.store.media_url(self.key) + f"&generation={self.generation}",
+                         retry_for, connections, shown=self.store.address(self.key))
+        self.validator = self.generation
+        self.identity["validator"] = self.generation
+
+    def _headers(self, method, url, headers):
+        return self.store.sign(method, url, headers)
+
+    def _refusal(self, failure):
+        if failure.code == 404:
+            return self._changed("gone, or replaced by another generation")
+        return self.store.refusal(failure, self.key) or super()._refusal(failure)
+
+    def _sidecar_url(self):
+        return self.store.media_url(self.store.key + ".sha256")
+
+
 def _save_to_bucket(job, entries, incremental):
-    """A full save to s3://: upload to a temporary key, verify, publish by copies."""
-    store = _S3(job.archive, job.retry_for)
+    """A full save to a bucket: upload to a temporary key, verify, publish by copies."""
+    store = _bucket(job.archive, job.retry_for)
     name = store.key
     manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(job.dest)
@@ -1718,7 +1972,7 @@ def _verify_in_bucket(job, store, temporary, digest, size):
                                    f"bytes at {store.address(temporary)}, {size:,} were "
                                    f"uploaded. The previous archive is untouched; save again.")
         return
-    source = _S3Source(store.address(temporary), job.retry_for)
+    source = _open_source(store.address(temporary), job.retry_for, None)
     hasher = hashlib.sha256()
     for data in source.chunks():
         hasher.update(data)
@@ -4258,7 +4512,7 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     if _is_url(archive) and not _is_bucket(archive):
-        raise UsageError(f"save writes to a mounted folder or a bucket (s3://), not to a URL "
+        raise UsageError(f"save writes to a mounted folder or a bucket (s3://, gs://), not to a URL "
                          f"({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
         raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
