@@ -1,7 +1,9 @@
-"""s3:// against a real S3 emulator, moto_server (from $TEST_VENV, installed by .ci/run),
-started by the tests on 127.0.0.1: a round trip restore -> change -> save -> restore with
-versions and the sidecar, and a save killed (kill -9) in the middle of its upload, which
-leaves the old archive restorable and is cleaned up by the next save."""
+"""s3:// and gs:// against real emulators from $TEST_VENV (installed by .ci/run), started by
+the tests on 127.0.0.1: moto_server (S3) and gcp-storage-emulator (GCS). For each: a round
+trip restore -> change -> save -> restore with versions, --previous, --keep and the
+sidecar; the errors for a missing object and a missing bucket; and a save killed (kill -9)
+in the middle of its upload, which leaves the old archive restorable and is cleaned up by
+the next save."""
 import json
 import os
 import socket
@@ -16,9 +18,7 @@ import helpers as h  # noqa: E402
 from helpers import ba  # noqa: E402
 
 TEST_VENV = os.environ.get("TEST_VENV", "/tmp/bootstrap-assets-ci-venv")
-MOTO = os.path.join(TEST_VENV, "bin", "moto_server")
 BUCKET = "team-assets"
-URL = "s3://%s/project/assets.tar.gz" % BUCKET
 
 
 def free_port():
@@ -27,16 +27,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-class MotoServer:
-    def __init__(self, log):
+class Emulator:
+    """A store emulator on a free port of 127.0.0.1, ready once its / answers."""
+
+    def __init__(self, argv, log):
         self.port = free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.log = open(log, "wb")
-        self.process = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
+        self.process = subprocess.Popen([a.replace("PORT", str(self.port)) for a in argv],
                                         stdout=self.log, stderr=subprocess.STDOUT)
         if not h.wait_for(self.answers, timeout=30, interval=0.1):
             self.close()
-            raise RuntimeError("moto_server did not start; see %s" % log)
+            raise RuntimeError("%s did not start; see %s" % (argv[0], log))
 
     def answers(self):
         try:
@@ -51,26 +53,34 @@ class MotoServer:
         self.log.close()
 
 
-class S3Tests(h.BATestCase):
+def read_bytes(pid):
+    """Bytes a process has read (Linux): a save reads the folder as it uploads it."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            return int(dict(line.split(": ") for line in f.read().splitlines())["rchar"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+class BucketTests:
+    """The round trips, for a store: subclasses start its emulator in start_store()."""
+    PROGRAM = None
 
     def setUp(self):
         super().setUp()
-        if not os.access(MOTO, os.X_OK):
-            message = ("moto_server not found at %s: create the test venv (python3 -m venv "
-                       "%s && %s/bin/pip install -r .ci/test-requirements.txt) or set "
-                       "TEST_VENV" % (MOTO, TEST_VENV, TEST_VENV))
+        program = os.path.join(TEST_VENV, "bin", self.PROGRAM)
+        if not os.access(program, os.X_OK):
+            message = ("%s not found at %s: create the test venv (python3 -m venv %s && "
+                       "%s/bin/pip install -r .ci/test-requirements.txt) or set TEST_VENV"
+                       % (self.PROGRAM, program, TEST_VENV, TEST_VENV))
             if os.environ.get("CI") == "true":
                 self.fail(message)
             self.skipTest(message)
-        self.moto = MotoServer(os.path.join(self.tmp, "moto.log"))
-        self.addCleanup(self.moto.close)
-        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                          AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=self.moto.endpoint,
-                          HOME=self.tmp)
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_S3"):
-            os.environ.pop(name, None)
-        self.store = ba._S3(URL, 5)
-        self.store.call("PUT", "", doing="creating the bucket")
+        for name in list(os.environ):
+            if name.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR")):
+                del os.environ[name]
+        os.environ["HOME"] = self.tmp
+        self.start_store(program)
         self.folder = os.path.join(self.work, "_assets")
         self.make_folder()
 
@@ -87,7 +97,7 @@ class S3Tests(h.BATestCase):
         kw.setdefault("quiet", True)
         kw.setdefault("retry_for", 5.0)
         kw.setdefault("lock_timeout", 5.0)
-        return ba.save(folder, URL, **kw)
+        return ba.save(folder, self.URL, **kw)
 
     def test_round_trip_with_versions(self):
         first = self.save(self.folder)
@@ -97,10 +107,10 @@ class S3Tests(h.BATestCase):
         want_first = h.snapshot(self.folder)
 
         elsewhere = os.path.join(self.subdir(), "_assets")
-        r = self.restore(URL, elsewhere, connections=4)
+        r = self.restore(self.URL, elsewhere, connections=4)
         self.assertEqual((r.action, r.verified, r.sha256), ("restored", True, first.sha256))
         self.assertEqual(h.snapshot(elsewhere), want_first)
-        self.assertEqual(self.restore(URL, elsewhere).action, "unchanged")
+        self.assertEqual(self.restore(self.URL, elsewhere).action, "unchanged")
 
         h.write_bytes(os.path.join(elsewhere, "a.txt"), b"changed\n")
         h.write_bytes(os.path.join(elsewhere, "new.txt"), b"new\n")
@@ -115,11 +125,11 @@ class S3Tests(h.BATestCase):
         self.assertIn("%s  assets.tar.gz.1\n" % first.sha256, sidecar)
 
         again = os.path.join(self.subdir(), "_assets")
-        r = self.restore(URL, again)
+        r = self.restore(self.URL, again)
         self.assertEqual((r.verified, r.sha256), (True, second.sha256))
         self.assertEqual(h.snapshot(again), want_second)
         older = os.path.join(self.subdir(), "_assets")
-        rc, out, err = self.run_main(["restore", "--archive", URL, "--dest", older,
+        rc, out, err = self.run_main(["restore", "--archive", self.URL, "--dest", older,
                                       "--previous", "1", "--quiet"])
         self.assertEqual(rc, 0, err)
         self.assertEqual(h.snapshot(older), want_first)
@@ -134,11 +144,11 @@ class S3Tests(h.BATestCase):
     def test_missing_key_and_bucket(self):
         self.save(self.folder)
         dest = os.path.join(self.subdir(), "_assets")
-        rc, out, err = self.run_main(["--archive", URL[:-3], "--dest", dest, "--quiet"])
+        rc, out, err = self.run_main(["--archive", self.URL[:-3], "--dest", dest, "--quiet"])
         self.assertEqual(rc, 3, err)
         self.assertIn("assets.tar.gz", err)
-        self.assertIn("Did you mean %s" % URL, err)
-        rc, out, err = self.run_main(["--archive", "s3://no-such-bucket/a.tar", "--dest",
+        self.assertIn("Did you mean %s" % self.URL, err)
+        rc, out, err = self.run_main(["--archive", self.URL[:5] + "no-such-bucket/a.tar", "--dest",
                                       dest, "--quiet"])
         self.assertEqual(rc, 3, err)
         self.assertIn("no bucket no-such-bucket", err)
@@ -148,38 +158,67 @@ class S3Tests(h.BATestCase):
         first = self.save(self.folder)
         want_first = h.snapshot(self.folder)
         big = os.path.join(self.subdir(), "_assets")
-        self.restore(URL, big)
+        self.restore(self.URL, big)
         for n in range(6):  # about 120 MB more: many upload parts
             h.write_bytes(os.path.join(big, "more%d.bin" % n), os.urandom(20_000_000))
         env = dict(h.clean_env(), **{k: os.environ[k] for k in os.environ
                                      if k.startswith("AWS_")})
         env["HOME"] = self.tmp
-        p, out, err = h.start_cli(["save", "--archive", URL, "--dest", big, "--quiet",
+        p, out, err = h.start_cli(["save", "--archive", self.URL, "--dest", big, "--quiet",
                                    "--format", "tar"], self.tmp, env=env)
         self.addCleanup(h.kill_group, p)
 
-        def uploading():
-            _, _, data = self.store.call("GET", "", "uploads=&prefix=project%2F")
-            return b"<UploadId>" in data and b"<PartNumber>" in self.parts(data) or \
-                p.poll() is not None
+        def uploading():  # 60 of 140 MB packed: the upload is under way, far from its end
+            return read_bytes(p.pid) > 60_000_000 or p.poll() is not None
 
         self.assertTrue(h.wait_for(uploading, timeout=60), "no upload started")
         self.assertIsNone(p.poll(), "the save ended before it could be killed: %s" % h.read(err))
         h.kill_group(p)
+        self.assertUploadUnderway()
 
         self.assertEqual(self.store.read("project/assets.tar.gz.sha256").decode(),
                          "%s  assets.tar.gz\n" % first.sha256)
         fresh = os.path.join(self.subdir(), "_assets")
-        r = self.restore(URL, fresh)
+        r = self.restore(self.URL, fresh)
         self.assertEqual((r.verified, r.sha256), (True, first.sha256))
         self.assertEqual(h.snapshot(fresh), want_first)
 
         # the next save finishes the job and leaves no temporary object or upload behind
         self.assertEqual(self.save(big, format="tar").action, "saved")
-        _, _, data = self.store.call("GET", "", "uploads=&prefix=project%2F")
-        self.assertNotIn(b"<UploadId>", data)
+        self.assertNoUploads()
         self.assertEqual(self.keys(), ["assets.tar.gz", "assets.tar.gz.1",
                                        "assets.tar.gz.sha256"])
+
+    def assertNoUploads(self):
+        """No unfinished upload is left (where the store can list them)."""
+
+    def assertUploadUnderway(self):
+        """An unfinished upload is there (where the store can list them)."""
+
+
+class S3Tests(BucketTests, h.BATestCase):
+    PROGRAM = "moto_server"
+    URL = "s3://%s/project/assets.tar.gz" % BUCKET
+
+    def start_store(self, program):
+        moto = Emulator([program, "-H", "127.0.0.1", "-p", "PORT"],
+                        os.path.join(self.tmp, "moto.log"))
+        self.addCleanup(moto.close)
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                          AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=moto.endpoint)
+        self.store = ba._S3(self.URL, 5)
+        self.store.call("PUT", "", doing="creating the bucket")
+
+    def assertNoUploads(self):
+        _, _, data = self.store.call("GET", "", "uploads=&prefix=project%2F")
+        self.assertNotIn(b"<UploadId>", data)
+
+    def assertUploadUnderway(self):
+        _, _, data = self.store.call("GET", "", "uploads=&prefix=project%2F")
+        self.assertIn(b"<UploadId>", data, "the save was killed before its upload began")
+        key = ba._xml_values(data, "Key")[0].decode()
+        upload = ba._xml_values(data, "UploadId")[0].decode()
+        self.assertIn(b"<PartNumber>", self.store.call("GET", key, "uploadId=" + upload)[2])
 
     def test_signature_matches_botocore(self):
         """Our AWS Signature V4 against botocore's (the AWS SDK's, in the test venv), for
@@ -223,11 +262,18 @@ class S3Tests(h.BATestCase):
                                 check=True)
         self.assertEqual(ours, json.loads(result.stdout))
 
-    def parts(self, uploads):
-        """The parts uploaded so far to the first unfinished upload."""
-        key = ba._xml_values(uploads, "Key")[0].decode()
-        upload = ba._xml_values(uploads, "UploadId")[0].decode()
-        return self.store.call("GET", key, "uploadId=" + upload)[2]
+
+class GCSTests(BucketTests, h.BATestCase):
+    PROGRAM = "gcp-storage-emulator"
+    URL = "gs://%s/project/assets.tar.gz" % BUCKET
+
+    def start_store(self, program):
+        emulator = Emulator([program, "start", "-H", "127.0.0.1", "--port", "PORT", "-q",
+                             "--in-memory", "--default-bucket", BUCKET],
+                            os.path.join(self.tmp, "gcs.log"))
+        self.addCleanup(emulator.close)
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.endpoint
+        self.store = ba._GCS(self.URL, 5)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""s3:// without an emulator: where credentials come from, and the errors for none, for
-a refusal (AccessDenied, exit 12) and for a missing key, against a tiny server on
-127.0.0.1 that answers as S3 does."""
+"""s3:// and gs:// without an emulator: where credentials come from, and the errors for
+none, for a refusal (AccessDenied, exit 12) and for a missing key, against a tiny server on
+127.0.0.1 that answers as the store does."""
 import os
 import sys
 import threading
@@ -54,7 +54,7 @@ class S3SettingsTests(h.BATestCase):
         self.addCleanup(self.server.server_close)
         self.addCleanup(self.server.shutdown)
         for name in list(os.environ):
-            if name.startswith("AWS_"):
+            if name.startswith(("AWS_", "GOOGLE_", "STORAGE_EMULATOR")):
                 del os.environ[name]
         os.environ["HOME"] = self.tmp  # no ~/.aws of the machine's
         os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:%d" % self.server.server_address[1]
@@ -114,3 +114,21 @@ class S3SettingsTests(h.BATestCase):
                 rc, out, err = self.run_restore(url)
                 self.assertEqual(rc, 2, err)
                 self.assertIn("s3://BUCKET/KEY", err)
+
+    def test_gcs_no_credentials(self):
+        os.environ["PATH"] = self.tmp  # no gcloud
+        rc, out, err = self.run_restore("gs://bkt/p/assets.tar")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("auth.authenticate_user()", err)
+        self.assertIn("GOOGLE_OAUTH_ACCESS_TOKEN", err)
+        self.assertUntouched(self.dest, None)
+
+    def test_gcs_access_denied(self):
+        os.environ["STORAGE_EMULATOR_HOST"] = os.environ.pop("AWS_ENDPOINT_URL")
+        os.environ["GOOGLE_OAUTH_ACCESS_TOKEN"] = "ya29.token"
+        self.server.deny = True
+        rc, out, err = self.run_restore("gs://bkt/p/assets.tar")
+        self.assertEqual(rc, 12, err)
+        self.assertIn("refused access to gs://bkt/p/assets.tar", err)
+        self.assertEqual(self.server.seen[0][1], "Bearer ya29.token")
+        self.assertUntouched(self.dest, None)
