@@ -5147,8 +5147,9 @@ def _size(text):
 def _parser():
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
-    common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
-                                          f"default {ARCHIVE})")
+    common.add_argument("--archive", help=f"archive path, http(s) URL, s3://BUCKET/KEY or "
+                                          f"gs://BUCKET/PATH (env {ENV_ARCHIVE}; default "
+                                          f"{ARCHIVE})")
     common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST})")
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
                                               f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
