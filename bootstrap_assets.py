@@ -81,7 +81,7 @@ READ_AHEAD_DEPTH = 32
 # and CDNs cap each stream well below the link. The pieces that arrived ahead of the
 # pipeline stay within HTTP_WINDOW bytes, whatever the count and the archive's size.
 DEFAULT_CONNECTIONS = 8
-HTTP_WINDOW = 64 << 20
+HTTP_WINDOW = 48 << 20
 HTTP_MIN_PIECE = 1 << 20
 HTTP_MAX_PIECE = 16 << 20
 HTTP_TIMEOUT = 30.0
@@ -229,16 +229,19 @@ class _Backoff:
     5 s. wait() returns False, without waiting, once `limit` seconds have passed since the
     Backoff was made (by the caller, when its first try began or failed)."""
 
-    def __init__(self, limit, first=0.2):
+    def __init__(self, limit, first=0.2, stop=None):
         self.limit, self.delay = limit, first
         self.started = time.monotonic()
+        self.stop = stop  # an Event that ends the waiting early (and wait() returns False)
 
     def wait(self, at_least=0.0):
         """at_least: what the other side asked for (an HTTP Retry-After)."""
         if time.monotonic() - self.started >= self.limit:
             return False
-        time.sleep(max(self.delay, at_least))
-        self.delay = min(self.delay * 2, 5.0)
+        pause, self.delay = max(self.delay, at_least), min(self.delay * 2, 5.0)
+        if self.stop is not None:
+            return not self.stop.wait(pause)
+        time.sleep(pause)
         return True
 
 
@@ -1063,9 +1066,9 @@ class _HttpSource:
             f"{self.validator}, it is now {now}): the pieces read would mix two versions, so "
             f"none were used. Nothing was changed. Run this again to restore the new version.")
 
-    def _retrying(self, action, doing, offset=None):
+    def _retrying(self, action, doing, offset=None, stop=None):
         import http.client
-        backoff = _Backoff(self.retry_for)
+        backoff = _Backoff(self.retry_for, stop=stop)
         while True:
             wait = 0.0
             try:
@@ -1197,18 +1200,20 @@ class _RangedDownload:
     """A file read by several connections at once, each fetching the next piece not yet
     taken, handed on in order. Memory is bounded: a piece is taken only when it ends within
     HTTP_WINDOW bytes of what the consumer has had, so pieces are sized for the window to
-    hold about two per connection."""
+    hold one and a half per connection: room for the pieces that finish before the one the
+    consumer waits for."""
 
     def __init__(self, source, offset):
         self.source = source
         self.piece = max(HTTP_MIN_PIECE, min(HTTP_MAX_PIECE,
-                                             HTTP_WINDOW // (2 * source.connections)
+                                             HTTP_WINDOW * 2 // (3 * source.connections)
                                              // HTTP_MIN_PIECE * HTTP_MIN_PIECE))
         self.taken = self.consumed = offset
         self.pieces = {}
         self.condition = threading.Condition()
         self.failure = None
         self.stopped = False
+        self.stopping = threading.Event()  # ends a worker's wait between retries
         self.clients = []
         workers = min(source.connections, -(-(source.size - offset) // self.piece))
         self.threads = [threading.Thread(target=self._work, name=f"range-{n}", daemon=True)
@@ -1237,6 +1242,7 @@ class _RangedDownload:
                     self.condition.notify_all()
                 yield data
         finally:
+            self.stopping.set()
             with self.condition:
                 self.stopped = True
                 for client in self.clients:
@@ -1278,10 +1284,10 @@ class _RangedDownload:
     def _fetch(self, client, piece):
         import http.client
         source, position = self.source, piece.start
-        backoff = _Backoff(source.retry_for)
+        backoff = _Backoff(source.retry_for, stop=self.stopping)
         while position < piece.end:
             response = source._retrying(lambda: source._open(client, position, piece.end),
-                                        "downloading", position)
+                                        "downloading", position, self.stopping)
             try:
                 while position < piece.end:
                     data = response.read(min(CHUNK, piece.end - position))
@@ -1294,7 +1300,7 @@ class _RangedDownload:
                         piece.chunks.append(data)
                         self.condition.notify_all()
                     position += len(data)
-                    backoff = _Backoff(source.retry_for)
+                    backoff = _Backoff(source.retry_for, stop=self.stopping)
                 if not response.isclosed():  # a server that ignored Range sends on
                     client.close()
             except (OSError, http.client.HTTPException) as exc:
