@@ -1329,6 +1329,7 @@ def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None
 # KEY.1, KEY.2 beside it, as on Drive. A store has no rename: a save uploads to a temporary
 # key, verifies it, then copies it into place (see _publish_in_bucket).
 UPLOAD_PART = 16 << 20  # upload pieces: S3 wants 5 MiB or more, GCS multiples of 256 KiB
+UPLOAD_CONNECTIONS = 4  # S3 parts sent at once (GCS takes a resumable upload's in order)
 S3_COPY_LIMIT = 5 << 30  # the largest object one CopyObject request can copy
 S3_COPY_PART = 1 << 30
 S3_DENIED = frozenset(("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -1608,18 +1609,35 @@ class _S3:
 
     def upload(self, key, pieces, progress, share):
         """Upload the stream to key (one PUT when small, else a multipart upload, which the
-        store shows under key only once complete) -> (sha256, size)."""
+        store shows under key only once complete) -> (sha256, size). Up to
+        UPLOAD_CONNECTIONS parts are sent at once, each over its own connection."""
         hasher, size, buffer = hashlib.sha256(), 0, bytearray()
-        upload, etags, client = None, [], _HttpClient()
+        upload, etags, senders, failures = None, [], [], []
+        slots = threading.BoundedSemaphore(UPLOAD_CONNECTIONS)
+
+        def put_part(number, data):
+            try:
+                _, headers, _ = self.call("PUT", key, f"partNumber={number}&uploadId={upload}",
+                                          body=data, doing="uploading")
+                etags[number - 1] = headers.get("ETag")
+            except BaseException as exc:  # raised by the uploading thread below
+                failures.append(exc)
+            finally:
+                slots.release()
 
         def send_part():
             nonlocal upload
             upload = upload or self._start(key)
-            _, headers, _ = self.call("PUT", key, f"partNumber={len(etags) + 1}&uploadId="
-                                      f"{upload}", body=bytes(buffer[:UPLOAD_PART]),
-                                      client=client, doing="uploading")
-            etags.append(headers.get("ETag"))
+            slots.acquire()
+            if failures:
+                slots.release()
+                raise failures[0]
+            etags.append(None)
+            sender = threading.Thread(target=put_part, name="upload-part", daemon=True,
+                                      args=(len(etags), bytes(buffer[:UPLOAD_PART])))
             del buffer[:UPLOAD_PART]
+            senders.append(sender)
+            sender.start()
         try:
             for piece in pieces:
                 hasher.update(piece)
@@ -1629,18 +1647,22 @@ class _S3:
                     send_part()
                 progress.update(size, None, share=min(share(), 0.99))
             if upload is None:
-                self.call("PUT", key, body=bytes(buffer), client=client, doing="uploading")
+                self.call("PUT", key, body=bytes(buffer), doing="uploading")
             else:
                 if buffer:
                     send_part()
+                for sender in senders:
+                    sender.join()
+                if failures:
+                    raise failures[0]
                 self._complete(key, upload, etags)
             progress.update(size, None, force=True, share=1.0)
         except BaseException:
+            for sender in senders:
+                sender.join()
             if upload is not None:
                 self._abort(key, upload)
             raise
-        finally:
-            client.close()
         return hasher.hexdigest(), size
 
     def clean_stale(self, name):
@@ -1730,7 +1752,10 @@ class _GCS:
         return self._object(key, "alt=media")
 
     def sign(self, method, url, headers):
-        return dict(headers, Authorization=f"Bearer {self.token}") if self.token else headers
+        """The token goes to the store only, never to where a redirect might lead."""
+        if self.token and url.startswith(self.base + "/"):
+            return dict(headers, Authorization=f"Bearer {self.token}")
+        return headers
 
     def refusal(self, failure, key):
         try:
