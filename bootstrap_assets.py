@@ -1961,6 +1961,9 @@ def _save_to_bucket(job, entries, incremental):
             marker["manifest"] == manifest and incremental != "never":
         return SaveResult(action="unchanged", archive=job.archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
+    if incremental == "always":
+        job.warnings.append("a bucket holds full archives only: saved a full one, not a "
+                            "layer")
     content = store.read(name + ".sha256")
     store.clean_stale(name)
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
