@@ -1948,6 +1948,26 @@ class _GCSSource(_HttpSource):
         return self.store.media_url(self.store.key + ".sha256")
 
 
+def _bucket_status(archive, retry_for):
+    """status's lines for an archive in a bucket: it and its kept versions."""
+    store = _bucket(archive, retry_for)
+    content = store.read(store.key + ".sha256")
+    sidecar = _sidecar_entries(content, store.address(store.key + ".sha256")) \
+        if content is not None else {}
+    lines, version = [f"archive {archive}"], 0
+    while True:
+        key = _version_path(store.key, version)
+        held = store.head(key)
+        if held is None:
+            return lines + ([] if version else ["  current: missing"])
+        name = key.rpartition("/")[2]
+        hashes = sorted(_expected_hashes(sidecar, name, fallback=False) or [])
+        lines.append(f"  {'current' if not version else f'--previous {version}'}: {name}  "
+                     f"{_human(held['size'])}  sha256 "
+                     f"{' or '.join(h[:16] for h in hashes) or 'no checksum'}")
+        version += 1
+
+
 def _save_to_bucket(job, entries, incremental):
     """A full save to a bucket: upload to a temporary key, verify, publish by copies."""
     store = _bucket(job.archive, job.retry_for)
@@ -4897,7 +4917,9 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     lines = []
-    if _is_url(archive):
+    if _is_bucket(archive):
+        lines += _bucket_status(archive, retry_for)
+    elif _is_url(archive):
         lines.append(f"archive {archive} (a URL: versions and layers live on mounts only)")
     else:
         _check_drive_mounted(archive, drive_mount)

@@ -133,6 +133,13 @@ class BucketTests:
                                       "--previous", "1", "--quiet"])
         self.assertEqual(rc, 0, err)
         self.assertEqual(h.snapshot(older), want_first)
+        rc, out, err = self.run_main(["status", "--archive", self.URL, "--dest", again])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("current: assets.tar.gz  ", out)
+        self.assertIn("sha256 %s" % second.sha256[:16], out)
+        self.assertIn("--previous 1: assets.tar.gz.1  ", out)
+        self.assertIn("sha256 %s" % first.sha256[:16], out)
+        self.assertNotIn("--previous 2", out)
 
         # --keep 1: a third save keeps one previous version
         h.write_bytes(os.path.join(again, "third.txt"), b"3\n")
