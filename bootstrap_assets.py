@@ -39,6 +39,7 @@ DRIVE_CACHE = "/root/.config/Google/DriveFS"  # where Colab's Drive mount keeps 
 # ------------------------------------------------------------------------------------------
 
 import argparse
+import collections
 import errno
 import fcntl
 import hashlib
@@ -76,6 +77,16 @@ QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (8 MiB each)
 # The reader may run further ahead (32 MiB), so the link never waits for a core that is
 # busy for a moment (on a 2-core VM the cores also serve the mount's own daemon).
 READ_AHEAD_DEPTH = 32
+# An http(s) archive is read by DEFAULT_CONNECTIONS Range requests at once: object stores
+# and CDNs cap each stream well below the link. The pieces that arrived ahead of the
+# pipeline stay within HTTP_WINDOW bytes, whatever the count and the archive's size.
+DEFAULT_CONNECTIONS = 8
+HTTP_WINDOW = 48 << 20
+HTTP_MIN_PIECE = 1 << 20
+HTTP_MAX_PIECE = 16 << 20
+HTTP_TIMEOUT = 30.0
+MAX_REDIRECTS = 10
+MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After waited for; the backoff's limit still holds
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
 MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp")  # ours, never part of the user's tree
@@ -184,6 +195,12 @@ class Unsupported(BootstrapError):
     exit_code = 11
 
 
+class AccessDenied(BootstrapError):
+    """A bucket refused the credentials: not allowed, expired, or wrong (exit 12)."""
+
+    exit_code = 12
+
+
 # ------------------------------------------------------------------------ small helpers --
 class _Record(types.SimpleNamespace):
     """Fields given by keyword over the defaults the class annotates (each list default
@@ -212,15 +229,19 @@ class _Backoff:
     5 s. wait() returns False, without waiting, once `limit` seconds have passed since the
     Backoff was made (by the caller, when its first try began or failed)."""
 
-    def __init__(self, limit, first=0.2):
+    def __init__(self, limit, first=0.2, stop=None):
         self.limit, self.delay = limit, first
         self.started = time.monotonic()
+        self.stop = stop  # an Event that ends the waiting early (and wait() returns False)
 
-    def wait(self):
+    def wait(self, at_least=0.0):
+        """at_least: what the other side asked for (an HTTP Retry-After)."""
         if time.monotonic() - self.started >= self.limit:
             return False
-        time.sleep(self.delay)
-        self.delay = min(self.delay * 2, 5.0)
+        pause, self.delay = max(self.delay, at_least), min(self.delay * 2, 5.0)
+        if self.stop is not None:
+            return not self.stop.wait(pause)
+        time.sleep(pause)
         return True
 
 
@@ -285,7 +306,7 @@ def _in_notebook_output():
 
 
 def _is_url(text):
-    return text.startswith(("http://", "https://"))
+    return text.startswith(("http://", "https://", "s3://", "gs://"))
 
 
 def _is_within(path, root):
@@ -886,117 +907,1180 @@ class _PathSource:
                 f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
 
 
-class _HttpSource:
-    """An archive at an http(s) URL, resumed with Range requests after a broken connection."""
+class _HttpStatus(Exception):
+    """An HTTP answer that is not the data asked for; _HttpSource decides what it means."""
 
-    def __init__(self, url, retry_for):
-        import urllib.parse
-        self.path = url
-        self.name = os.path.basename(urllib.parse.urlsplit(url).path) or url
-        self.retry_for = retry_for
-        headers = self._retrying(lambda: self._head(url), "checking")
-        self.size = int(headers.get("Content-Length") or -1)
-        self.validator = headers.get("ETag") or headers.get("Last-Modified") or ""
-        self.identity = {"path": url, "size": self.size, "validator": self.validator}
+    def __init__(self, code, reason, retry_after=None, body=b""):
+        super().__init__(f"HTTP {code} {reason}")
+        self.code, self.reason, self.retry_after, self.body = code, reason, retry_after, body
 
-    def _head(self, url):
-        import urllib.request
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.headers
 
-    def _retrying(self, action, doing, offset=None):
+def _retry_after(value):
+    """Seconds a 503/429 answer's Retry-After asks for (a number or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        import email.utils
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _status_error(response):
+    retry_after = _retry_after(response.getheader("Retry-After"))
+    return _HttpStatus(response.status, response.reason, retry_after,
+                       response.read(MAX_SIDECAR))
+
+
+def _content_range(response):
+    """(first, total) from `Content-Range: bytes FIRST-LAST/TOTAL`; None when absent or odd."""
+    value = response.getheader("Content-Range") or ""
+    try:
+        span, total = value.split(" ", 1)[1].split("/")
+        return int(span.split("-")[0]), int(total)
+    except (IndexError, ValueError):
+        return None
+
+
+class _HttpClient:
+    """One keep-alive connection, opened again for another host or after a failure.
+    abort() may be called from another thread: it ends a read that is blocked."""
+
+    def __init__(self):
+        self.key = self.connection = None
+
+    def request(self, method, url, headers, body=None):
         import http.client
-        import urllib.error
-        backoff = _Backoff(self.retry_for)
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if self.connection is None or key != self.key:
+            self.close()
+            kind = (http.client.HTTPSConnection if parts.scheme == "https" else
+                    http.client.HTTPConnection)
+            self.key, self.connection = key, kind(parts.netloc, timeout=HTTP_TIMEOUT)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = dict(headers, **{"User-Agent": f"bootstrap_assets/{VERSION}"})
+        try:
+            self.connection.request(method, target, body=body, headers=headers)
+            return self.connection.getresponse()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    def abort(self):
+        import socket
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _HttpSource:
+    """An archive at an http(s) URL, read with up to `connections` concurrent Range requests
+    whose pieces are handed on in order, or as one stream when the server offers no ranges
+    (or connections is 1). A broken connection is resumed from the byte it reached.
+
+    The URL is followed through its redirects once (a Hugging Face file URL to its CDN, a
+    short link to a presigned URL) and every request then goes where it led. Each answer must
+    carry the validator (ETag, else Last-Modified) the first one had, so pieces of two
+    versions of the file are never joined.
+    """
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, shown=None):
+        import urllib.parse
+        self.path = shown or url
+        self.name = os.path.basename(urllib.parse.urlsplit(self.path).path) or url
+        self.retry_for = retry_for
+        self.connections = connections
+        self.location, self.size, self.ranged = url, -1, False
+        self.etag = self.modified = None
+        self._retrying(self._probe, "checking")
+        self.validator = self.etag or self.modified or ""
+        self.identity = {"path": self.path, "size": self.size, "validator": self.validator}
+
+    def _headers(self, method, url, headers):
+        """The headers a request to url carries: a store's source adds its signature."""
+        return headers
+
+    def _probe(self):
+        """Follow the redirects with a one-byte GET (a presigned URL is signed for GET, not
+        HEAD): where the file is, its size, its validators, and whether ranges work."""
+        import urllib.parse
+        client = _HttpClient()
+        url = self.location
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                response = client.request("GET", url,
+                                          self._headers("GET", url, {"Range": "bytes=0-0"}))
+                location = response.getheader("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    url = urllib.parse.urljoin(url, location)
+                    client.close()
+                    continue
+                self.location = url
+                if response.status == 416:  # no byte 0: an empty file
+                    self.size = 0
+                    return
+                if response.status not in (200, 206):
+                    raise _status_error(response)
+                self.etag = response.getheader("ETag")
+                self.modified = response.getheader("Last-Modified")
+                span = _content_range(response) if response.status == 206 else None
+                if span is not None:
+                    response.read()  # the one byte: the connection closes cleanly
+                self.ranged = span is not None
+                self.size = span[1] if span else int(response.getheader("Content-Length") or -1)
+                return
+            raise BootstrapError(f"{self.path} redirects more than {MAX_REDIRECTS} times. "
+                                 f"Check the URL in a browser.")
+        finally:
+            client.close()
+
+    def _refusal(self, failure):
+        """The error to raise for an HTTP answer, or None when asking again may help."""
+        if failure.code in (404, 410):
+            return SourceMissing(f"The archive {self.path} does not exist (HTTP "
+                                 f"{failure.code}). Check the URL.")
+        if failure.code == 412:
+            return self._changed("a newer one")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{self.path} answered HTTP {failure.code} "
+                                  f"{failure.reason}. Check the URL and its sharing settings.")
+        return None
+
+    def _changed(self, now):
+        return CorruptArchive(
+            f"the file changed on the server while it was being downloaded (its version was "
+            f"{self.validator}, it is now {now}): the pieces read would mix two versions, so "
+            f"none were used. Nothing was changed. Run this again to restore the new version.")
+
+    def _retrying(self, action, doing, offset=None, stop=None):
+        import http.client
+        backoff = _Backoff(self.retry_for, stop=stop)
         while True:
+            wait = 0.0
             try:
                 return action()
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code in (404, 410):
-                    raise SourceMissing(f"The archive {self.path} does not exist (HTTP "
-                                        f"{exc.code}). Check the URL.") from None
-                if exc.code < 500 and exc.code != 429:
-                    raise BootstrapError(f"{self.path} answered HTTP {exc.code} {exc.reason}. "
-                                         f"Check the URL and its sharing settings.") from None
-                failure = exc
+            except _HttpStatus as exc:
+                refusal = self._refusal(exc)
+                if refusal is not None:
+                    raise refusal from None
+                failure, wait = exc, exc.retry_after or 0.0
             except (OSError, http.client.HTTPException) as exc:
                 failure = exc
-            if not backoff.wait():
+            if not backoff.wait(wait):
                 where = f" at byte {offset:,}" if offset is not None else ""
                 raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
                                      f"{self.retry_for:g} s{where}: {failure}. Check the "
                                      f"network and run this again.")
 
+    def _sidecar_url(self):
+        import urllib.parse
+        parts = urllib.parse.urlsplit(self.path)
+        return urllib.parse.urlunsplit(parts._replace(path=parts.path + ".sha256"))
+
     def read_sidecar(self):
-        import urllib.error
-        import urllib.request
+        """The entries of the file's .sha256 beside it (the query, if any, kept), or {}."""
+        import urllib.parse
+        url = self._sidecar_url()
+        client = _HttpClient()
 
         def fetch():
+            nonlocal url
             try:
-                with urllib.request.urlopen(self.path + ".sha256", timeout=30) as response:
+                for _ in range(MAX_REDIRECTS + 1):
+                    response = client.request("GET", url, self._headers("GET", url, {}))
+                    location = response.getheader("Location")
+                    if response.status in (301, 302, 303, 307, 308) and location:
+                        url = urllib.parse.urljoin(url, location)
+                        client.close()
+                        continue
+                    if response.status in (401, 403, 404, 410):
+                        return None
+                    if response.status != 200:
+                        raise _status_error(response)
                     return response.read(MAX_SIDECAR)
-            except urllib.error.HTTPError as exc:
-                if exc.code in (403, 404, 410):
-                    exc.close()
-                    return None
-                raise
+                return None
+            finally:
+                client.close()
         content = self._retrying(fetch, "fetching the checksum of")
-        return {} if content is None else _sidecar_entries(content, self.path + ".sha256")
+        return {} if content is None else _sidecar_entries(content, self._sidecar_url())
+
+    def _open(self, client, start, end=None):
+        """A response whose body goes on from byte start (to end, when given) of this same
+        version of the file; what a server that ignores Range sends before start is skipped."""
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+            if self.validator and not self.validator.startswith("W/"):
+                headers["If-Range"] = self.validator
+        response = client.request("GET", self.location,
+                                  self._headers("GET", self.location, headers))
+        if response.status not in (200, 206):
+            raise _status_error(response)
+        etag, modified = response.getheader("ETag"), response.getheader("Last-Modified")
+        if (self.etag and etag and etag != self.etag) or \
+                (not self.etag and self.modified and modified and modified != self.modified):
+            client.close()
+            raise self._changed(etag or modified)
+        if response.status == 206:
+            span = _content_range(response)
+            if span is None or span[0] != start or span[1] != self.size:
+                client.close()
+                raise self._changed(f"{span[1]:,} bytes long" if span else
+                                    f"{response.getheader('Content-Range')!r}")
+        else:
+            skip = start
+            while skip:
+                piece = response.read(min(skip, CHUNK))
+                if not piece:
+                    raise ConnectionResetError("the connection closed before byte "
+                                               f"{start:,}")
+                skip -= len(piece)
+        return response
 
     def chunks(self, offset=0):
+        if self.ranged and self.connections > 1 and self.size - offset > HTTP_MIN_PIECE:
+            return _RangedDownload(self, offset).chunks()
+        return self._stream(offset)
+
+    def _stream(self, offset):
+        """The file from offset on, over one connection, resumed where a drop left it."""
         import http.client
-        import urllib.request
-        while True:
-            received = []
-
-            def open_at():
-                request = urllib.request.Request(self.path)
-                if offset:
-                    request.add_header("Range", f"bytes={offset}-")
-                    if self.validator:
-                        request.add_header("If-Range", self.validator)
-                response = urllib.request.urlopen(request, timeout=30)
-                if offset and response.status != 206:
-                    # The server ignored the Range header: skip what we already have.
-                    skip = offset
-                    while skip:
-                        piece = response.read(min(skip, CHUNK))
-                        if not piece:
-                            response.close()
-                            raise ConnectionResetError("connection closed while skipping")
-                        skip -= len(piece)
-                return response
-
-            response = self._retrying(open_at, "downloading", offset)
-            try:
-                while True:
-                    try:
+        client = _HttpClient()
+        try:
+            backoff = _Backoff(self.retry_for)
+            while self.size < 0 or offset < self.size:
+                response = self._retrying(lambda: self._open(client, offset), "downloading",
+                                          offset)
+                try:
+                    while True:
                         data = response.read(CHUNK)
-                    except (OSError, http.client.HTTPException):
-                        break  # reconnect below and resume from offset
-                    if not data:
-                        break
-                    offset += len(data)
-                    received.append(len(data))
-                    yield data
-            finally:
-                response.close()
-            if self.size < 0 or offset >= self.size:
-                break
-            if not received:
-                self._retrying(lambda: (_ for _ in ()).throw(ConnectionResetError(
-                    "no data")), "downloading", offset)
-        if self.size >= 0 and offset != self.size:
+                        if not data:
+                            break
+                        offset += len(data)
+                        backoff = _Backoff(self.retry_for)
+                        yield data
+                    if self.size < 0:
+                        return
+                    failure = f"the connection closed at byte {offset:,}"
+                except (OSError, http.client.HTTPException) as exc:
+                    failure = exc
+                client.close()
+                if offset < self.size and not backoff.wait():
+                    raise BootstrapError(f"Downloading {self.path} kept failing for "
+                                         f"{self.retry_for:g} s at byte {offset:,}: {failure}. "
+                                         f"Check the network and run this again.")
+        finally:
+            client.close()
+        if offset != self.size:
             raise CorruptArchive(f"{self.path} sent {offset:,} bytes, but announced "
                                  f"{self.size:,}. Run this again.")
 
 
-def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
+class _Piece:
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+        self.chunks = collections.deque()
+
+
+class _RangedDownload:
+    """A file read by several connections at once, each fetching the next piece not yet
+    taken, handed on in order. Memory is bounded: a piece is taken only when it ends within
+    HTTP_WINDOW bytes of what the consumer has had, so pieces are sized for the window to
+    hold one and a half per connection: room for the pieces that finish before the one the
+    consumer waits for."""
+
+    def __init__(self, source, offset):
+        self.source = source
+        self.piece = max(HTTP_MIN_PIECE, min(HTTP_MAX_PIECE,
+                                             HTTP_WINDOW * 2 // (3 * source.connections)
+                                             // HTTP_MIN_PIECE * HTTP_MIN_PIECE))
+        self.taken = self.consumed = offset
+        self.pieces = {}
+        self.condition = threading.Condition()
+        self.failure = None
+        self.stopped = False
+        self.stopping = threading.Event()  # ends a worker's wait between retries
+        self.clients = []
+        workers = min(source.connections, -(-(source.size - offset) // self.piece))
+        self.threads = [threading.Thread(target=self._work, name=f"range-{n}", daemon=True)
+                        for n in range(workers)]
+
+    def chunks(self):
+        for thread in self.threads:
+            thread.start()
+        position = piece_start = self.consumed
+        try:
+            while position < self.source.size:
+                with self.condition:
+                    while True:
+                        if self.failure is not None:
+                            raise self.failure
+                        piece = self.pieces.get(piece_start)
+                        if piece is not None and piece.chunks:
+                            data = piece.chunks.popleft()
+                            break
+                        self.condition.wait()
+                    position += len(data)
+                    self.consumed = position
+                    if position == piece.end:
+                        del self.pieces[piece_start]
+                        piece_start = position
+                    self.condition.notify_all()
+                yield data
+        finally:
+            self.stopping.set()
+            with self.condition:
+                self.stopped = True
+                for client in self.clients:
+                    client.abort()
+                self.condition.notify_all()
+            for thread in self.threads:
+                thread.join()
+
+    def _take(self):
+        with self.condition:
+            while not self.stopped and self.taken < self.source.size and \
+                    min(self.taken + self.piece, self.source.size) - self.consumed > HTTP_WINDOW:
+                self.condition.wait()
+            if self.stopped or self.taken >= self.source.size:
+                return None
+            piece = _Piece(self.taken, min(self.taken + self.piece, self.source.size))
+            self.pieces[piece.start] = piece
+            self.taken = piece.end
+            return piece
+
+    def _work(self):
+        client = _HttpClient()
+        with self.condition:
+            self.clients.append(client)
+        try:
+            while True:
+                piece = self._take()
+                if piece is None:
+                    return
+                self._fetch(client, piece)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            with self.condition:
+                if self.failure is None and not self.stopped:
+                    self.failure = exc
+                self.condition.notify_all()
+        finally:
+            client.close()
+
+    def _fetch(self, client, piece):
+        import http.client
+        source, position = self.source, piece.start
+        backoff = _Backoff(source.retry_for, stop=self.stopping)
+        while position < piece.end:
+            response = source._retrying(lambda: source._open(client, position, piece.end),
+                                        "downloading", position, self.stopping)
+            try:
+                while position < piece.end:
+                    data = response.read(min(CHUNK, piece.end - position))
+                    if not data:
+                        raise ConnectionResetError(f"the connection closed at byte "
+                                                   f"{position:,}")
+                    with self.condition:
+                        if self.stopped:
+                            return
+                        piece.chunks.append(data)
+                        self.condition.notify_all()
+                    position += len(data)
+                    backoff = _Backoff(source.retry_for, stop=self.stopping)
+                if not response.isclosed():  # a server that ignored Range sends on
+                    client.close()
+            except (OSError, http.client.HTTPException) as exc:
+                client.close()
+                with self.condition:
+                    if self.stopped:
+                        return
+                if not backoff.wait():
+                    raise BootstrapError(f"Downloading {source.path} kept failing for "
+                                         f"{source.retry_for:g} s at byte {position:,}: "
+                                         f"{exc}. Check the network and run this again.")
+
+
+def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
+                 connections=DEFAULT_CONNECTIONS):
+    if _is_bucket(archive):
+        kind = _GCSSource if archive.startswith("gs://") else _S3Source
+        return kind(archive, retry_for, connections, version)
     if _is_url(archive):
-        return _HttpSource(archive, retry_for)
+        return _HttpSource(archive, retry_for, connections)
     return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
+
+
+# ------------------------------------------------------------------------ object stores --
+# An s3:// archive is one object, KEY, with its sidecar KEY.sha256 and previous versions
+# KEY.1, KEY.2 beside it, as on Drive. A store has no rename: a save uploads to a temporary
+# key, verifies it, then copies it into place (see _publish_in_bucket).
+UPLOAD_PART = 16 << 20  # upload pieces: S3 wants 5 MiB or more, GCS multiples of 256 KiB
+UPLOAD_CONNECTIONS = 4  # S3 parts sent at once (GCS takes a resumable upload's in order)
+S3_COPY_LIMIT = 5 << 30  # the largest object one CopyObject request can copy
+S3_COPY_PART = 1 << 30
+S3_DENIED = frozenset(("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                       "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+                       "AllAccessDisabled", "AccountProblem"))
+
+
+def _is_bucket(text):
+    return text.startswith(("s3://", "gs://"))
+
+
+def _bucket(url, retry_for):
+    return (_GCS if url.startswith("gs://") else _S3)(url, retry_for)
+
+
+def _xml_values(data, tag):
+    """Every <tag> text of an S3 XML answer, namespace or not."""
+    import re
+    return [value for value in re.findall(
+        rb"<(?:\w+:)?%s>([^<]*)</(?:\w+:)?%s>" % (tag.encode(), tag.encode()), data or b"")]
+
+
+def _aws_settings():
+    """(access key, secret key, session token, region, where they came from), from the
+    standard variables, else ~/.aws/credentials and ~/.aws/config (AWS_PROFILE)."""
+    import configparser
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    profile = os.environ.get("AWS_PROFILE") or "default"
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(os.environ.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config"))
+    section = "default" if profile == "default" else f"profile {profile}"
+    region = region or config.get(section, "region", fallback=None) or "us-east-1"
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
+                os.environ.get("AWS_SESSION_TOKEN"), region,
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser(
+        "~/.aws/credentials")
+    credentials = configparser.ConfigParser(interpolation=None)
+    credentials.read(path)
+    key = credentials.get(profile, "aws_access_key_id", fallback=None)
+    secret = credentials.get(profile, "aws_secret_access_key", fallback=None)
+    if not (key and secret):
+        raise UsageError(
+            f"No AWS credentials for s3://: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            f"(and AWS_SESSION_TOKEN for temporary ones), or put them under [{profile}] in "
+            f"{path} (AWS_PROFILE picks another section). In Colab: keep them in the "
+            f"notebook's secrets and set os.environ from google.colab.userdata.")
+    return (key, secret, credentials.get(profile, "aws_session_token", fallback=None), region,
+            f"{path} [{profile}]")
+
+
+class _S3:
+    """A bucket through the S3 REST API, each request signed with AWS Signature Version 4.
+    AWS_ENDPOINT_URL (an S3-compatible store, a local emulator) is addressed path-style."""
+
+    def __init__(self, url, retry_for):
+        import urllib.parse
+        self.url, self.retry_for = url, retry_for
+        bucket, _, self.key = url[len("s3://"):].partition("/")
+        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
+            raise UsageError(f"{url} is not an object's address: --archive takes "
+                             f"s3://BUCKET/KEY, e.g. s3://my-bucket/assets/assets.tar.gz.")
+        self.bucket = bucket
+        self.access_key, self.secret, self.token, self.region, self.credentials = \
+            _aws_settings()
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            self.base = f"{endpoint.rstrip('/')}/{urllib.parse.quote(bucket)}"
+        elif "." in bucket:  # a dotted name breaks the certificate of bucket.s3...
+            self.base = f"https://s3.{self.region}.amazonaws.com/{bucket}"
+        else:
+            self.base = f"https://{bucket}.s3.{self.region}.amazonaws.com"
+
+    def address(self, key):
+        return f"s3://{self.bucket}/{key}"
+
+    def object_url(self, key, query=""):
+        import urllib.parse
+        return f"{self.base}/{urllib.parse.quote(key, safe='/~')}" + (f"?{query}" if query
+                                                                        else "")
+
+    def sign(self, method, url, headers):
+        import hmac
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = stamp[:8]
+        headers = dict(headers, **{"x-amz-date": stamp,
+                                   "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        if self.token:
+            headers["x-amz-security-token"] = self.token
+        signed = {"host": parts.netloc}
+        signed.update((name.lower(), str(value).strip()) for name, value in headers.items()
+                      if name.lower().startswith("x-amz-"))
+        names = ";".join(sorted(signed))
+
+        def encode(text):
+            return urllib.parse.quote(text, safe="-_.~")
+        query = "&".join(sorted(f"{encode(k)}={encode(v)}" for k, v in
+                                urllib.parse.parse_qsl(parts.query, keep_blank_values=True)))
+        canonical = "\n".join([method, parts.path or "/", query,
+                               "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                               names, "UNSIGNED-PAYLOAD"])
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        text = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                          hashlib.sha256(canonical.encode()).hexdigest()])
+        key = f"AWS4{self.secret}".encode()
+        for part in (day, self.region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+                                    f"SignedHeaders={names}, Signature={signature}")
+        return headers
+
+    def refusal(self, failure, key):
+        """The error for an S3 error answer about key, or None when asking again may help."""
+        code = b"".join(_xml_values(failure.body, "Code")[:1]).decode(errors="replace")
+        detail = b"".join(_xml_values(failure.body, "Message")[:1]).decode(errors="replace")
+        what = self.address(key)
+        if code == "NoSuchBucket" or (failure.code == 404 and not key):
+            return SourceMissing(f"There is no bucket {self.bucket} (at {self.base}). Check "
+                                 f"the name in --archive, or create it: aws s3 mb "
+                                 f"s3://{self.bucket}")
+        if failure.code == 404:
+            return SourceMissing(f"The archive {what} does not exist.{self.listing(key)}")
+        if code in S3_DENIED or failure.code in (401, 403):
+            return AccessDenied(
+                f"The store refused access to {what} ({code or failure.code}"
+                f"{': ' + detail if detail else ''}). Credentials used: {self.credentials}, "
+                f"region {self.region}. Fix: use keys whose policy allows s3:GetObject, "
+                f"s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}, check "
+                f"AWS_DEFAULT_REGION, or renew expired temporary credentials.")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
+                                  f"{code or failure.reason}{': ' + detail if detail else ''}.")
+        return None
+
+    def listing(self, key):
+        """What the key's folder holds, so a typo is obvious ("" when it cannot be listed)."""
+        folder = key.rpartition("/")[0]
+        prefix = f"{folder}/" if folder else ""
+        try:
+            keys = self.keys(prefix, delimiter=True)
+        except SourceMissing as exc:  # the bucket
+            return f" {exc}"
+        except BootstrapError:
+            return ""
+        import difflib
+        shown = [k[len(prefix):] for k in keys]
+        lines = [f"  {name}" for name in shown[:30]]
+        if len(shown) > 30:
+            lines.append(f"  ... and {len(shown) - 30} more")
+        text = f"\n{self.address(prefix)} holds:\n" + ("\n".join(lines) or "  (nothing)")
+        hint = difflib.get_close_matches(key[len(prefix):], shown, n=1)
+        return text + (f"\nDid you mean {self.address(prefix + hint[0])}?" if hint else "")
+
+    def call(self, method, key, query="", headers=None, body=None, client=None,
+             missing=False, doing="reaching"):
+        """(status, headers, body) of a request about key, retried while it fails
+        transiently; None for a missing object when missing is set."""
+        import http.client
+        url = self.object_url(key, query)
+        own = client is None
+        client = client or _HttpClient()
+        backoff = _Backoff(self.retry_for)
+        try:
+            while True:
+                wait = 0.0
+                try:
+                    response = client.request(method, url, self.sign(method, url, headers or {}),
+                                              body)
+                    data = response.read()
+                    if response.status == 404 and missing and \
+                            b"NoSuchBucket" not in data:
+                        return None
+                    # CopyObject and CompleteMultipartUpload can fail after a 200
+                    if response.status < 300 and not (method != "GET" and b"<Error>" in data):
+                        return response.status, response.headers, data
+                    failure = _HttpStatus(response.status if response.status >= 300 else 500,
+                                          response.reason,
+                                          _retry_after(response.getheader("Retry-After")), data)
+                    refusal = self.refusal(failure, key)
+                    if refusal is not None:
+                        raise refusal
+                    wait = failure.retry_after or 0.0
+                except (OSError, http.client.HTTPException) as exc:
+                    client.close()
+                    failure = exc
+                if not backoff.wait(wait):
+                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
+                                         f"failing for {self.retry_for:g} s: {failure}. Check "
+                                         f"the network and run this again.")
+        finally:
+            if own:
+                client.close()
+
+    def keys(self, prefix, delimiter=False):
+        """The keys under prefix (with delimiter: this level's keys and folders)."""
+        import urllib.parse
+        found, token = [], None
+        while True:
+            fields = {"list-type": "2", "prefix": prefix}
+            if delimiter:
+                fields["delimiter"] = "/"
+            if token:
+                fields["continuation-token"] = token
+            query = urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)
+            _, _, data = self.call("GET", "", query, doing="listing")
+            found += [k.decode() for k in _xml_values(data, "Key")]
+            found += [p.decode() for p in _xml_values(data, "Prefix")[1:]]
+            tokens = _xml_values(data, "NextContinuationToken")
+            if not tokens:
+                return sorted(found)
+            token = tokens[0].decode()
+
+    def head(self, key):
+        """{size, validator} of the object, or None when there is none."""
+        answer = self.call("HEAD", key, missing=True, doing="checking")
+        if answer is None:
+            return None
+        headers = answer[1]
+        return {"size": int(headers.get("Content-Length") or 0),
+                "validator": headers.get("ETag") or headers.get("Last-Modified") or ""}
+
+    def read(self, key):
+        answer = self.call("GET", key, missing=True, doing="reading")
+        return None if answer is None else answer[2][:MAX_SIDECAR]
+
+    def put(self, key, data):
+        self.call("PUT", key, body=data, doing="writing")
+
+    def delete(self, key):
+        self.call("DELETE", key, missing=True, doing="deleting")
+
+    def copy(self, source, target, size):
+        """A server-side copy, complete or not at all: one request, or for an object larger
+        than one copy may be, a multipart upload of ranges of it."""
+        import urllib.parse
+        origin = {"x-amz-copy-source": urllib.parse.quote(f"/{self.bucket}/{source}",
+                                                          safe="/~")}
+        if size <= S3_COPY_LIMIT:
+            self.call("PUT", target, headers=origin, doing="copying to")
+            return
+        upload = self._start(target)
+        try:
+            etags = []
+            for number, start in enumerate(range(0, size, S3_COPY_PART), 1):
+                end = min(start + S3_COPY_PART, size) - 1
+                _, _, data = self.call("PUT", target, f"partNumber={number}&uploadId={upload}",
+                                       dict(origin, **{"x-amz-copy-source-range":
+                                                       f"bytes={start}-{end}"}),
+                                       doing="copying to")
+                etags.append(_xml_values(data, "ETag")[0].decode())
+            self._complete(target, upload, etags)
+        except BaseException:
+            self._abort(target, upload)
+            raise
+
+    def _start(self, key):
+        _, _, data = self.call("POST", key, "uploads=", doing="starting the upload of")
+        return _xml_values(data, "UploadId")[0].decode()
+
+    def _complete(self, key, upload, etags):
+        body = "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+            for n, etag in enumerate(etags, 1)) + "</CompleteMultipartUpload>"
+        self.call("POST", key, f"uploadId={upload}", body=body.encode(),
+                  doing="finishing the upload of")
+
+    def _abort(self, key, upload):
+        try:
+            self.call("DELETE", key, f"uploadId={upload}", missing=True,
+                      doing="abandoning the upload of")
+        except BootstrapError:
+            pass  # the store drops an unfinished upload by its lifecycle rules
+
+    def upload(self, key, pieces, progress, share):
+        """Upload the stream to key (one PUT when small, else a multipart upload, which the
+        store shows under key only once complete) -> (sha256, size). Up to
+        UPLOAD_CONNECTIONS parts are sent at once, each over its own connection."""
+        hasher, size, buffer = hashlib.sha256(), 0, bytearray()
+        upload, etags, senders, failures = None, [], [], []
+        slots = threading.BoundedSemaphore(UPLOAD_CONNECTIONS)
+
+        def put_part(number, data):
+            try:
+                _, headers, _ = self.call("PUT", key, f"partNumber={number}&uploadId={upload}",
+                                          body=data, doing="uploading")
+                etags[number - 1] = headers.get("ETag")
+            except BaseException as exc:  # raised by the uploading thread below
+                failures.append(exc)
+            finally:
+                slots.release()
+
+        def send_part():
+            nonlocal upload
+            upload = upload or self._start(key)
+            slots.acquire()
+            if failures:
+                slots.release()
+                raise failures[0]
+            etags.append(None)
+            sender = threading.Thread(target=put_part, name="upload-part", daemon=True,
+                                      args=(len(etags), bytes(buffer[:UPLOAD_PART])))
+            del buffer[:UPLOAD_PART]
+            senders.append(sender)
+            sender.start()
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                size += len(piece)
+                buffer += piece
+                while len(buffer) >= UPLOAD_PART:
+                    send_part()
+                progress.update(size, None, share=min(share(), 0.99))
+            if upload is None:
+                self.call("PUT", key, body=bytes(buffer), doing="uploading")
+            else:
+                if buffer:
+                    send_part()
+                for sender in senders:
+                    sender.join()
+                if failures:
+                    raise failures[0]
+                self._complete(key, upload, etags)
+            progress.update(size, None, force=True, share=1.0)
+        except BaseException:
+            for sender in senders:
+                sender.join()
+            if upload is not None:
+                self._abort(key, upload)
+            raise
+        return hasher.hexdigest(), size
+
+    def clean_stale(self, name):
+        """Remove what saves that died left: temporary objects and unfinished uploads."""
+        import urllib.parse
+        prefix = f"{name}.tmp-"
+        for key in self.keys(prefix):
+            self.delete(key)
+        query = urllib.parse.urlencode({"uploads": "", "prefix": prefix},
+                                       quote_via=urllib.parse.quote)
+        _, _, data = self.call("GET", "", query, doing="listing the uploads in")
+        for key, upload in zip(_xml_values(data, "Key"), _xml_values(data, "UploadId")):
+            self._abort(key.decode(), upload.decode())
+
+
+class _S3Source(_HttpSource):
+    """An s3:// archive (or its version `version`), read as an http one with each request
+    signed."""
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, version=0):
+        self.store = _S3(url, retry_for)
+        self.key = _version_path(self.store.key, version)
+        super().__init__(self.store.object_url(self.key), retry_for, connections,
+                         shown=self.store.address(self.key))
+
+    def _headers(self, method, url, headers):
+        return self.store.sign(method, url, headers)
+
+    def _refusal(self, failure):
+        return self.store.refusal(failure, self.key) or super()._refusal(failure)
+
+    def _sidecar_url(self):
+        return self.store.object_url(self.store.key + ".sha256")
+
+
+class _GCS:
+    """A bucket through the Cloud Storage JSON API, with an OAuth access token (gcloud's,
+    or GOOGLE_OAUTH_ACCESS_TOKEN). STORAGE_EMULATOR_HOST: a local emulator, which needs
+    none. The same operations as _S3, for the same save and restore."""
+
+    def __init__(self, url, retry_for):
+        self.url, self.retry_for = url, retry_for
+        bucket, _, self.key = url[len("gs://"):].partition("/")
+        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
+            raise UsageError(f"{url} is not an object's address: --archive takes "
+                             f"gs://BUCKET/PATH, e.g. gs://my-bucket/assets/assets.tar.gz.")
+        self.bucket = bucket
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            self.base = emulator.rstrip("/") if "://" in emulator else f"http://{emulator}"
+        else:
+            self.base = "https://storage.googleapis.com"
+        self.token, self.credentials = self._token(bool(emulator))
+
+    @staticmethod
+    def _token(emulated):
+        token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
+        if token:
+            return token, "GOOGLE_OAUTH_ACCESS_TOKEN"
+        if emulated:
+            return None, "none (STORAGE_EMULATOR_HOST)"
+        import subprocess
+        try:
+            token = subprocess.run(["gcloud", "auth", "print-access-token"],
+                                   capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            token = ""
+        if not token:
+            raise UsageError(
+                "No Google Cloud credentials for gs://: `gcloud auth print-access-token` gave "
+                "no token and GOOGLE_OAUTH_ACCESS_TOKEN is not set. In Colab, run `from "
+                "google.colab import auth; auth.authenticate_user()` first; elsewhere `gcloud "
+                "auth login`, or set GOOGLE_OAUTH_ACCESS_TOKEN.")
+        return token, "gcloud auth print-access-token"
+
+    def address(self, key):
+        return f"gs://{self.bucket}/{key}"
+
+    def _object(self, key, query="", api="storage"):
+        import urllib.parse
+        path = f"/{api}/v1/b/{urllib.parse.quote(self.bucket)}/o"
+        if key:
+            path += "/" + urllib.parse.quote(key, safe="")
+        return self.base + path + (f"?{query}" if query else "")
+
+    def media_url(self, key):
+        return self._object(key, "alt=media")
+
+    def sign(self, method, url, headers):
+        """The token goes to the store only, never to where a redirect might lead."""
+        if self.token and url.startswith(self.base + "/"):
+            return dict(headers, Authorization=f"Bearer {self.token}")
+        return headers
+
+    def refusal(self, failure, key):
+        try:
+            error = json.loads(failure.body or b"{}").get("error", {})
+        except (ValueError, AttributeError):
+            error = {}
+        detail = error.get("message", "") if isinstance(error, dict) else ""
+        what = self.address(key)
+        if failure.code == 404 and (not key or "bucket" in detail.lower()):
+            return SourceMissing(f"There is no bucket {self.bucket}"
+                                 f"{f' ({detail})' if detail else ''}. Check the name in "
+                                 f"--archive, or create it: gcloud storage buckets create "
+                                 f"gs://{self.bucket}")
+        if failure.code == 404:
+            return SourceMissing(f"The archive {what} does not exist.{self.listing(key)}")
+        if failure.code in (401, 403):
+            return AccessDenied(
+                f"The store refused access to {what} (HTTP {failure.code}"
+                f"{': ' + detail if detail else ''}). Credentials used: {self.credentials}. "
+                f"Fix: in Colab run auth.authenticate_user() again (tokens last an hour); "
+                f"elsewhere `gcloud auth login`; the account needs storage.objects.get, "
+                f"create, delete and list on {self.bucket}.")
+        if failure.code < 500 and failure.code not in (408, 429):
+            return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
+                                  f"{detail or failure.reason}.")
+        return None
+
+    listing = _S3.listing
+
+    def call(self, method, url, key, headers=None, body=None, client=None, missing=False,
+             doing="reaching", accept=()):
+        """(status, headers, body) of a request to url about key, retried while it fails
+        transiently; None for a missing object when missing is set. accept: statuses of
+        300 or more that are answers, not failures (a resumable upload's 308)."""
+        import http.client
+        own = client is None
+        client = client or _HttpClient()
+        backoff = _Backoff(self.retry_for)
+        try:
+            while True:
+                wait = 0.0
+                try:
+                    response = client.request(method, url, self.sign(method, url, headers or {}),
+                                              body)
+                    data = response.read()
+                    if response.status == 404 and missing and b"ucket" not in data:
+                        return None
+                    if response.status < 300 or response.status in accept:
+                        return response.status, response.headers, data
+                    failure = _HttpStatus(response.status, response.reason,
+                                          _retry_after(response.getheader("Retry-After")), data)
+                    refusal = self.refusal(failure, key)
+                    if refusal is not None:
+                        raise refusal
+                    wait = failure.retry_after or 0.0
+                except (OSError, http.client.HTTPException) as exc:
+                    client.close()
+                    failure = exc
+                if not backoff.wait(wait):
+                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
+                                         f"failing for {self.retry_for:g} s: {failure}. Check "
+                                         f"the network and run this again.")
+        finally:
+            if own:
+                client.close()
+
+    def keys(self, prefix, delimiter=False):
+        import urllib.parse
+        found, token = [], None
+        while True:
+            fields = {"prefix": prefix, "fields": "items(name),prefixes,nextPageToken"}
+            if delimiter:
+                fields["delimiter"] = "/"
+            if token:
+                fields["pageToken"] = token
+            query = urllib.parse.urlencode(fields, quote_via=urllib.parse.quote)
+            _, _, data = self.call("GET", self._object("", query), "", doing="listing")
+            page = json.loads(data or b"{}")
+            found += [item["name"] for item in page.get("items", [])]
+            found += page.get("prefixes", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(found)
+
+    def head(self, key):
+        answer = self.call("GET", self._object(key), key, missing=True, doing="checking")
+        if answer is None:
+            return None
+        resource = json.loads(answer[2])
+        return {"size": int(resource.get("size", 0)),
+                "validator": str(resource.get("generation", ""))}
+
+    def read(self, key):
+        answer = self.call("GET", self.media_url(key), key, missing=True, doing="reading")
+        return None if answer is None else answer[2][:MAX_SIDECAR]
+
+    def put(self, key, data):
+        import urllib.parse
+        query = urllib.parse.urlencode({"uploadType": "media", "name": key},
+                                       quote_via=urllib.parse.quote)
+        self.call("POST", self._object("", query, "upload/storage"), key, body=data,
+                  headers={"Content-Type": "application/octet-stream"}, doing="writing")
+
+    def delete(self, key):
+        self.call("DELETE", self._object(key), key, missing=True, doing="deleting")
+
+    def copy(self, source, target, size):
+        """A server-side rewrite, repeated with its token until done: the target appears
+        complete, or not at all."""
+        import urllib.parse
+        url = (self._object(source) + "/rewriteTo/b/" + urllib.parse.quote(self.bucket) +
+               "/o/" + urllib.parse.quote(target, safe=""))
+        token = None
+        while True:
+            query = f"?rewriteToken={urllib.parse.quote(token, safe='')}" if token else ""
+            _, _, data = self.call("POST", url + query, target, body=b"",
+                                   doing="copying to")
+            answer = json.loads(data or b"{}")
+            if answer.get("done", True):
+                return
+            token = answer["rewriteToken"]
+
+    def upload(self, key, pieces, progress, share):
+        """A resumable upload: the object appears under key only once it is complete."""
+        import urllib.parse
+        query = urllib.parse.urlencode({"uploadType": "resumable", "name": key},
+                                       quote_via=urllib.parse.quote)
+        _, headers, _ = self.call("POST", self._object("", query, "upload/storage"), key,
+                                  body=b"{}", headers={"Content-Type": "application/json"},
+                                  doing="starting the upload of")
+        session = headers.get("Location")
+        hasher, size, sent, buffer = hashlib.sha256(), 0, 0, bytearray()
+        client = _HttpClient()
+
+        def send(final):
+            nonlocal sent
+            chunk = bytes(buffer if final else buffer[:UPLOAD_PART])
+            span = f"bytes {sent}-{sent + len(chunk) - 1}" if chunk else "bytes *"
+            total = str(size) if final else "*"
+            self.call("PUT", session, key, {"Content-Range": f"{span}/{total}"}, chunk,
+                      client=client, doing="uploading", accept=(308,))
+            sent += len(chunk)
+            del buffer[:len(chunk)]
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                size += len(piece)
+                buffer += piece
+                while len(buffer) >= UPLOAD_PART:
+                    send(False)
+                progress.update(size, None, share=min(share(), 0.99))
+            send(True)
+            progress.update(size, None, force=True, share=1.0)
+        finally:
+            client.close()
+        return hasher.hexdigest(), size
+
+    def clean_stale(self, name):
+        """Remove temporary objects of saves that died (their unfinished uploads expire)."""
+        for key in self.keys(f"{name}.tmp-"):
+            self.delete(key)
+
+
+class _GCSSource(_HttpSource):
+    """A gs:// archive (or its version `version`): its generation is read first and every
+    range asks for that generation, so a replaced object cannot be mixed in."""
+
+    def __init__(self, url, retry_for, connections=DEFAULT_CONNECTIONS, version=0):
+        self.store = _GCS(url, retry_for)
+        self.key = _version_path(self.store.key, version)
+        held = self.store.head(self.key)
+        if held is None:
+            raise SourceMissing(f"The archive {self.store.address(self.key)} does not exist."
+                                f"{self.store.listing(self.key)}")
+        self.generation = held["validator"]
+        super().__init__(self.store.media_url(self.key) + f"&generation={self.generation}",
+                         retry_for, connections, shown=self.store.address(self.key))
+        self.validator = self.generation
+        self.identity["validator"] = self.generation
+
+    def _headers(self, method, url, headers):
+        return self.store.sign(method, url, headers)
+
+    def _refusal(self, failure):
+        if failure.code == 404:
+            return self._changed("gone, or replaced by another generation")
+        return self.store.refusal(failure, self.key) or super()._refusal(failure)
+
+    def _sidecar_url(self):
+        return self.store.media_url(self.store.key + ".sha256")
+
+
+def _bucket_status(archive, retry_for):
+    """status's lines for an archive in a bucket: it and its kept versions."""
+    store = _bucket(archive, retry_for)
+    content = store.read(store.key + ".sha256")
+    sidecar = _sidecar_entries(content, store.address(store.key + ".sha256")) \
+        if content is not None else {}
+    lines, version = [f"archive {archive}"], 0
+    while True:
+        key = _version_path(store.key, version)
+        held = store.head(key)
+        if held is None:
+            return lines + ([] if version else ["  current: missing"])
+        name = key.rpartition("/")[2]
+        hashes = sorted(_expected_hashes(sidecar, name, fallback=False) or [])
+        lines.append(f"  {'current' if not version else f'--previous {version}'}: {name}  "
+                     f"{_human(held['size'])}  sha256 "
+                     f"{' or '.join(h[:16] for h in hashes) or 'no checksum'}")
+        version += 1
+
+
+def _save_to_bucket(job, entries, incremental):
+    """A full save to a bucket: upload to a temporary key, verify, publish by copies."""
+    store = _bucket(job.archive, job.retry_for)
+    name = store.key
+    manifest = {path: entry for path, entry, _ in entries}
+    marker = _read_marker(job.dest)
+    recorded = (marker or {}).get("archive", {})
+    current = store.head(name)
+    chain = [{"path": job.archive, **current}] if current else None
+    if marker and chain and recorded.get("chain") == chain and \
+            marker["manifest"] == manifest and incremental != "never":
+        return SaveResult(action="unchanged", archive=job.archive,
+                          seconds=time.monotonic() - job.started, warnings=job.warnings)
+    if incremental == "always":
+        job.warnings.append("a bucket holds full archives only: saved a full one, not a "
+                            "layer")
+    content = store.read(name + ".sha256")
+    store.clean_stale(name)
+    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    temporary = f"{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    top = os.path.basename(job.dest)
+    try:
+        digest, size = _write_stream(job, None, top + "/", entries, None, base_id, fmt, level,
+                                     total, lambda pieces, progress, share:
+                                     store.upload(temporary, pieces, progress, share))
+        _verify_in_bucket(job, store, temporary, digest, size)
+        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
+    except BaseException:
+        try:
+            store.delete(temporary)
+        except BootstrapError:
+            pass  # the next save removes it (clean_stale)
+        raise
+    published = store.head(name)
+    chain = [{"path": job.archive, **published}]
+    _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
+                                         "verified": True, "checksum_source": "sidecar",
+                                         "format": fmt, "prefix": top},
+                             "manifest": manifest})
+    return SaveResult(action="saved", archive=job.archive, written=job.archive,
+                      bytes_written=size, bytes_packed=total,
+                      files=sum(e[1][0] != "d" for e in entries),
+                      seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
+                      verified=job.verify, versions=versions, warnings=job.warnings)
+
+
+def _verify_in_bucket(job, store, temporary, digest, size):
+    """Read the uploaded object back (ranged, in parallel) and compare its hash with the
+    one computed as it was uploaded; with --no-verify, compare only its size."""
+    if not job.verify:
+        held = store.head(temporary)
+        if held is None or held["size"] != size:
+            raise ChecksumMismatch(f"The store holds {held['size'] if held else 'nothing'} "
+                                   f"bytes at {store.address(temporary)}, {size:,} were "
+                                   f"uploaded. The previous archive is untouched; save again.")
+        return
+    source = _open_source(store.address(temporary), job.retry_for, None)
+    hasher = hashlib.sha256()
+    for data in source.chunks():
+        hasher.update(data)
+    if hasher.hexdigest() != digest:
+        raise ChecksumMismatch(
+            f"The archive uploaded to {store.address(temporary)} does not read back as "
+            f"written (sha256 {digest} written, {hasher.hexdigest()} read). The previous "
+            f"archive is untouched; save again.")
+
+
+def _publish_in_bucket(store, temporary, digest, size, keep, content):
+    """Put a verified upload in place, keeping `keep` previous versions, by server-side
+    copies (a store has no rename), each complete or not at all.
+
+    First the sidecar is replaced by one accepting, for every name about to change, both
+    what it holds and what it will hold; then the versions shift up one by copies (the
+    oldest first overwritten), the current archive is copied to KEY.1 and the upload to
+    KEY; then what is beyond `keep` and the temporary object are deleted and the final
+    sidecar written. So at every instant each name holds a complete object its sidecar
+    accepts, and the current archive is replaced only by a verified one."""
+    name = store.key
+    before = {key: set(hashes) for key, hashes in
+              (_sidecar_entries(content, store.address(name + ".sha256")) if content
+               else {}).items() if key}
+    folder = name.rpartition("/")[0]
+    keys = [key.rpartition("/")[2] for key in store.keys(name)]
+    base = name.rpartition("/")[2]
+    oldest = _versions_among(keys, base)
+    moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(min(oldest, keep - 1), 0, -1)]
+    if base in keys:
+        moves.append((base, f"{base}.1"))
+    versions = {base} | {f"{base}.{i}" for i in range(1, max(oldest, keep) + 1)}
+    after = {key: hashes for key, hashes in before.items() if key not in versions}
+    for source, target in moves:
+        if before.get(source):
+            after[target] = set(before[source])
+    after[base] = {digest}
+    doomed = [f"{base}.{i}" for i in range(keep + 1, oldest + 1)]
+    transition = {key: before.get(key, set()) | after.get(key, set())
+                  for key in set(before) | set(after)}
+
+    def full(key):
+        return f"{folder}/{key}" if folder else key
+    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
+    for source, target in moves:
+        held = store.head(full(source))
+        if held is not None:
+            store.copy(full(source), full(target), held["size"])
+    store.copy(temporary, name, size)
+    for key in doomed:
+        store.delete(full(key))
+    store.delete(temporary)
+    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
+    return sorted({base} | {target for _, target in moves})
 
 
 # ------------------------------------------------------------------ the streaming pipe --
@@ -2439,7 +3523,8 @@ def _version_path(archive, version):
 
 # ---------------------------------------------------------------------------- operations --
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None):
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
+            connections=DEFAULT_CONNECTIONS):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
@@ -2448,7 +3533,8 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
     Layers written by `save --incremental` are applied on top of their base, each verified.
     drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
-    the destination's disk (default: Colab's). Unset arguments come from the environment
+    the destination's disk (default: Colab's). connections: how many Range requests read
+    a URL at once (1: one stream). Unset arguments come from the environment
     (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
     block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
     """
@@ -2458,8 +3544,11 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     engine = _pick_engine(engine or ENGINE)
     if version < 0:
         raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
-    if version and _is_url(archive):
-        raise UsageError("--previous works with archives on a mount, not with URLs.")
+    if version and _is_url(archive) and not _is_bucket(archive):
+        raise UsageError("--previous works with archives on a mount or a bucket, not with "
+                         "URLs.")
+    if connections < 1:
+        raise UsageError(f"--connections must be 1 (one stream) or more, not {connections}.")
     _check_dest_is_folder(dest)
     parent = os.path.dirname(dest)
     fix = (f"pass --dest with a folder in a writable place, e.g. --dest "
@@ -2474,7 +3563,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         cache_folder = _cache_setting(drive_cache)
         try:
             source = _open_source(archive, retry_for, drive_mount, raw_sidecar, cache_folder,
-                                  version)
+                                  version, connections)
         except SourceMissing:
             if version or _is_url(archive):
                 raise
@@ -3300,9 +4389,19 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
 
 
 def _write_sidecar(archive, entries, part_sets, identities, journal=None):
-    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over): a
-    sha256sum line for every file, a `# parts` line for every version stored as parts, and
-    while files move, the `# journal` of those moves."""
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
+    lines = _sidecar_text(entries, part_sets, identities, journal)
+    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, archive + ".sha256")
+
+
+def _sidecar_text(entries, part_sets, identities, journal=None):
+    """A sha256sum line for every file, a `# parts` line for every version stored as parts,
+    and while files move, the `# journal` of those moves."""
     lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
                     for digest in sorted(entries[name]))
     lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
@@ -3314,12 +4413,7 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
                      if digest in listed)
     if journal:
         lines += f"# journal {json.dumps(journal)}\n"
-    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, archive + ".sha256")
+    return lines
 
 
 def _carry_out(archive, journal, identities):
@@ -3603,8 +4697,9 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     were.
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount, saving=True)
-    if _is_url(archive):
-        raise UsageError(f"save writes to a mounted folder, not to a URL ({archive}).")
+    if _is_url(archive) and not _is_bucket(archive):
+        raise UsageError(f"save writes to a mounted folder or a bucket (s3://, gs://), not to a URL "
+                         f"({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
         raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
     if incremental not in ("auto", "always", "never"):
@@ -3633,6 +4728,12 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
         if not entries:
             raise SourceMissing(f"{dest} is empty; refusing to replace {archive} with an "
                                 f"empty archive. Nothing was written.")
+        if _is_bucket(archive):
+            return _save_to_bucket(_SaveJob(archive=archive, dest=dest, format=format,
+                                            level=level, keep=keep, verify=verify,
+                                            retry_for=retry_for, quiet=quiet, part_size=0,
+                                            started=started, warnings=warnings),
+                                   entries, incremental)
         _check_drive_mounted(archive, drive_mount)
         job = _SaveJob(archive=archive, dest=dest, format=format, level=level, keep=keep,
                        verify=verify, retry_for=retry_for, quiet=quiet, part_size=part_size,
@@ -3808,9 +4909,11 @@ def _check_local_room(job, estimate, layer=False):
                   f"some local space.")
 
 
-def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total):
+def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
+                  write=None):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread.
-    temporary(k): the name of written file k (the parts, in order)."""
+    temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
+    share): what writes elsewhere than to files (a bucket's upload)."""
     folder = os.path.dirname(job.archive)
     counter = _Counter()
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
@@ -3819,10 +4922,12 @@ def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level,
     stages = [packed]
     if fmt != "tar":
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
+    share = lambda: counter.bytes / total if total else 1.0  # noqa: E731
     try:
+        if write:
+            return write(stages[-1], progress, share)
         return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
-                              job.part_size, job.verify, job.retry_for, progress,
-                              lambda: counter.bytes / total if total else 1.0)
+                              job.part_size, job.verify, job.retry_for, progress, share)
     finally:
         for stage in reversed(stages):
             stage.close()
@@ -3946,7 +5051,9 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     lines = []
-    if _is_url(archive):
+    if _is_bucket(archive):
+        lines += _bucket_status(archive, retry_for)
+    elif _is_url(archive):
         lines.append(f"archive {archive} (a URL: versions and layers live on mounts only)")
     else:
         _check_drive_mounted(archive, drive_mount)
@@ -4179,7 +5286,7 @@ def demo(log=print):
 # ------------------------------------------------------------------------------------ CLI --
 EXIT_CODES = "\n".join(f"  {cls.exit_code:>2}  {cls.__doc__.split(' (exit ')[0]}" for cls in (
     BootstrapError, UsageError, SourceMissing, DeadMount, ChecksumMismatch, UnsafeArchive,
-    CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported))
+    CorruptArchive, NoSpace, DestinationChanged, Locked, Unsupported, AccessDenied))
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -4240,9 +5347,10 @@ def _size(text):
 def _parser():
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
-    common.add_argument("--archive", help=f"archive path or http(s) URL (env {ENV_ARCHIVE}; "
-                                          f"default {ARCHIVE}; on Kaggle, the one archive "
-                                          f"under /kaggle/input)")
+    common.add_argument("--archive", help=f"archive path, http(s) URL, s3://BUCKET/KEY or "
+                                          f"gs://BUCKET/PATH (env {ENV_ARCHIVE}; default "
+                                          f"{ARCHIVE}; on Kaggle, the one archive under "
+                                          f"/kaggle/input)")
     common.add_argument("--dest", help=f"the local folder (env {ENV_DEST}; default {DEST}; "
                                        f"on Kaggle, /kaggle/temp/_assets)")
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
@@ -4303,6 +5411,10 @@ def _parser():
     restore_parser.add_argument("--previous", type=int, default=0, metavar="N",
                                 help="restore the Nth previous version kept by save "
                                      "(ARCHIVE.N; see status)")
+    restore_parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS,
+                                metavar="N",
+                                help=f"Range requests reading a URL at once; 1: one stream "
+                                     f"({DEFAULT_CONNECTIONS})")
     restore_parser.add_argument("--list", action="store_true",
                                 help="list the archive's versions and layers, then stop")
     commands.add_parser("save", parents=[common, saving],
@@ -4380,7 +5492,8 @@ TROUBLESHOOTING = {
     1: "other failures", 2: "a flag or setting is wrong", 3: "the archive or Drive is missing",
     4: "the mount is dead", 5: "checksum mismatch", 6: "unsafe archive",
     7: "damaged or not an archive", 8: "not enough space", 9: "local changes",
-    10: "another run holds the lock", 11: "unsupported archive", 130: "interrupted",
+    10: "another run holds the lock", 11: "unsupported archive",
+    12: "the bucket refused the credentials", 130: "interrupted",
     143: "stopped by SIGTERM",
 }
 
@@ -4472,7 +5585,7 @@ def _run(argv):
                              engine=args.engine, quiet=args.quiet,
                              drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
                              retry_for=args.retry_for, version=args.previous,
-                             drive_cache=args.drive_cache)
+                             drive_cache=args.drive_cache, connections=args.connections)
             if not args.quiet:
                 print(result.summary())
         return 0, None

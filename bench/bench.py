@@ -22,6 +22,12 @@ Local, warm page cache:
                         | ours --engine tar on it               (for information)
 Also: peak RSS of our restore process (target < 100 MB) and the no-op re-run (< 0.5 s).
 
+Over ../shared/httpsim at 25 MB/s per connection and 200 MB/s for the link (30 ms to first
+byte), the same assets.tar.gz with its sidecar:
+  the link's limit (size / 200 MB/s, computed) | curl, one stream > /dev/null |
+  ours --connections 1, 4, 8, 16           target: ours (8, the default) <= 1.3 x the link,
+                                           and <= 1 / 2.5 x curl; peak RSS < 150 MB
+
 Split archives (when the tool has `save --part-size`), over drivesim at its defaults: the same
 `_assets` as a plain tar in parts of --part-size (32M below scale 0.5, else 1G),
 MyDrive/split/assets.tar.part-0001..., made by our `save --format tar --full --part-size`
@@ -491,6 +497,61 @@ def bench_save(data, scratch, runs, src, part_size=None):
     return methods + [incremental] + split_methods, info
 
 
+HTTPSIM = os.path.join(os.path.dirname(MAKE_ASSETS), "..", "httpsim", "httpsim.py")
+HTTP_PER_CONN, HTTP_LINK = 25, 200  # MB/s: httpsim's caps for the http rows
+HTTP_CONNECTIONS = (1, 4, 8, 16)
+
+
+def bench_http(data, scratch, runs, expect):
+    """Restore of MyDrive/assets.tar.gz (and its sidecar) from httpsim at 25 MB/s per
+    connection and 200 MB/s for the link (30 ms to first byte): one curl stream, ours at
+    each --connections, and the link's limit (size / 200 MB/s)."""
+    root = data["drive"]
+    port_file = os.path.join(scratch.work, "httpsim-port")
+    sim = subprocess.Popen([sys.executable, HTTPSIM, root, "--port", "0", "--port-file",
+                            port_file, "--per-conn-mbps", str(HTTP_PER_CONN), "--total-mbps",
+                            str(HTTP_LINK)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or sim.poll() is not None:
+                sys.exit("bench: httpsim did not start")
+            time.sleep(0.05)
+        with open(port_file) as f:
+            url = f"http://127.0.0.1:{f.read().strip()}/MyDrive/assets.tar.gz"
+        size = os.path.getsize(data["assets.tar.gz"])
+        link = Method(f"http: the link's limit (size / {HTTP_LINK} MB/s)", None)
+        link.times, link.cpu, link.rss_kb = [size / (HTTP_LINK * MB)], [0.0], [0]
+        curl = None
+        if shutil.which("curl"):
+            curl = Method("http: curl, one stream > /dev/null",
+                          lambda f: (["curl", "-sSf", "-o", "/dev/null", url], None))
+        else:
+            log("bench: WARNING: no curl: no curl row")
+        in_dest = lambda folder: os.path.join(folder, NAME)  # noqa: E731
+        ours_rows = [
+            Method(f"http: ours --connections {n}{' (the default)' if n == 8 else ''}",
+                   ours(url, DEFAULT_ENGINE, in_dest, "--connections", str(n)),
+                   baseline=link, target=1.3 if n == 8 else None)
+            for n in HTTP_CONNECTIONS]
+        timed = ([curl] if curl else []) + ours_rows
+        log(f"bench: http from httpsim ({size / MB:.0f} MB archive)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round(timed, scratch, None, expect, check=(i == 0))
+    finally:
+        sim.terminate()
+        sim.wait()
+    rows = [link] + timed
+    if curl:
+        default = ours_rows[HTTP_CONNECTIONS.index(8)]
+        against = Method("http: ours --connections 8 (the default), against curl", None,
+                         baseline=curl, target=1 / 2.5)
+        against.times, against.cpu, against.rss_kb = default.times, default.cpu, default.rss_kb
+        rows.append(against)
+    return rows, ours_rows
+
+
 def bench_cache(data, split, scratch, runs, reserve, tell_tool):
     """Peak size of the mount's content cache (drivesim --cache-dir, sampled every 0.1 s)
     while ours restores the split archive, and the same bytes as one file: each run on a
@@ -808,6 +869,8 @@ def main(argv=None):
         log(f" round {i + 1}/{args.runs}")
         run_round(local, scratch, None, expect, check=(i == 0))
 
+    http, http_ours = bench_http(data, scratch, args.runs, expect)
+
     saving, save_info = bench_save(data, scratch, args.runs, src_copy,
                                    args.part_size if parts_ok else None)
 
@@ -878,7 +941,7 @@ def main(argv=None):
         "| ratio | target | result |",
         "|---|---:|---:|---:|---:|---|---:|---|---|",
     ]
-    for m in drive + [noop] + split_drive + local + saving:
+    for m in drive + [noop] + split_drive + local + http + saving:
         med = statistics.median(m.times)
         read = f"{statistics.median(m.read) / MB:.1f}" if m.read else ""
         written = (f"{statistics.median(m.written) / MB:.1f}" if m.written and any(m.written)
@@ -917,12 +980,18 @@ def main(argv=None):
         missed.append("peak RSS")
     lines.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | | "
                  f"| < 100 MiB | {result} |")
+    http_peak = max(max(m.rss_kb) for m in http_ours) / 1024
+    result = "pass" if http_peak < 150 else "FAIL"
+    if result == "FAIL":
+        missed.append("peak RSS (http)")
+    lines.append(f"| peak RSS of our restore from http (any --connections) | {http_peak:.1f} "
+                 f"MiB | | | | | | < 150 MiB | {result} |")
     save_peak = max(saving, key=lambda m: max(m.rss_kb))
     lines.append(f"| peak RSS of our save (worst: {save_peak.name}) | "
                  f"{max(save_peak.rss_kb) / 1024:.1f} MiB | | | | | | (info) | |")
     lines += ["", "Peak RSS per method (MiB, max over runs): " + ", ".join(
         f"{m.name.split(': ', 1)[1]} {max(m.rss_kb) / 1024:.0f}"
-        for m in drive + split_drive + local + saving),
+        for m in drive + split_drive + local + http_ours + saving),
         ""]
     report = "\n".join(lines)
     print(report)

@@ -49,7 +49,7 @@ MTIME = 1_600_000_000  # default member mtime
 EXIT_CODES = {
     "BootstrapError": 1, "UsageError": 2, "SourceMissing": 3, "DeadMount": 4,
     "ChecksumMismatch": 5, "UnsafeArchive": 6, "CorruptArchive": 7, "NoSpace": 8,
-    "DestinationChanged": 9, "Locked": 10, "Unsupported": 11,
+    "DestinationChanged": 9, "Locked": 10, "Unsupported": 11, "AccessDenied": 12,
 }
 
 
@@ -520,7 +520,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             drop = srv.drop_after.get(path)
-            if drop is not None and gets == 1:
+            if drop is not None and len(body) > drop:
+                with srv.lock:
+                    srv.drop_after.pop(path, None)
                 self.wfile.write(body[:drop])
                 self.wfile.flush()
                 with srv.lock:
@@ -546,8 +548,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class HTTPFixture:
     """ThreadingHTTPServer on 127.0.0.1 serving in-memory files.
-    files: url path -> bytes; drop_after: path -> bytes sent on the FIRST GET before the
-    connection is closed; trickle: path -> (chunk_bytes, sleep_seconds)."""
+    files: url path -> bytes; drop_after: path -> bytes sent before the connection is closed,
+    once, on the next GET whose body is longer (a one-byte probe passes); trickle: path -> (chunk_bytes, sleep_seconds)."""
 
     def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
