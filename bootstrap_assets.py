@@ -65,6 +65,14 @@ except ImportError:
 # Modules that only some runs need (URLs, zip, bz2/xz, the demo) are imported where they are
 # used: interpreter start-up is paid on every restore, including the no-op re-run.
 
+__all__ = [
+    "restore", "save", "split", "status", "autosave", "Autosave", "demo", "available_engines",
+    "RestoreResult", "SaveResult", "CellFailed", "main",
+    "BootstrapError", "UsageError", "SourceMissing", "DeadMount", "ChecksumMismatch",
+    "UnsafeArchive", "CorruptArchive", "NoSpace", "DestinationChanged", "Locked",
+    "Unsupported", "AccessDenied",
+]
+
 VERSION = "0.1.0"
 ENV_ARCHIVE = "BOOTSTRAP_ASSETS_ARCHIVE"
 ENV_DEST = "BOOTSTRAP_ASSETS_DEST"
