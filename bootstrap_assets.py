@@ -44,6 +44,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import math
 import os
 import queue
 import shutil
@@ -307,19 +308,31 @@ def _fs_name(path):
 
 
 def _remove_tree(path):
-    """Delete a tree of ours, including read-only directories an archive may have made."""
-    def make_writable_and_retry(function, failed_path, _exc_info):
-        parent = os.path.dirname(failed_path)
-        os.chmod(parent, stat.S_IRWXU)
-        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
-            os.chmod(failed_path, stat.S_IRWXU)
-        function(failed_path)
+    """Delete a tree of ours, including read-only folders an archive may have made.
 
-    if os.path.lexists(path):
-        try:
-            shutil.rmtree(path, onexc=make_writable_and_retry)  # novm: onerror below before 3.12
-        except TypeError:
-            shutil.rmtree(path, onerror=make_writable_and_retry)
+    Iterative: an archive's folders may nest thousands deep, deeper than the recursion of
+    shutil.rmtree (before Python 3.13) can go."""
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    pending = [path]  # folders still to empty; a folder stays until its subfolders are gone
+    while pending:
+        folder = pending[-1]
+        os.chmod(folder, stat.S_IRWXU)
+        subfolders = []
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subfolders:
+            pending += subfolders
+        else:
+            os.rmdir(folder)
+            pending.pop()
 
 
 def _parse_sha256(text, origin):
@@ -1271,15 +1284,17 @@ def _header_checksum_ok(block):
 
 
 def _number(field, what):
+    """A numeric header field: octal digits (space or NUL around them, all NULs for 0), or
+    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage."""
     if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
         raise CorruptArchive(f"a tar header has a negative {what}")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise CorruptArchive(f"a tar header has an unreadable {what} field {field!r}") from None
+    text = field.split(b"\0", 1)[0]
+    digits = text.strip(b" ")
+    if digits.translate(None, b"01234567") or (text and not digits):
+        raise CorruptArchive(f"a tar header has an unreadable {what} field {bytes(field)!r}")
+    return int(digits, 8) if digits else 0
 
 
 def _text(field):
@@ -1287,36 +1302,38 @@ def _text(field):
 
 
 def _pax_records(data, where):
+    """{key: value} of a pax header, framed exactly: 'LENGTH key=value\\n', where LENGTH
+    (decimal digits) counts the whole record and ends inside the header, as GNU tar
+    demands."""
     records, pos = {}, 0
     while pos < len(data):
         if data[pos:].strip(b"\0") == b"":
             break
         space = data.find(b" ", pos)
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise CorruptArchive(f"{where}: a pax header is unreadable") from None
-        record = data[space + 1:pos + length]
-        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+        digits = data[pos:space] if space > pos else b""
+        if not digits.isdigit() or len(digits) > 20:
+            raise CorruptArchive(f"{where}: a pax header is unreadable")
+        end = pos + int(digits)
+        record = data[space + 1:end]
+        if end > len(data) or not record.endswith(b"\n") or b"=" not in record:
             raise CorruptArchive(f"{where}: a pax header record is malformed")
         key, value = record[:-1].split(b"=", 1)
         records[key.decode("utf-8", "replace")] = value
-        pos += length
+        pos = end
     return records
 
 
 class _Member:
     """One archive member, as the checks and the writers see it."""
 
-    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "raw", "replaces")
+    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "replaces")
 
-    def __init__(self, name, kind, parts, mode, mtime, size, linkname="", raw=b""):
+    def __init__(self, name, kind, parts, mode, mtime, size, linkname=""):
         self.name = name  # as written in the archive, for messages
         self.kind = kind  # "file" | "dir" | "symlink" | "hardlink"
         self.parts = parts  # normalised path components below the archive root
         self.mode, self.mtime, self.size = mode, mtime, size
         self.linkname = linkname
-        self.raw = raw  # header blocks exactly as they go to GNU tar (tar engine only)
         self.replaces = False  # an earlier member (or layer) made this path already
 
 
@@ -1403,7 +1420,7 @@ def _tar_members(stream):
     links with data) is refused rather than guessed, so that what we validate is exactly
     what either engine extracts.
     """
-    pax, long_name, long_link, raw_prefix = {}, None, None, []
+    pax, long_name, long_link = {}, None, None
     while True:
         block = stream.take(BLOCK)
         if block == bytes(BLOCK):
@@ -1417,10 +1434,7 @@ def _tar_members(stream):
             if size > MAX_META_SIZE:
                 raise UnsafeArchive(f"a tar metadata entry declares {size:,} bytes (rule: "
                                     f"pax headers and long names stay under {MAX_META_SIZE:,})")
-            padded = size + (-size) % BLOCK
-            data = stream.take(padded)
-            raw_prefix.append(block + data)
-            payload = data[:size]
+            payload = stream.take(size + (-size) % BLOCK)[:size]
             if typeflag == b"x":
                 pax.update(_pax_records(payload, "tar"))
             elif typeflag == b"g":
@@ -1449,6 +1463,9 @@ def _tar_members(stream):
             name = str(pax["path"], "utf-8", "surrogateescape")
         if "linkpath" in pax:
             linkname = str(pax["linkpath"], "utf-8", "surrogateescape")
+        if "size" in pax and not (pax["size"].isdigit() and len(pax["size"]) <= 20):
+            raise CorruptArchive(f"member {name!r} has an unreadable pax size "
+                                 f"{bytes(pax['size'][:40])!r} (decimal digits only)")
         try:
             size = int(pax.get("size", size))
             mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
@@ -1464,7 +1481,7 @@ def _tar_members(stream):
         mode = _number(block[100:108], "mode")
         if typeflag == b"V":  # a volume label carries no file
             stream.skip(size + (-size) % BLOCK)
-            pax, long_name, long_link, raw_prefix = {}, None, None, []
+            pax, long_name, long_link = {}, None, None
             continue
         if typeflag in _FORBIDDEN_KINDS:
             raise UnsafeArchive(f"member {name!r} is {_FORBIDDEN_KINDS[typeflag]} (rule: only "
@@ -1481,23 +1498,9 @@ def _tar_members(stream):
         if kind != "file" and size:
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
-        # GNU tar sees the header with what we changed: no special bits, a time it can hold
-        changed = {}
-        if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
-            changed[100] = b"%07o\0" % (mode & 0o777)
-        if "mtime" not in pax and mtime != _number(block[136:148], "mtime"):
-            changed[136] = b"\x80" + int(mtime).to_bytes(11, "big")
-        if changed:
-            block = bytearray(block)
-            for offset, field in changed.items():
-                block[offset:offset + len(field)] = field
-            block[148:156] = b" " * 8
-            block[148:156] = b"%06o\0 " % sum(block)
-            block = bytes(block)
         yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
-                      mtime=mtime, size=size, linkname=linkname,
-                      raw=b"".join(raw_prefix) + block)
-        pax, long_name, long_link, raw_prefix = {}, None, None, []
+                      mtime=mtime, size=size, linkname=linkname)
+        pax, long_name, long_link = {}, None, None
 
 
 # -------------------------------------------------------------------- member validation --
@@ -1672,7 +1675,6 @@ class _PythonWriter:
         self.root = root
         self.umask = os.umask(0)
         os.umask(self.umask)
-        self.real_root = os.path.realpath(root)
         self.dirs = {}  # path -> (mode, mtime or None), applied once everything is written
         self.waits_for_cache = cache_shares_disk
         self.short_since = None
@@ -1703,9 +1705,11 @@ class _PythonWriter:
                 self.dirs[path] = (0o777 & ~self.umask, None)
 
     def _check_inside(self, path, parts):
-        """Belt and braces beside the tree model: each new folder really lies inside root
-        (once per folder, so the cost stays far from a realpath per file)."""
-        if not _is_within(os.path.realpath(path), self.real_root):
+        """Belt and braces beside the tree model: each folder met for the first time is a
+        real folder, not a link. Its parents were met before it, so the whole chain from
+        root holds no link: one lstat per folder, where a realpath per folder would cost
+        (depth x depth) lstats in a tree thousands of folders deep."""
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
             raise UnsafeArchive(f"member {'/'.join(parts)!r} would be written outside the "
                                 f"destination through {path!r} (rule: nothing is extracted "
                                 f"through a link)")
@@ -1714,8 +1718,9 @@ class _PythonWriter:
         self._make_parents(member.parts)
         path = self._path(member.parts)
         if member.kind == "dir":
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o700)
+            if path not in self.dirs:
+                if not os.path.isdir(path):
+                    os.mkdir(path, 0o700)
                 self._check_inside(path, member.parts)
             self.dirs[path] = (member.mode, member.mtime)
             return
@@ -1771,12 +1776,79 @@ def _gnu_tar():
     return tar if b"GNU tar" in version else None
 
 
+def _utime_text(mtime):
+    """mtime as decimal seconds, to the nanosecond os.utime sets from it (the float's
+    fraction times 1e9, rounded down), so both engines give a file the same time."""
+    if isinstance(mtime, int):
+        return str(mtime)
+    fraction, whole = math.modf(mtime)
+    nanoseconds = int(whole) * 10**9 + math.floor(fraction * 1e9)
+    seconds, rest = divmod(abs(nanoseconds), 10**9)
+    return f"{'-' if nanoseconds < 0 else ''}{seconds}.{rest:09d}"
+
+
+def _pax_record(key, value):
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    length += len(str(length)) - len(str(len(body)))  # the digits may add one more
+    return b"%d" % length + body
+
+
+def _ustar_block(name, typeflag, size, mode=0o644, mtime=0, linkname=b""):
+    block = bytearray(BLOCK)
+    block[0:len(name)] = name
+    block[100:108] = b"%07o\0" % mode
+    block[108:124] = b"0000000\x000000000\0"
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"%011o\0" % mtime
+    block[156:157] = typeflag
+    block[157:157 + len(linkname)] = linkname
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b"%06o\0 " % (sum(block) + 8 * 32)
+    return bytes(block)
+
+
+_TYPEFLAGS = {"file": b"0", "dir": b"5", "symlink": b"2", "hardlink": b"1"}
+
+
+def _gnu_tar_header(member):
+    """The header blocks GNU tar is handed for a member, written afresh from what our parser
+    read and the checks judged: name, type, mode, time, size, link target, nothing else.
+
+    Never the archive's own blocks: GNU tar refuses some records our parser reads (a uid or
+    atime out of range, a base-64 number) and would read others we ignore, so the same
+    archive could end differently with each engine. Rebuilt, both engines extract the same
+    validated members, and whatever else a header holds is ignored by both.
+    """
+    name = os.fsencode("/".join(member.parts) or ".") + (b"/" if member.kind == "dir" else b"")
+    link = os.fsencode(member.linkname)
+    records = []
+    if len(name) > 100:
+        records.append(_pax_record(b"path", name))
+    if len(link) > 100:
+        records.append(_pax_record(b"linkpath", link))
+    size = member.size if member.size < 8**11 else 0
+    if size != member.size:
+        records.append(_pax_record(b"size", b"%d" % member.size))
+    mtime = member.mtime if isinstance(member.mtime, int) and 0 <= member.mtime < 8**11 else 0
+    if mtime != member.mtime:
+        records.append(_pax_record(b"mtime", _utime_text(member.mtime).encode()))
+    header = _ustar_block(name[:100], _TYPEFLAGS[member.kind], size, member.mode, mtime,
+                          link[:100])
+    if not records:
+        return header
+    payload = b"".join(records)
+    return (_ustar_block(b"././@PaxHeader", b"x", len(payload)) + payload
+            + bytes(-len(payload) % BLOCK) + header)
+
+
 class _GnuTarWriter:
     """Hands validated members to GNU tar, which creates the files.
 
-    tar sees only header blocks we have parsed and checked (setuid bits already cleared),
-    followed by our own end-of-archive marker, so its defaults as root (device files,
-    owners, absolute links) never come into play; --no-same-owner makes files ours.
+    tar sees only headers we wrote for members we have parsed and checked (setuid bits
+    already cleared), followed by our own end-of-archive marker, so its defaults as root
+    (device files, owners, absolute links) never come into play; --no-same-owner makes
+    files ours.
     """
 
     name = "tar"
@@ -1800,7 +1872,7 @@ class _GnuTarWriter:
             self._fail()
 
     def add(self, member, pieces):
-        self._write(member.raw)
+        self._write(_gnu_tar_header(member))
         for piece in pieces:
             self._write(piece)
         if member.size % BLOCK:
@@ -2171,10 +2243,19 @@ class _Extraction:
         self.tops, self.dotted = set(), False
         self.absolute_links = {}  # parts -> (member, components below dest), written last
         self.skipped_metadata = 0  # macOS metadata entries of zip archives, not extracted
+        # A whole path holds at most MAX_PATH_BYTES: what a member's name may take below the
+        # staging root (longer than dest's own path, so what fits here fits there too).
+        self.path_room = MAX_PATH_BYTES - len(os.fsencode(root)) - 1
 
     def admit(self, member, raw_name):
         """Judge member against the tree so far; False when it is not to be written now (a
         symlink to an absolute path inside dest, written by install_absolute_links)."""
+        length = len(os.fsencode("/".join(member.parts)))
+        if length > self.path_room:
+            raise UnsafeArchive(f"member {member.name[:300]!r} has a path of {length:,} bytes; "
+                                f"below {self.root} that passes the {MAX_PATH_BYTES:,} bytes "
+                                f"a whole path may have (rule: paths every filesystem can "
+                                f"hold)")
         inside = None
         if member.kind == "symlink" and member.linkname.startswith("/"):
             inside = _below(member.linkname, self.dest)
