@@ -94,6 +94,9 @@ MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel do
 MAX_MTIME = 1 << 40  # seconds either side of 1970 (34,000 years): every OS's time_t holds it
 MAX_NAME_BYTES = 255  # one path component, on every filesystem a notebook has
 MAX_PATH_BYTES = 4095  # a whole path (PATH_MAX less its NUL): also the most a link may hold
+# The most one file may hold (ext4, a notebook's usual disk, stops at 16 TiB): a member that
+# declares more is a damaged header, not a restore that needs a larger disk.
+MAX_FILE_SIZE = 1 << 43
 # The most a member can have grown from its compressed bytes: gzip's deflate peaks at 1032:1;
 # bzip2, xz and zstd have no such bound (a run of zeros shrinks without end).
 MAX_EXPANSION = {"tar": 1, "gz": 1032}
@@ -1144,7 +1147,8 @@ def _decompressed(chunks, fmt, where):
                        (_zstd_module.ZstdError,))
     zstd = shutil.which("zstd")
     if zstd:
-        return _external_program([zstd, "-dcq"], chunks, lambda message: CorruptArchive(
+        return _external_program([zstd, "-dcq"], _zeros_at_end_dropped(chunks),
+                                 lambda message: CorruptArchive(
             f"{where} is damaged: zstd could not decompress it ({message})."))
     raise Unsupported(f"{where} is compressed with zstd, and this machine can neither "
                       f"decompress it in Python (needs 3.14+) nor with a `zstd` program. Fix: "
@@ -1153,6 +1157,23 @@ def _decompressed(chunks, fmt, where):
 
 def _trailing_ok(data):
     return not data.strip(b"\0")
+
+
+def _zeros_at_end_dropped(chunks):
+    """chunks without the zeros at the very end (padding a copy tool or device added): the
+    zstd program calls them damage, where _unpack (and so Python's own zstd) ignores them.
+    A run of zeros longer than MAX_TRAILING is passed on, for zstd to judge."""
+    held = []
+    for chunk in chunks:
+        end = len(chunk.rstrip(b"\0"))
+        if end:
+            yield from held
+            held = []
+            yield chunk[:end] if end < len(chunk) else chunk
+        held.append(chunk[end:])
+        if sum(map(len, held)) > MAX_TRAILING:
+            yield from held
+            held = []
 
 
 class _GzipMember:
@@ -1474,6 +1495,9 @@ def _tar_members(stream):
         if size < 0 or mtime != mtime or mtime in (float("inf"), float("-inf")):
             raise CorruptArchive(f"member {name!r} has a malformed header: size {size}, "
                                  f"mtime {mtime} (GNU tar refuses it too)")
+        if size > MAX_FILE_SIZE:
+            raise CorruptArchive(f"member {name!r} declares {size:,} bytes, more than a file "
+                                 f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
         # A time far out of range is harmless: clamped, as GNU tar does.
         mtime = min(max(mtime, -MAX_MTIME), MAX_MTIME)
         if any(k.startswith("GNU.sparse") for k in pax):
@@ -1751,6 +1775,16 @@ class _PythonWriter:
             finally:
                 os.close(fd)
 
+    def settle(self):
+        """Every member handed over is on disk already."""
+
+    def forget(self, parts):
+        """A folder is deleted (by a layer's list): a member that names it again makes it
+        anew."""
+        path = self._path(parts)
+        for known in [p for p in self.dirs if p == path or p.startswith(path + os.sep)]:
+            del self.dirs[known]
+
     def finish(self):
         for path in sorted(self.dirs, key=len, reverse=True):
             mode, mtime = self.dirs[path]
@@ -1854,16 +1888,30 @@ class _GnuTarWriter:
     name = "tar"
 
     def __init__(self, root):
+        self._root = root
+        self._start()
+
+    def _start(self):
         env = {k: v for k, v in os.environ.items() if k not in ("TAR_OPTIONS", "POSIXLY_CORRECT")}
         env["LC_ALL"] = "C"
         import subprocess
         import tempfile
         self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [_gnu_tar(), "--extract", "--file=-", f"--directory={root}", "--no-same-owner",
-             "--preserve-permissions", "--warning=no-timestamp", "--warning=no-unknown-keyword"],
+            [_gnu_tar(), "--extract", "--file=-", f"--directory={self._root}",
+             "--no-same-owner", "--preserve-permissions", "--warning=no-timestamp",
+             "--warning=no-unknown-keyword"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors, env=env)
         self._pipe = self._process.stdin
+
+    def settle(self):
+        """tar may still be writing what it was handed: let it finish, then go on with a new
+        tar (a layer's list of deleted paths must not race the members before it)."""
+        self.finish()
+        self._start()
+
+    def forget(self, parts):
+        """tar remembers nothing between runs."""
 
     def _write(self, data):
         try:
@@ -2309,14 +2357,16 @@ class _Extraction:
         made = [parts for parts in self.tree.kinds if parts]
         return not made or (made == [made[0][:1]] and self.content_root() != self.root)
 
-    def delete(self, paths):
-        """Apply a layer's list of deleted paths (validated like member names)."""
+    def delete(self, paths, forget):
+        """Apply a layer's list of deleted paths (validated like member names); forget(parts):
+        the writer drops what it remembers of a deleted folder."""
         for path in paths:
             parts = _member_parts(path, path)
             self.tree.check_parents(parts, path)
             kind = self.tree.kinds.get(parts)
             if not parts or kind is None:
                 continue
+            forget(parts)
             full = os.path.join(self.root, *parts)
             if kind == "dir":
                 _remove_tree(full)
@@ -2349,7 +2399,13 @@ def _stream_tar(data, extraction, writer, counter):
             listing = b"".join(stream.pieces(member.size))
             stream.skip((-member.size) % BLOCK)
             try:
-                extraction.delete(json.loads(listing.decode("utf-8", "surrogateescape")))
+                paths = json.loads(listing.decode("utf-8", "surrogateescape"))
+            except (ValueError, RecursionError):
+                raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
+                                     f"paths") from None
+            writer.settle()  # what the writer was handed is on disk before anything goes
+            try:
+                extraction.delete(paths, writer.forget)
             except (ValueError, TypeError, AttributeError, RecursionError):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
@@ -2427,7 +2483,8 @@ def _extract_zip(spool, extraction, writer, counter):
         with _zip_damaged(zipfile.ZipFile, spool) as archive:
             infos = archive.infolist()
             for info in infos:
-                if extraction.largest is not None and info.file_size > extraction.largest:
+                if info.file_size > MAX_FILE_SIZE or (extraction.largest is not None
+                                                      and info.file_size > extraction.largest):
                     raise CorruptArchive(f"member {info.filename!r} declares "
                                          f"{info.file_size:,} bytes, more than the whole "
                                          f"archive could hold: its directory is damaged")

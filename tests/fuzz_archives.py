@@ -41,8 +41,10 @@ Checks, all made outside the tool:
 A failing mutant is minimised (greedy: drop steps, then members, while it fails the same
 way) and, with --save-failures DIR, saved as DIR/NN-class/ (the archive bytes and case.json)
 plus one line of DIR/failures.jsonl; --replay DIR re-runs those cases as regression tests.
-The run ends with two tables (cases by what was mutated; failures by class, each with its
-minimised example) and the line `fuzz: N passed, N failed`; it exits 1 if any run failed.
+The run prints what the oracle demanded and any failures by class (each with its minimised
+example), and ends with one table (each class of case: what was mutated, in which formats,
+how many runs, how many ended in the promised state) and the line `fuzz: N passed, M
+failed`; it exits 1 if any run failed.
 """
 import argparse
 import bz2
@@ -2232,8 +2234,9 @@ def describe(mutant):
 def table(rows, headers):
     widths = [max(len(str(r[k])) for r in rows + [headers]) for k in range(len(headers))]
     widths[-1] = min(widths[-1], 200)
-    line = "  ".join(f"{{:{'<' if k == 0 or k == len(headers) - 1 else '>'}{w}}}"
-                     for k, w in enumerate(widths))
+    numeric = [all(isinstance(r[k], int) or r[k] == "" for r in rows)
+               for k in range(len(headers))]
+    line = "  ".join(f"{{:{'>' if numeric[k] else '<'}{w}}}" for k, w in enumerate(widths))
     out = [line.format(*headers), line.format(*["-" * w for w in widths])]
     out += [line.format(*[str(c) for c in r]) for r in rows]
     return "\n".join(out)
@@ -2491,16 +2494,27 @@ def fuzz(runner, args, seeds, engines_):
     return 1 if any(j["failures"] for j in results) else 0
 
 
+def _format_of(seed_name):
+    """tar, tar.gz, ..., zip: what a seed is, by its name (ustar.tar.gz -> tar.gz)."""
+    return seed_name.split(".", 1)[1] if "." in seed_name else seed_name
+
+
 def report(results, examples, others, args, engines_, count_done, swept, fuzz_seconds, total):
+    """The oracle's demands, any failures in detail, then the one table of cases (what was
+    mutated, in which formats: runs, how many ended in the promised state) and the line
+    `fuzz: N passed, M failed`."""
     by_case = {}
     for job in results:
-        row = by_case.setdefault(family(job["mutant"]), [0, 0])
+        row = by_case.setdefault(family(job["mutant"]), [0, 0, set()])
         row[0] += 1
         row[1] += not job["failures"]
-    rows = [(case, n, ok, n - ok) for case, (n, ok) in sorted(by_case.items())]
+        row[2].add(_format_of(job["mutant"]["seed"]))
+    order = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip"]
+    rows = [(case, " ".join(sorted(fmts, key=lambda f: (order + [f]).index(f))), n, ok, n - ok)
+            for case, (n, ok, fmts) in sorted(by_case.items())]
     runs = len(results)
     promised = sum(1 for j in results if not j["failures"])
-    rows.append(("total", runs, promised, runs - promised))
+    rows.append(("total", "", runs, promised, runs - promised))
     demanded = {}
     for job in results:
         row = demanded.setdefault(job.get("expect") or "?", [0, 0])
@@ -2520,8 +2534,6 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
     if count_done < args.count:
         print(f"fuzz: stopped at the time limit after {count_done} of {args.count} mutants")
     print()
-    print(table(rows, ("case (what was mutated)", "runs", "promised state", "failed")))
-    print()
     print(table(oracle_rows, ("what the oracle demanded", "runs", "promised state", "failed")))
     classes = {}
     for job in results:
@@ -2534,13 +2546,13 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
             entry["details"][detail] = entry["details"].get(detail, 0) + 1
     if classes:
         print()
-        rows = []
+        failure_rows = []
         for cls, entry in sorted(classes.items()):
-            rows.append((cls, entry["runs"], len(entry["mutants"]),
-                         ",".join(sorted(entry["engines"])), ""))
+            failure_rows.append((cls, entry["runs"], len(entry["mutants"]),
+                                 ",".join(sorted(entry["engines"])), ""))
             for detail, n in sorted(entry["details"].items(), key=lambda kv: -kv[1]):
-                rows.append(("", n, "", "", detail[:110]))
-        print(table(rows, ("failure class", "runs", "mutants", "engines", "cause")))
+                failure_rows.append(("", n, "", "", detail[:110]))
+        print(table(failure_rows, ("failure class", "runs", "mutants", "engines", "cause")))
         print()
         print("failure classes in detail (each with its minimised example):")
         for sig, (mutant, final, saved, tries) in sorted(examples.items()):
@@ -2559,6 +2571,9 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
                 print(f"  also: {line[:150]}")
             if len(alike) > 4:
                 print(f"  also: {len(alike) - 4} more single mutations")
+    print()
+    print(table(rows, ("case (what was mutated)", "formats", "runs", "promised state",
+                       "failed")))
     print()
     print(f"fuzz: {promised} passed, {runs - promised} failed")
 

@@ -296,3 +296,33 @@ class FuzzFindingTests(h.BATestCase):
                          for engine, exc, dest in
                          self.restore_each_engine(tar_with_pax({"mtime": value}))}
                 self.assertEqual(len(set(times.values())), 1, times)
+
+    def test_folder_deleted_mid_archive_then_named_again_is_made_anew(self):
+        """A list of deleted paths after members: what came before is gone (with tar, after
+        it was written), and a later member in the deleted folder makes the folder again."""
+        listing = b'["top"]'
+        data = h.tar_bytes([h.F("top/a/x.txt", b"x"), h.F(".bootstrap_assets.deleted", listing),
+                            h.F("top/b.txt", b"b")])
+        self.assertRestores(data, {"b.txt": b"b"})
+        for engine, exc, dest in self.restore_each_engine(data):
+            with self.subTest(engine=engine):
+                self.assertEqual(sorted(os.listdir(dest)), [".bootstrap_assets.json", "b.txt"])
+
+    def test_size_beyond_any_file_is_damage_with_unbounded_compression(self):
+        """xz (like bzip2 and zstd) has no bound on expansion to judge a size by: a member
+        declaring more than a file can hold is still a damaged header, not a full disk."""
+        for comp in ("xz", "bz2"):
+            with self.subTest(comp=comp):
+                data = h.compress(tar_with_pax({"size": "9" * 20}), comp)
+                self.assertRefused(data, "CorruptArchive", ["a.txt", "damaged"],
+                                   suffix=".tar." + comp)
+
+    def test_zeros_after_a_zstd_stream_are_ignored_as_after_gzip(self):
+        """Padding after the last stream restores with every compression, whether zstd is
+        read by Python (3.14+) or by the zstd program."""
+        data = h.tar_bytes([h.F("a.txt", b"hi")])
+        for comp in ("gz", "zst"):
+            for zeros in (1, 4096):
+                with self.subTest(comp=comp, zeros=zeros):
+                    self.assertRestores(h.compress(data, comp) + bytes(zeros), {"a.txt": b"hi"},
+                                        suffix=".tar." + comp)
