@@ -1322,10 +1322,10 @@ def _text(field):
     return os.fsdecode(field.split(b"\0", 1)[0])
 
 
-def _pax_records(data, where):
+def _pax_records(data, where, in_order=None):
     """{key: value} of a pax header, framed exactly: 'LENGTH key=value\\n', where LENGTH
     (decimal digits) counts the whole record and ends inside the header, as GNU tar
-    demands."""
+    demands. in_order, a list: gets every (key, value), repeated keys too."""
     records, pos = {}, 0
     while pos < len(data):
         if data[pos:].strip(b"\0") == b"":
@@ -1340,6 +1340,8 @@ def _pax_records(data, where):
             raise CorruptArchive(f"{where}: a pax header record is malformed")
         key, value = record[:-1].split(b"=", 1)
         records[key.decode("utf-8", "replace")] = value
+        if in_order is not None:
+            in_order.append((key, value))
         pos = end
     return records
 
@@ -1347,21 +1349,25 @@ def _pax_records(data, where):
 class _Member:
     """One archive member, as the checks and the writers see it."""
 
-    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "replaces")
+    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "replaces",
+                 "sparse")
 
-    def __init__(self, name, kind, parts, mode, mtime, size, linkname=""):
+    def __init__(self, name, kind, parts, mode, mtime, size, linkname="", sparse=None):
         self.name = name  # as written in the archive, for messages
         self.kind = kind  # "file" | "dir" | "symlink" | "hardlink"
         self.parts = parts  # normalised path components below the archive root
         self.mode, self.mtime, self.size = mode, mtime, size
         self.linkname = linkname
         self.replaces = False  # an earlier member (or layer) made this path already
+        # a sparse file: (its full size, [(offset, length)] of the data it stores, in
+        # order); size is then what the archive holds, the data alone
+        self.sparse = sparse
 
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
           b"5": "dir"}
 _FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
-                    b"S": "a GNU sparse file", b"D": "a GNU incremental dump directory",
+                    b"D": "a GNU incremental dump directory",
                     b"M": "a multi-volume continuation", b"N": "an old GNU long-name entry"}
 _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
@@ -1381,6 +1387,113 @@ def _member_parts(name, rule_subject):
         raise UnsafeArchive(f"member {rule_subject!r} has a '..' component (rule: every "
                             f"member must stay inside the destination)")
     return parts
+
+
+def _decimal(text, what, name):
+    if not text.isdigit() or len(text) > 20:
+        raise CorruptArchive(f"member {name!r} has an unreadable {what} {bytes(text[:40])!r} "
+                             f"in its sparse map")
+    return int(text)
+
+
+def _sparse_member(stream, block, typeflag, pax, in_order, name, size):
+    """(name, bytes of data stored, (full size, [(offset, length)])) of a GNU sparse member,
+    in any of the forms `tar -S` writes: old GNU type 'S' (the map in the header and the
+    extension blocks after it), pax 0.0 (GNU.sparse.offset/numbytes records), 0.1
+    (GNU.sparse.map) and 1.0 (the map in decimal lines ahead of the data).
+
+    The map must make sense before anything is written: entries in order, none overlapping
+    the next, each inside the full size, which no file may exceed (MAX_FILE_SIZE), their
+    lengths adding up to exactly the data stored, whole blocks but for the last.
+    """
+    keys = [k for k in pax if k.startswith("GNU.sparse.")]
+    version = (pax.get("GNU.sparse.major"), pax.get("GNU.sparse.minor"))
+    numbers = []
+    if typeflag == b"S":
+        if keys:
+            raise CorruptArchive(f"member {name!r} is an old GNU sparse file with pax sparse "
+                                 f"records too: the two maps may disagree")
+        realsize = _number(block[483:495], "sparse size")
+        entries = [block[386 + 24 * i:410 + 24 * i] for i in range(4)]
+        extended, blocks = block[482], 0
+        while extended:
+            blocks += 1
+            if blocks > MAX_META_SIZE // BLOCK or any(e[12] == 0 for e in entries):
+                raise CorruptArchive(f"member {name!r} has a sparse map that goes on past its "
+                                     f"end (or past {MAX_META_SIZE:,} bytes)")
+            extension = stream.take(BLOCK)
+            entries += [extension[24 * i:24 * i + 24] for i in range(21)]
+            extended = extension[504]
+        used = [e for e in entries if e[12] != 0]  # GNU tar's end: a length field of NULs
+        if any(e[12] != 0 for e in entries[len(used):]):
+            raise CorruptArchive(f"member {name!r} has entries after the end of its sparse map")
+        for entry in used:
+            numbers += [_number(entry[:12], "sparse offset"), _number(entry[12:], "sparse length")]
+    elif version not in ((None, None), (b"0", b"0"), (b"0", b"1")):
+        if version not in ((b"1", b"0"), (b"1", None)):
+            raise Unsupported(f"member {name!r} is a sparse file in GNU's format version "
+                              f"{version[0]!r}.{version[1]!r}, which this tool does not know "
+                              f"(it reads 0.0, 0.1 and 1.0). Re-create the archive with "
+                              f"`tar -S --format=gnu` or without -S.")
+        realsize = _decimal(pax.get("GNU.sparse.realsize", b""), "full size", name)
+        blocks, lines, count = [], 0, None
+        while count is None or lines < 1 + 2 * count:
+            if len(blocks) * BLOCK >= min(size, MAX_META_SIZE):
+                raise CorruptArchive(f"member {name!r} has a sparse map that does not end "
+                                     f"within its data (or within {MAX_META_SIZE:,} bytes)")
+            blocks.append(stream.take(BLOCK))
+            lines += blocks[-1].count(b"\n")
+            if count is None and lines:
+                count = _decimal(b"".join(blocks).split(b"\n", 1)[0], "entry count", name)
+        numbers = [_decimal(line, "offset or length", name)
+                   for line in b"".join(blocks).split(b"\n")[1:1 + 2 * count]]
+        size -= len(blocks) * BLOCK
+    elif "GNU.sparse.map" in pax:
+        realsize = _decimal(pax.get("GNU.sparse.size", b""), "full size", name)
+        numbers = [_decimal(n, "offset or length", name)
+                   for n in pax["GNU.sparse.map"].split(b",")] if pax["GNU.sparse.map"] else []
+        if len(numbers) % 2:
+            raise CorruptArchive(f"member {name!r} has an odd count of numbers in its sparse map")
+    elif "GNU.sparse.numblocks" in pax:
+        realsize = _decimal(pax.get("GNU.sparse.size", b""), "full size", name)
+        pairs = [(k, v) for k, v in in_order if k in (b"GNU.sparse.offset",
+                                                      b"GNU.sparse.numbytes")]
+        if [k for k, _ in pairs] != [b"GNU.sparse.offset", b"GNU.sparse.numbytes"] * (
+                len(pairs) // 2) or len(pairs) // 2 != _decimal(
+                    pax["GNU.sparse.numblocks"], "entry count", name):
+            raise CorruptArchive(f"member {name!r} has GNU.sparse.offset and numbytes records "
+                                 f"that do not pair up, {pax['GNU.sparse.numblocks']!r} of each")
+        numbers = [_decimal(v, "offset or length", name) for _, v in pairs]
+    else:
+        raise CorruptArchive(f"member {name!r} has sparse records ({', '.join(keys)}) but no "
+                             f"sparse map")
+    if "GNU.sparse.numblocks" in pax and len(numbers) != 2 * _decimal(
+            pax["GNU.sparse.numblocks"], "entry count", name):
+        raise CorruptArchive(f"member {name!r}: GNU.sparse.numblocks disagrees with its map")
+    if "GNU.sparse.name" in pax:
+        name = str(pax["GNU.sparse.name"], "utf-8", "surrogateescape")
+    if realsize > MAX_FILE_SIZE:
+        raise CorruptArchive(f"member {name!r} is a sparse file of {realsize:,} bytes, more "
+                             f"than a file can hold ({_human(MAX_FILE_SIZE)}): its map is "
+                             f"damaged")
+    segments, end = list(zip(numbers[0::2], numbers[1::2])), 0
+    for offset, length in segments:
+        if offset < end or offset + length > realsize:
+            raise CorruptArchive(f"member {name!r} has a sparse map entry ({offset:,}, "
+                                 f"{length:,}) out of order, overlapping the one before, or "
+                                 f"past the file's size of {realsize:,} bytes")
+        end = offset + length
+    if sum(length for _, length in segments) != size:
+        raise CorruptArchive(f"member {name!r} stores {size:,} bytes of sparse data, but its "
+                             f"map adds up to {sum(n for _, n in segments):,}")
+    stretches = [(offset, length) for offset, length in segments if length]
+    if any(length % BLOCK for _, length in stretches[:-1]):
+        # GNU tar reads each stretch from blocks of its own, other readers read them end to
+        # end: only whole blocks (what every `tar -S` writes) mean the same to both
+        raise CorruptArchive(f"member {name!r} has a sparse stretch that is not whole "
+                             f"{BLOCK}-byte blocks before its last one: readers disagree on "
+                             f"where the next one's data starts")
+    return name, size, (realsize, stretches)
 
 
 class _TarStream:
@@ -1435,13 +1548,14 @@ class _TarStream:
 
 
 def _tar_members(stream):
-    """Members of a tar stream, as GNU tar reads them (ustar, GNU long names, pax).
+    """Members of a tar stream, as GNU tar reads them (ustar, GNU long names, pax, GNU
+    sparse files).
 
-    Anything whose meaning could differ between readers (global pax names, sparse files,
-    links with data) is refused rather than guessed, so that what we validate is exactly
-    what either engine extracts.
+    Anything whose meaning could differ between readers (global pax names, links with data,
+    sparse maps that do not add up) is refused rather than guessed, so that what we validate
+    is exactly what either engine extracts.
     """
-    pax, long_name, long_link = {}, None, None
+    pax, long_name, long_link, in_order = {}, None, None, []
     while True:
         block = stream.take(BLOCK)
         if block == bytes(BLOCK):
@@ -1457,7 +1571,7 @@ def _tar_members(stream):
                                     f"pax headers and long names stay under {MAX_META_SIZE:,})")
             payload = stream.take(size + (-size) % BLOCK)[:size]
             if typeflag == b"x":
-                pax.update(_pax_records(payload, "tar"))
+                pax.update(_pax_records(payload, "tar", in_order))
             elif typeflag == b"g":
                 named = [k for k in _pax_records(payload, "tar") if k in _PAX_KEYS_THAT_NAME
                          or k.startswith("GNU.sparse")]
@@ -1500,12 +1614,18 @@ def _tar_members(stream):
                                  f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
         # A time far out of range is harmless: clamped, as GNU tar does.
         mtime = min(max(mtime, -MAX_MTIME), MAX_MTIME)
-        if any(k.startswith("GNU.sparse") for k in pax):
-            typeflag = b"S"
+        sparse = None
+        if typeflag == b"S" or any(k.startswith("GNU.sparse.") for k in pax):
+            if typeflag not in (b"S", b"0", b"\0", b"7"):
+                raise CorruptArchive(f"member {name!r} of tar type {typeflag!r} carries a "
+                                     f"sparse map: only regular files are sparse")
+            name, size, sparse = _sparse_member(stream, block, typeflag, pax, in_order,
+                                                name, size)
+            typeflag = b"0"
         mode = _number(block[100:108], "mode")
         if typeflag == b"V":  # a volume label carries no file
             stream.skip(size + (-size) % BLOCK)
-            pax, long_name, long_link = {}, None, None
+            pax, long_name, long_link, in_order = {}, None, None, []
             continue
         if typeflag in _FORBIDDEN_KINDS:
             raise UnsafeArchive(f"member {name!r} is {_FORBIDDEN_KINDS[typeflag]} (rule: only "
@@ -1523,8 +1643,8 @@ def _tar_members(stream):
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
         yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
-                      mtime=mtime, size=size, linkname=linkname)
-        pax, long_name, long_link = {}, None, None
+                      mtime=mtime, size=size, linkname=linkname, sparse=sparse)
+        pax, long_name, long_link, in_order = {}, None, None, []
 
 
 # -------------------------------------------------------------------- member validation --
@@ -1760,20 +1880,43 @@ class _PythonWriter:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | getattr(os, "O_CLOEXEC", 0), member.mode)
             try:
-                for piece in pieces:
-                    while piece:
-                        try:
-                            piece = piece[os.write(fd, piece):]
-                        except OSError as exc:
-                            self._wait_for_room(exc)
-                            continue
-                        if self.short_since:
-                            self.short_since = None
+                if member.sparse:
+                    self._write_sparse(fd, member.sparse, pieces)
+                else:
+                    for piece in pieces:
+                        self._write(fd, piece)
                 if member.mode & ~self.umask != member.mode:
                     os.fchmod(fd, member.mode)
                 os.utime(fd, (member.mtime, member.mtime))
             finally:
                 os.close(fd)
+
+    def _write(self, fd, piece):
+        while piece:
+            try:
+                piece = piece[os.write(fd, piece):]
+            except OSError as exc:
+                self._wait_for_room(exc)
+                continue
+            if self.short_since:
+                self.short_since = None
+
+    def _write_sparse(self, fd, sparse, pieces):
+        """Each stretch of data at its offset, the holes between them left unwritten (so
+        they take no disk), then the file cut to its full size."""
+        size, segments = sparse
+        segments = iter(segments)
+        left = 0
+        for piece in pieces:
+            while piece:
+                if not left:
+                    offset, left = next(segments)
+                    os.lseek(fd, offset, os.SEEK_SET)
+                stretch = piece[:left]
+                self._write(fd, stretch)
+                left -= len(stretch)
+                piece = piece[len(stretch):]
+        os.ftruncate(fd, size)
 
     def settle(self):
         """Every member handed over is on disk already."""
@@ -1847,7 +1990,8 @@ _TYPEFLAGS = {"file": b"0", "dir": b"5", "symlink": b"2", "hardlink": b"1"}
 
 def _gnu_tar_header(member):
     """The header blocks GNU tar is handed for a member, written afresh from what our parser
-    read and the checks judged: name, type, mode, time, size, link target, nothing else.
+    read and the checks judged: name, type, mode, time, size, link target, sparse map,
+    nothing else (a sparse member's map follows, as the start of its data).
 
     Never the archive's own blocks: GNU tar refuses some records our parser reads (a uid or
     atime out of range, a base-64 number) and would read others we ignore, so the same
@@ -1856,14 +2000,26 @@ def _gnu_tar_header(member):
     """
     name = os.fsencode("/".join(member.parts) or ".") + (b"/" if member.kind == "dir" else b"")
     link = os.fsencode(member.linkname)
-    records = []
-    if len(name) > 100:
+    records, sparse_map, stored = [], b"", member.size
+    if member.sparse:  # as GNU's sparse format 1.0: the map in decimal lines ahead of the data
+        realsize, segments = member.sparse
+        if not segments or sum(segments[-1]) < realsize:
+            segments = segments + [(realsize, 0)]  # GNU tar's own end mark: the file's size
+        records += [_pax_record(b"GNU.sparse.major", b"1"),
+                    _pax_record(b"GNU.sparse.minor", b"0"),
+                    _pax_record(b"GNU.sparse.name", name),
+                    _pax_record(b"GNU.sparse.realsize", b"%d" % realsize)]
+        sparse_map = b"".join([b"%d\n" % len(segments)]
+                              + [b"%d\n%d\n" % segment for segment in segments])
+        sparse_map += bytes(-len(sparse_map) % BLOCK)
+        stored += len(sparse_map)
+    elif len(name) > 100:
         records.append(_pax_record(b"path", name))
     if len(link) > 100:
         records.append(_pax_record(b"linkpath", link))
-    size = member.size if member.size < 8**11 else 0
-    if size != member.size:
-        records.append(_pax_record(b"size", b"%d" % member.size))
+    size = stored if stored < 8**11 else 0
+    if size != stored:
+        records.append(_pax_record(b"size", b"%d" % stored))
     mtime = member.mtime if isinstance(member.mtime, int) and 0 <= member.mtime < 8**11 else 0
     if mtime != member.mtime:
         records.append(_pax_record(b"mtime", _utime_text(member.mtime).encode()))
@@ -1873,7 +2029,7 @@ def _gnu_tar_header(member):
         return header
     payload = b"".join(records)
     return (_ustar_block(b"././@PaxHeader", b"x", len(payload)) + payload
-            + bytes(-len(payload) % BLOCK) + header)
+            + bytes(-len(payload) % BLOCK) + header + sparse_map)
 
 
 class _GnuTarWriter:
@@ -2287,6 +2443,7 @@ class _Extraction:
         self.dest = dest  # where the tree is installed: absolute links are judged against it
         self.tree = _TreeModel()
         self.largest = None  # the most one member of the archive being read can hold
+        self.archive_size = 0  # of the archive being read, as stored (compressed)
         self.files = self.total = 0
         self.tops, self.dotted = set(), False
         self.absolute_links = {}  # parts -> (member, components below dest), written last
@@ -2314,7 +2471,9 @@ class _Extraction:
         if self.largest is not None and member.size > self.largest:
             raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
                                  f"than the whole archive could hold: its header is damaged")
-        self.space.take(member.size, f"member {member.name!r}")
+        # a sparse file takes the disk its data takes (a block more per stretch at most)
+        stretches = len(member.sparse[1]) if member.sparse else 0
+        self.space.take(member.size + 4096 * stretches, f"member {member.name!r}")
         self.files += member.kind != "dir"
         self.total += member.size
         if inside is not None:
@@ -2410,7 +2569,18 @@ def _stream_tar(data, extraction, writer, counter):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
             continue
-        if extraction.admit(member, member.name):
+        try:
+            admitted = extraction.admit(member, member.name)
+        except NoSpace:
+            if extraction.largest is not None or \
+                    member.size <= extraction.archive_size * MAX_EXPANSION["gz"]:
+                raise
+            # bzip2, xz and zstd shrink a run of zeros without end, so a member this far
+            # beyond what the archive plausibly holds is real or a damaged size field: its
+            # data decides (read, not written; a damaged one ends early, exit 7)
+            stream.skip(max(0, min(member.size, extraction.space.left())))
+            raise
+        if admitted:
             writer.add(member, stream.pieces(member.size))
         stream.skip((-member.size) % BLOCK)
         extraction.progress.update(counter.bytes, extraction.files)
@@ -2840,6 +3010,7 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
         fmt = _detect_format(head, source.path)
         expansion = MAX_EXPANSION.get("gz" if fmt == "zip" else fmt)
         extraction.largest = source.size * expansion if expansion and source.size > 0 else None
+        extraction.archive_size = source.size
         chunks = itertools.chain([head], raw)
         if fmt == "zip":
             if not isinstance(writer, _PythonWriter):

@@ -7,8 +7,8 @@
     python3 tests/fuzz_archives.py --replay DIR          # re-run saved regression cases
 
 Seeds are small valid archives in every format the tool reads (tar as ustar, GNU and pax,
-tar.gz, tar.bz2, tar.xz, tar.zst when `zstd` is on the PATH, zip). A mutant is a seed plus
-one to three mutation steps: byte flips, block splices and truncations, tar header fields
+a GNU sparse file (pax 1.0), tar.gz, tar.bz2, tar.xz, tar.zst when `zstd` is on the PATH,
+zip). A mutant is a seed plus one to three mutation steps: byte flips, block splices and truncations, tar header fields
 rewritten with valid checksums (sizes incl. negative, huge and base-256, every typeflag,
 mtimes out of range, names and link targets set to escaping values, GNU long names, pax
 records), zip fields (empty or undecodable names, encryption flags, attributes without
@@ -161,6 +161,34 @@ def _tar_of(entries, fmt, subsecond=False):
     return buf.getvalue()
 
 
+SPARSE_SIZE = 1 << 16
+SPARSE_STRETCHES = [(0, b"S" * 512), (20000, b"P" * 1024), (SPARSE_SIZE - 100, b"E" * 100)]
+
+
+def _sparse_seed():
+    """(tar bytes, expected tree): a GNU sparse file in pax format 1.0 (the map in decimal
+    lines ahead of its data, as `tar -S --format=posix` writes it) beside a plain file."""
+    import io
+    lines = f"{len(SPARSE_STRETCHES)}\n" + "".join(f"{o}\n{len(d)}\n" for o, d in SPARSE_STRETCHES)
+    data = lines.encode() + bytes(-len(lines) % 512) + b"".join(d for _, d in SPARSE_STRETCHES)
+    full = bytearray(SPARSE_SIZE)
+    for offset, stretch in SPARSE_STRETCHES:
+        full[offset:offset + len(stretch)] = stretch
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("notes.txt")
+        info.size, info.mtime, info.mode = 6, MTIME, 0o644
+        tar.addfile(info, io.BytesIO(b"notes\n"))
+        info = tarfile.TarInfo("GNUSparseFile.0/disk.img")
+        info.size, info.mtime, info.mode = len(data), MTIME, 0o640
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.name": "disk.img",
+                            "GNU.sparse.realsize": str(SPARSE_SIZE)}
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue(), {"notes.txt": ("f", b"notes\n", 0o644),
+                            "disk.img": ("f", bytes(full), 0o640)}
+
+
 def _dos_time():
     return (12 << 11) | (26 << 5) | 20, ((2020 - 1980) << 9) | (9 << 5) | 13
 
@@ -245,6 +273,9 @@ def build_seeds():
     tar_seed("pax.tar", _tree_c(), tarfile.PAX_FORMAT, "tar", False, subsecond=True)
     tar_seed("layer.tar", _tree_layer(), tarfile.USTAR_FORMAT, "tar", False)
     tar_seed("tiny.tar", _tree_tiny(), tarfile.USTAR_FORMAT, "tar", False)
+    raw, expected = _sparse_seed()
+    seeds["sparse.tar"] = {"name": "sparse.tar", "fmt": "tar", "tar": raw,
+                           "expected": expected, "ext": ".tar"}
     tar_seed("ustar.tar.gz", _tree_a(DEST), tarfile.USTAR_FORMAT, "gz", True)
     tar_seed("pax.tar.gz", _tree_c(), tarfile.PAX_FORMAT, "gz", False, subsecond=True)
     tar_seed("gnu.tar.bz2", _tree_b(DEST), tarfile.GNU_FORMAT, "bz2", True)
@@ -624,7 +655,12 @@ PAX_VALUES = {
     b"linkpath": ([(v, "hostile-link") for v in HOSTILE_TARGETS]
                   + [(v, "damaged") for v in ODD_TARGETS]),
     b"GNU.sparse.size": [(b"1000000", "damaged")],
-    b"GNU.sparse.major": [(b"1", "damaged")],
+    b"GNU.sparse.major": [(b"1", "damaged"), (b"2", "damaged")],
+    b"GNU.sparse.map": [(b"0,2", "damaged"), (b"5,2,0,2", "damaged"), (b"", "damaged"),
+                        (b"0,1,1,1", "damaged"), (b"x", "damaged")],
+    b"GNU.sparse.realsize": [(b"99999999999999999999", "damaged"), (b"-1", "damaged")],
+    b"GNU.sparse.name": [(b"../../bait/pwned", "damaged"), (b"renamed.txt", "damaged")],
+    b"GNU.sparse.numblocks": [(b"1", "damaged"), (b"99999999999999999999", "damaged")],
     b"uid": [(b"-1", "odd"), (b"99999999999999999999", "odd")],
     b"uname": [(b"\xff\xfe", "benign"), (b"x" * 1000, "benign")],
     b"comment": [(b"a comment", "benign")],

@@ -326,3 +326,23 @@ class FuzzFindingTests(h.BATestCase):
                 with self.subTest(comp=comp, zeros=zeros):
                     self.assertRestores(h.compress(data, comp) + bytes(zeros), {"a.txt": b"hi"},
                                         suffix=".tar." + comp)
+
+    def test_huge_size_field_with_unbounded_compression_is_damage_when_the_data_is_missing(self):
+        """A 1 TiB member in a tiny xz, bzip2 or zstd archive: those shrink zeros without
+        end, so its data decides; here it is missing, so the archive is damaged (exit 7),
+        not in need of a larger disk (exit 8)."""
+        for comp in ("xz", "bz2", "zst"):
+            with self.subTest(comp=comp):
+                data = h.compress(tar_with_field(124, base256(1 << 40)), comp)
+                self.assertRefused(data, "CorruptArchive", ["truncated"], suffix=".tar." + comp)
+
+    def test_member_larger_than_the_free_space_is_no_space(self):
+        """Real data beyond the free space: exit 8 with every compression, before the disk
+        fills (for xz, bzip2 and zstd once the data is seen to be there)."""
+        data = h.tar_bytes([h.F("big.bin", bytes(12 << 20))])
+        room = ba.SPACE_MARGIN + (4 << 20)
+        with mock.patch.object(ba, "_free_bytes", lambda path: room):
+            for comp in ("tar", "gz", "xz", "bz2", "zst"):
+                with self.subTest(comp=comp):
+                    suffix = ".tar" if comp == "tar" else ".tar." + comp
+                    self.assertRefused(h.compress(data, comp), "NoSpace", suffix=suffix)
