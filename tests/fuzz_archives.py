@@ -434,8 +434,19 @@ def tar_bytes(model):
     return bytes(out + model["tail"])
 
 
+def sparse_name(m):
+    """A sparse member's GNU.sparse.name (it replaces every other name), or None."""
+    for h, payload in m["meta"]:
+        if h[156:157] == b"x":
+            for key, value in pax_records(payload) or ():
+                if key == b"GNU.sparse.name":
+                    return value
+    return None
+
+
 def member_name(m):
-    """The name a reader sees: pax path, else GNU long name, else prefix/name."""
+    """The name a reader sees: GNU.sparse.name, else pax path, else GNU long name, else
+    prefix/name."""
     name = get_text(m["hdr"], "name")
     if bytes(m["hdr"][257:263]) == b"ustar\0" and get_text(m["hdr"], "prefix"):
         name = get_text(m["hdr"], "prefix") + b"/" + name
@@ -447,7 +458,7 @@ def member_name(m):
             for key, value in pax_records(payload) or ():
                 if key == b"path":
                     name = value
-    return name
+    return sparse_name(m) or name
 
 
 def member_kind(m):
@@ -806,6 +817,8 @@ def gen_name(rng, model, seed):
                  if member_kind(o) == "hardlink"}
         if member_kind(m) != "file" or member_name(m) in names or seed["fmt"] == "zip":
             expect = "damaged"
+    if sparse_name(m) is not None:
+        expect = "damaged"  # GNU.sparse.name names the member, whatever else says
     return {"op": "name", "p": {"i": i, "value": value, "how": how},
             "expect": _tag(expect, member_kind(m)),
             "desc": f"member {i} ({_show(member_name(m), 30)}): name = {_show(value)} "
@@ -887,6 +900,8 @@ def gen_pax(rng, model, seed):
         value, expect = _pick(rng, PAX_VALUES[key])
         if key == b"size" and kind != "file":
             expect = "damaged"
+        if key == b"path" and sparse_name(m) is not None:
+            expect = "damaged"  # GNU.sparse.name names the member, whatever else says
         if key == b"path" and expect == "benign":
             names = {get_text(o["hdr"], "linkname") for o in model["members"]
                      if member_kind(o) == "hardlink"}

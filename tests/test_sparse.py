@@ -280,6 +280,24 @@ class SparseTests(h.BATestCase):
                               "GNU.sparse.name": "../../escape.img"}, b"x" * 20)
         self.assertRefused(raw, "UnsafeArchive", ["escape.img"])
 
+    def test_sparse_name_replaces_the_header_name(self):
+        """As with GNU tar, the header's own name (GNUSparseFile.N/... when tar writes it)
+        is not used: here it would escape, and nothing is written there."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("../../escape.img")
+            info.size, info.mtime = 20, h.MTIME
+            info.pax_headers = {"GNU.sparse.size": "100", "GNU.sparse.map": "0,20",
+                                "GNU.sparse.name": "vm.img"}
+            tar.addfile(info, io.BytesIO(b"x" * 20))
+        archive = h.write_bytes(os.path.join(self.subdir(), "vm.tar"), buf.getvalue())
+        for engine, exc, dest in self.restore_each_engine(archive):
+            with self.subTest(engine=engine):
+                self.assertIsNone(exc, f"{engine}: {exc}")
+                with open(os.path.join(dest, "vm.img"), "rb") as f:
+                    self.assertEqual(f.read(), b"x" * 20 + bytes(80))
+                self.assertFalse(os.path.lexists(os.path.join(dest, "..", "..", "escape.img")))
+
     # ---- save ----------------------------------------------------------------------------
     def test_save_stores_a_sparse_file_dense_and_it_round_trips(self):
         """Saved archives stay plain tar (any tar reads them), so holes are stored as zeros:
