@@ -45,6 +45,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import math
 import os
 import queue
 import shutil
@@ -112,6 +113,9 @@ MAX_LINK_DEPTH = 40  # symlink hops before resolution gives up, as the kernel do
 MAX_MTIME = 1 << 40  # seconds either side of 1970 (34,000 years): every OS's time_t holds it
 MAX_NAME_BYTES = 255  # one path component, on every filesystem a notebook has
 MAX_PATH_BYTES = 4095  # a whole path (PATH_MAX less its NUL): also the most a link may hold
+# The most one file may hold (ext4, a notebook's usual disk, stops at 16 TiB): a member that
+# declares more is a damaged header, not a restore that needs a larger disk.
+MAX_FILE_SIZE = 1 << 43
 # The most a member can have grown from its compressed bytes: gzip's deflate peaks at 1032:1;
 # bzip2, xz and zstd have no such bound (a run of zeros shrinks without end).
 MAX_EXPANSION = {"tar": 1, "gz": 1032}
@@ -336,19 +340,31 @@ def _fs_name(path):
 
 
 def _remove_tree(path):
-    """Delete a tree of ours, including read-only directories an archive may have made."""
-    def make_writable_and_retry(function, failed_path, _exc_info):
-        parent = os.path.dirname(failed_path)
-        os.chmod(parent, stat.S_IRWXU)
-        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
-            os.chmod(failed_path, stat.S_IRWXU)
-        function(failed_path)
+    """Delete a tree of ours, including read-only folders an archive may have made.
 
-    if os.path.lexists(path):
-        try:
-            shutil.rmtree(path, onexc=make_writable_and_retry)  # novm: onerror below before 3.12
-        except TypeError:
-            shutil.rmtree(path, onerror=make_writable_and_retry)
+    Iterative: an archive's folders may nest thousands deep, deeper than the recursion of
+    shutil.rmtree (before Python 3.13) can go."""
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    pending = [path]  # folders still to empty; a folder stays until its subfolders are gone
+    while pending:
+        folder = pending[-1]
+        os.chmod(folder, stat.S_IRWXU)
+        subfolders = []
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subfolders:
+            pending += subfolders
+        else:
+            os.rmdir(folder)
+            pending.pop()
 
 
 def _parse_sha256(text, origin):
@@ -2223,7 +2239,8 @@ def _decompressed(chunks, fmt, where):
                        (_zstd_module.ZstdError,))
     zstd = shutil.which("zstd")
     if zstd:
-        return _external_program([zstd, "-dcq"], chunks, lambda message: CorruptArchive(
+        return _external_program([zstd, "-dcq"], _zeros_at_end_dropped(chunks),
+                                 lambda message: CorruptArchive(
             f"{where} is damaged: zstd could not decompress it ({message})."))
     raise Unsupported(f"{where} is compressed with zstd, and this machine can neither "
                       f"decompress it in Python (needs 3.14+) nor with a `zstd` program. Fix: "
@@ -2232,6 +2249,23 @@ def _decompressed(chunks, fmt, where):
 
 def _trailing_ok(data):
     return not data.strip(b"\0")
+
+
+def _zeros_at_end_dropped(chunks):
+    """chunks without the zeros at the very end (padding a copy tool or device added): the
+    zstd program calls them damage, where _unpack (and so Python's own zstd) ignores them.
+    A run of zeros longer than MAX_TRAILING is passed on, for zstd to judge."""
+    held = []
+    for chunk in chunks:
+        end = len(chunk.rstrip(b"\0"))
+        if end:
+            yield from held
+            held = []
+            yield chunk[:end] if end < len(chunk) else chunk
+        held.append(chunk[end:])
+        if sum(map(len, held)) > MAX_TRAILING:
+            yield from held
+            held = []
 
 
 class _GzipMember:
@@ -2363,59 +2397,68 @@ def _header_checksum_ok(block):
 
 
 def _number(field, what):
+    """A numeric header field: octal digits (space or NUL around them, all NULs for 0), or
+    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage."""
     if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
         raise CorruptArchive(f"a tar header has a negative {what}")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise CorruptArchive(f"a tar header has an unreadable {what} field {field!r}") from None
+    text = field.split(b"\0", 1)[0]
+    digits = text.strip(b" ")
+    if digits.translate(None, b"01234567") or (text and not digits):
+        raise CorruptArchive(f"a tar header has an unreadable {what} field {bytes(field)!r}")
+    return int(digits, 8) if digits else 0
 
 
 def _text(field):
     return os.fsdecode(field.split(b"\0", 1)[0])
 
 
-def _pax_records(data, where):
+def _pax_records(data, where, in_order=None):
+    """{key: value} of a pax header, framed exactly: 'LENGTH key=value\\n', where LENGTH
+    (decimal digits) counts the whole record and ends inside the header, as GNU tar
+    demands. in_order, a list: gets every (key, value), repeated keys too."""
     records, pos = {}, 0
     while pos < len(data):
         if data[pos:].strip(b"\0") == b"":
             break
         space = data.find(b" ", pos)
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise CorruptArchive(f"{where}: a pax header is unreadable") from None
-        record = data[space + 1:pos + length]
-        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+        digits = data[pos:space] if space > pos else b""
+        if not digits.isdigit() or len(digits) > 20:
+            raise CorruptArchive(f"{where}: a pax header is unreadable")
+        end = pos + int(digits)
+        record = data[space + 1:end]
+        if end > len(data) or not record.endswith(b"\n") or b"=" not in record:
             raise CorruptArchive(f"{where}: a pax header record is malformed")
         key, value = record[:-1].split(b"=", 1)
         records[key.decode("utf-8", "replace")] = value
-        pos += length
+        if in_order is not None:
+            in_order.append((key, value))
+        pos = end
     return records
 
 
 class _Member:
     """One archive member, as the checks and the writers see it."""
 
-    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "raw", "replaces")
+    __slots__ = ("name", "kind", "parts", "mode", "mtime", "size", "linkname", "replaces",
+                 "sparse")
 
-    def __init__(self, name, kind, parts, mode, mtime, size, linkname="", raw=b""):
+    def __init__(self, name, kind, parts, mode, mtime, size, linkname="", sparse=None):
         self.name = name  # as written in the archive, for messages
         self.kind = kind  # "file" | "dir" | "symlink" | "hardlink"
         self.parts = parts  # normalised path components below the archive root
         self.mode, self.mtime, self.size = mode, mtime, size
         self.linkname = linkname
-        self.raw = raw  # header blocks exactly as they go to GNU tar (tar engine only)
         self.replaces = False  # an earlier member (or layer) made this path already
+        # a sparse file: (its full size, [(offset, length)] of the data it stores, in
+        # order); size is then what the archive holds, the data alone
+        self.sparse = sparse
 
 
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
           b"5": "dir"}
 _FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a FIFO",
-                    b"S": "a GNU sparse file",
                     b"M": "a multi-volume continuation", b"N": "an old GNU long-name entry"}
 _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
@@ -2435,6 +2478,113 @@ def _member_parts(name, rule_subject):
         raise UnsafeArchive(f"member {rule_subject!r} has a '..' component (rule: every "
                             f"member must stay inside the destination)")
     return parts
+
+
+def _decimal(text, what, name):
+    if not text.isdigit() or len(text) > 20:
+        raise CorruptArchive(f"member {name!r} has an unreadable {what} {bytes(text[:40])!r} "
+                             f"in its sparse map")
+    return int(text)
+
+
+def _sparse_member(stream, block, typeflag, pax, in_order, name, size):
+    """(name, bytes of data stored, (full size, [(offset, length)])) of a GNU sparse member,
+    in any of the forms `tar -S` writes: old GNU type 'S' (the map in the header and the
+    extension blocks after it), pax 0.0 (GNU.sparse.offset/numbytes records), 0.1
+    (GNU.sparse.map) and 1.0 (the map in decimal lines ahead of the data).
+
+    The map must make sense before anything is written: entries in order, none overlapping
+    the next, each inside the full size, which no file may exceed (MAX_FILE_SIZE), their
+    lengths adding up to exactly the data stored, whole blocks but for the last.
+    """
+    keys = [k for k in pax if k.startswith("GNU.sparse.")]
+    version = (pax.get("GNU.sparse.major"), pax.get("GNU.sparse.minor"))
+    numbers = []
+    if typeflag == b"S":
+        if keys:
+            raise CorruptArchive(f"member {name!r} is an old GNU sparse file with pax sparse "
+                                 f"records too: the two maps may disagree")
+        realsize = _number(block[483:495], "sparse size")
+        entries = [block[386 + 24 * i:410 + 24 * i] for i in range(4)]
+        extended, blocks = block[482], 0
+        while extended:
+            blocks += 1
+            if blocks > MAX_META_SIZE // BLOCK or any(e[12] == 0 for e in entries):
+                raise CorruptArchive(f"member {name!r} has a sparse map that goes on past its "
+                                     f"end (or past {MAX_META_SIZE:,} bytes)")
+            extension = stream.take(BLOCK)
+            entries += [extension[24 * i:24 * i + 24] for i in range(21)]
+            extended = extension[504]
+        used = [e for e in entries if e[12] != 0]  # GNU tar's end: a length field of NULs
+        if any(e[12] != 0 for e in entries[len(used):]):
+            raise CorruptArchive(f"member {name!r} has entries after the end of its sparse map")
+        for entry in used:
+            numbers += [_number(entry[:12], "sparse offset"), _number(entry[12:], "sparse length")]
+    elif version not in ((None, None), (b"0", b"0"), (b"0", b"1")):
+        if version not in ((b"1", b"0"), (b"1", None)):
+            raise Unsupported(f"member {name!r} is a sparse file in GNU's format version "
+                              f"{version[0]!r}.{version[1]!r}, which this tool does not know "
+                              f"(it reads 0.0, 0.1 and 1.0). Re-create the archive with "
+                              f"`tar -S --format=gnu` or without -S.")
+        realsize = _decimal(pax.get("GNU.sparse.realsize", b""), "full size", name)
+        blocks, lines, count = [], 0, None
+        while count is None or lines < 1 + 2 * count:
+            if len(blocks) * BLOCK >= min(size, MAX_META_SIZE):
+                raise CorruptArchive(f"member {name!r} has a sparse map that does not end "
+                                     f"within its data (or within {MAX_META_SIZE:,} bytes)")
+            blocks.append(stream.take(BLOCK))
+            lines += blocks[-1].count(b"\n")
+            if count is None and lines:
+                count = _decimal(b"".join(blocks).split(b"\n", 1)[0], "entry count", name)
+        numbers = [_decimal(line, "offset or length", name)
+                   for line in b"".join(blocks).split(b"\n")[1:1 + 2 * count]]
+        size -= len(blocks) * BLOCK
+    elif "GNU.sparse.map" in pax:
+        realsize = _decimal(pax.get("GNU.sparse.size", b""), "full size", name)
+        numbers = [_decimal(n, "offset or length", name)
+                   for n in pax["GNU.sparse.map"].split(b",")] if pax["GNU.sparse.map"] else []
+        if len(numbers) % 2:
+            raise CorruptArchive(f"member {name!r} has an odd count of numbers in its sparse map")
+    elif "GNU.sparse.numblocks" in pax:
+        realsize = _decimal(pax.get("GNU.sparse.size", b""), "full size", name)
+        pairs = [(k, v) for k, v in in_order if k in (b"GNU.sparse.offset",
+                                                      b"GNU.sparse.numbytes")]
+        if [k for k, _ in pairs] != [b"GNU.sparse.offset", b"GNU.sparse.numbytes"] * (
+                len(pairs) // 2) or len(pairs) // 2 != _decimal(
+                    pax["GNU.sparse.numblocks"], "entry count", name):
+            raise CorruptArchive(f"member {name!r} has GNU.sparse.offset and numbytes records "
+                                 f"that do not pair up, {pax['GNU.sparse.numblocks']!r} of each")
+        numbers = [_decimal(v, "offset or length", name) for _, v in pairs]
+    else:
+        raise CorruptArchive(f"member {name!r} has sparse records ({', '.join(keys)}) but no "
+                             f"sparse map")
+    if "GNU.sparse.numblocks" in pax and len(numbers) != 2 * _decimal(
+            pax["GNU.sparse.numblocks"], "entry count", name):
+        raise CorruptArchive(f"member {name!r}: GNU.sparse.numblocks disagrees with its map")
+    if "GNU.sparse.name" in pax:
+        name = str(pax["GNU.sparse.name"], "utf-8", "surrogateescape")
+    if realsize > MAX_FILE_SIZE:
+        raise CorruptArchive(f"member {name!r} is a sparse file of {realsize:,} bytes, more "
+                             f"than a file can hold ({_human(MAX_FILE_SIZE)}): its map is "
+                             f"damaged")
+    segments, end = list(zip(numbers[0::2], numbers[1::2])), 0
+    for offset, length in segments:
+        if offset < end or offset + length > realsize:
+            raise CorruptArchive(f"member {name!r} has a sparse map entry ({offset:,}, "
+                                 f"{length:,}) out of order, overlapping the one before, or "
+                                 f"past the file's size of {realsize:,} bytes")
+        end = offset + length
+    if sum(length for _, length in segments) != size:
+        raise CorruptArchive(f"member {name!r} stores {size:,} bytes of sparse data, but its "
+                             f"map adds up to {sum(n for _, n in segments):,}")
+    stretches = [(offset, length) for offset, length in segments if length]
+    if any(length % BLOCK for _, length in stretches[:-1]):
+        # GNU tar reads each stretch from blocks of its own, other readers read them end to
+        # end: only whole blocks (what every `tar -S` writes) mean the same to both
+        raise CorruptArchive(f"member {name!r} has a sparse stretch that is not whole "
+                             f"{BLOCK}-byte blocks before its last one: readers disagree on "
+                             f"where the next one's data starts")
+    return name, size, (realsize, stretches)
 
 
 class _TarStream:
@@ -2489,13 +2639,14 @@ class _TarStream:
 
 
 def _tar_members(stream):
-    """Members of a tar stream, as GNU tar reads them (ustar, GNU long names, pax).
+    """Members of a tar stream, as GNU tar reads them (ustar, GNU long names, pax, GNU
+    sparse files).
 
-    Anything whose meaning could differ between readers (global pax names, sparse files,
-    links with data) is refused rather than guessed, so that what we validate is exactly
-    what either engine extracts.
+    Anything whose meaning could differ between readers (global pax names, links with data,
+    sparse maps that do not add up) is refused rather than guessed, so that what we validate
+    is exactly what either engine extracts.
     """
-    pax, long_name, long_link, raw_prefix = {}, None, None, []
+    pax, long_name, long_link, in_order = {}, None, None, []
     while True:
         block = stream.take(BLOCK)
         if block == bytes(BLOCK):
@@ -2509,12 +2660,9 @@ def _tar_members(stream):
             if size > MAX_META_SIZE:
                 raise UnsafeArchive(f"a tar metadata entry declares {size:,} bytes (rule: "
                                     f"pax headers and long names stay under {MAX_META_SIZE:,})")
-            padded = size + (-size) % BLOCK
-            data = stream.take(padded)
-            raw_prefix.append(block + data)
-            payload = data[:size]
+            payload = stream.take(size + (-size) % BLOCK)[:size]
             if typeflag == b"x":
-                pax.update(_pax_records(payload, "tar"))
+                pax.update(_pax_records(payload, "tar", in_order))
             elif typeflag == b"g":
                 named = [k for k in _pax_records(payload, "tar") if k in _PAX_KEYS_THAT_NAME
                          or k.startswith("GNU.sparse")]
@@ -2541,6 +2689,9 @@ def _tar_members(stream):
             name = str(pax["path"], "utf-8", "surrogateescape")
         if "linkpath" in pax:
             linkname = str(pax["linkpath"], "utf-8", "surrogateescape")
+        if "size" in pax and not (pax["size"].isdigit() and len(pax["size"]) <= 20):
+            raise CorruptArchive(f"member {name!r} has an unreadable pax size "
+                                 f"{bytes(pax['size'][:40])!r} (decimal digits only)")
         try:
             size = int(pax.get("size", size))
             mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
@@ -2549,14 +2700,23 @@ def _tar_members(stream):
         if size < 0 or mtime != mtime or mtime in (float("inf"), float("-inf")):
             raise CorruptArchive(f"member {name!r} has a malformed header: size {size}, "
                                  f"mtime {mtime} (GNU tar refuses it too)")
+        if size > MAX_FILE_SIZE:
+            raise CorruptArchive(f"member {name!r} declares {size:,} bytes, more than a file "
+                                 f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
         # A time far out of range is harmless: clamped, as GNU tar does.
         mtime = min(max(mtime, -MAX_MTIME), MAX_MTIME)
-        if any(k.startswith("GNU.sparse") for k in pax):
-            typeflag = b"S"
+        sparse = None
+        if typeflag == b"S" or any(k.startswith("GNU.sparse.") for k in pax):
+            if typeflag not in (b"S", b"0", b"\0", b"7"):
+                raise CorruptArchive(f"member {name!r} of tar type {typeflag!r} carries a "
+                                     f"sparse map: only regular files are sparse")
+            name, size, sparse = _sparse_member(stream, block, typeflag, pax, in_order,
+                                                name, size)
+            typeflag = b"0"
         mode = _number(block[100:108], "mode")
         if typeflag == b"V":  # a volume label carries no file
             stream.skip(size + (-size) % BLOCK)
-            pax, long_name, long_link, raw_prefix = {}, None, None, []
+            pax, long_name, long_link, in_order = {}, None, None, []
             continue
         dump_folder = typeflag == b"D"
         if dump_folder:
@@ -2580,23 +2740,9 @@ def _tar_members(stream):
         if kind != "file" and size:
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
-        # GNU tar sees the header with what we changed: no special bits, a time it can hold
-        changed = {124: b"%011o\0" % 0, 156: b"5"} if dump_folder else {}
-        if mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
-            changed[100] = b"%07o\0" % (mode & 0o777)
-        if "mtime" not in pax and mtime != _number(block[136:148], "mtime"):
-            changed[136] = b"\x80" + int(mtime).to_bytes(11, "big")
-        if changed:
-            block = bytearray(block)
-            for offset, field in changed.items():
-                block[offset:offset + len(field)] = field
-            block[148:156] = b" " * 8
-            block[148:156] = b"%06o\0 " % sum(block)
-            block = bytes(block)
         yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
-                      mtime=mtime, size=size, linkname=linkname,
-                      raw=b"".join(raw_prefix) + block)
-        pax, long_name, long_link, raw_prefix = {}, None, None, []
+                      mtime=mtime, size=size, linkname=linkname, sparse=sparse)
+        pax, long_name, long_link, in_order = {}, None, None, []
 
 
 # -------------------------------------------------------------------- member validation --
@@ -2771,7 +2917,6 @@ class _PythonWriter:
         self.root = root
         self.umask = os.umask(0)
         os.umask(self.umask)
-        self.real_root = os.path.realpath(root)
         self.dirs = {}  # path -> (mode, mtime or None), applied once everything is written
         self.waits_for_cache = cache_shares_disk
         self.short_since = None
@@ -2802,9 +2947,11 @@ class _PythonWriter:
                 self.dirs[path] = (0o777 & ~self.umask, None)
 
     def _check_inside(self, path, parts):
-        """Belt and braces beside the tree model: each new folder really lies inside root
-        (once per folder, so the cost stays far from a realpath per file)."""
-        if not _is_within(os.path.realpath(path), self.real_root):
+        """Belt and braces beside the tree model: each folder met for the first time is a
+        real folder, not a link. Its parents were met before it, so the whole chain from
+        root holds no link: one lstat per folder, where a realpath per folder would cost
+        (depth x depth) lstats in a tree thousands of folders deep."""
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
             raise UnsafeArchive(f"member {'/'.join(parts)!r} would be written outside the "
                                 f"destination through {path!r} (rule: nothing is extracted "
                                 f"through a link)")
@@ -2813,8 +2960,9 @@ class _PythonWriter:
         self._make_parents(member.parts)
         path = self._path(member.parts)
         if member.kind == "dir":
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o700)
+            if path not in self.dirs:
+                if not os.path.isdir(path):
+                    os.mkdir(path, 0o700)
                 self._check_inside(path, member.parts)
             self.dirs[path] = (member.mode, member.mtime)
             return
@@ -2830,20 +2978,53 @@ class _PythonWriter:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | getattr(os, "O_CLOEXEC", 0), member.mode)
             try:
-                for piece in pieces:
-                    while piece:
-                        try:
-                            piece = piece[os.write(fd, piece):]
-                        except OSError as exc:
-                            self._wait_for_room(exc)
-                            continue
-                        if self.short_since:
-                            self.short_since = None
+                if member.sparse:
+                    self._write_sparse(fd, member.sparse, pieces)
+                else:
+                    for piece in pieces:
+                        self._write(fd, piece)
                 if member.mode & ~self.umask != member.mode:
                     os.fchmod(fd, member.mode)
                 os.utime(fd, (member.mtime, member.mtime))
             finally:
                 os.close(fd)
+
+    def _write(self, fd, piece):
+        while piece:
+            try:
+                piece = piece[os.write(fd, piece):]
+            except OSError as exc:
+                self._wait_for_room(exc)
+                continue
+            if self.short_since:
+                self.short_since = None
+
+    def _write_sparse(self, fd, sparse, pieces):
+        """Each stretch of data at its offset, the holes between them left unwritten (so
+        they take no disk), then the file cut to its full size."""
+        size, segments = sparse
+        segments = iter(segments)
+        left = 0
+        for piece in pieces:
+            while piece:
+                if not left:
+                    offset, left = next(segments)
+                    os.lseek(fd, offset, os.SEEK_SET)
+                stretch = piece[:left]
+                self._write(fd, stretch)
+                left -= len(stretch)
+                piece = piece[len(stretch):]
+        os.ftruncate(fd, size)
+
+    def settle(self):
+        """Every member handed over is on disk already."""
+
+    def forget(self, parts):
+        """A folder is deleted (by a layer's list): a member that names it again makes it
+        anew."""
+        path = self._path(parts)
+        for known in [p for p in self.dirs if p == path or p.startswith(path + os.sep)]:
+            del self.dirs[known]
 
     def finish(self):
         for path in sorted(self.dirs, key=len, reverse=True):
@@ -2877,27 +3058,121 @@ def _gnu_tar():
     return None
 
 
+def _utime_text(mtime):
+    """mtime as decimal seconds, to the nanosecond os.utime sets from it (the float's
+    fraction times 1e9, rounded down), so both engines give a file the same time."""
+    if isinstance(mtime, int):
+        return str(mtime)
+    fraction, whole = math.modf(mtime)
+    nanoseconds = int(whole) * 10**9 + math.floor(fraction * 1e9)
+    seconds, rest = divmod(abs(nanoseconds), 10**9)
+    return f"{'-' if nanoseconds < 0 else ''}{seconds}.{rest:09d}"
+
+
+def _pax_record(key, value):
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    length += len(str(length)) - len(str(len(body)))  # the digits may add one more
+    return b"%d" % length + body
+
+
+def _ustar_block(name, typeflag, size, mode=0o644, mtime=0, linkname=b""):
+    block = bytearray(BLOCK)
+    block[0:len(name)] = name
+    block[100:108] = b"%07o\0" % mode
+    block[108:124] = b"0000000\x000000000\0"
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"%011o\0" % mtime
+    block[156:157] = typeflag
+    block[157:157 + len(linkname)] = linkname
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b"%06o\0 " % (sum(block) + 8 * 32)
+    return bytes(block)
+
+
+_TYPEFLAGS = {"file": b"0", "dir": b"5", "symlink": b"2", "hardlink": b"1"}
+
+
+def _gnu_tar_header(member):
+    """The header blocks GNU tar is handed for a member, written afresh from what our parser
+    read and the checks judged: name, type, mode, time, size, link target, sparse map,
+    nothing else (a sparse member's map follows, as the start of its data).
+
+    Never the archive's own blocks: GNU tar refuses some records our parser reads (a uid or
+    atime out of range, a base-64 number) and would read others we ignore, so the same
+    archive could end differently with each engine. Rebuilt, both engines extract the same
+    validated members, and whatever else a header holds is ignored by both.
+    """
+    name = os.fsencode("/".join(member.parts) or ".") + (b"/" if member.kind == "dir" else b"")
+    link = os.fsencode(member.linkname)
+    records, sparse_map, stored = [], b"", member.size
+    if member.sparse:  # as GNU's sparse format 1.0: the map in decimal lines ahead of the data
+        realsize, segments = member.sparse
+        if not segments or sum(segments[-1]) < realsize:
+            segments = segments + [(realsize, 0)]  # GNU tar's own end mark: the file's size
+        records += [_pax_record(b"GNU.sparse.major", b"1"),
+                    _pax_record(b"GNU.sparse.minor", b"0"),
+                    _pax_record(b"GNU.sparse.name", name),
+                    _pax_record(b"GNU.sparse.realsize", b"%d" % realsize)]
+        sparse_map = b"".join([b"%d\n" % len(segments)]
+                              + [b"%d\n%d\n" % segment for segment in segments])
+        sparse_map += bytes(-len(sparse_map) % BLOCK)
+        stored += len(sparse_map)
+    elif len(name) > 100:
+        records.append(_pax_record(b"path", name))
+    if len(link) > 100:
+        records.append(_pax_record(b"linkpath", link))
+    size = stored if stored < 8**11 else 0
+    if size != stored:
+        records.append(_pax_record(b"size", b"%d" % stored))
+    mtime = member.mtime if isinstance(member.mtime, int) and 0 <= member.mtime < 8**11 else 0
+    if mtime != member.mtime:
+        records.append(_pax_record(b"mtime", _utime_text(member.mtime).encode()))
+    header = _ustar_block(name[:100], _TYPEFLAGS[member.kind], size, member.mode, mtime,
+                          link[:100])
+    if not records:
+        return header
+    payload = b"".join(records)
+    return (_ustar_block(b"././@PaxHeader", b"x", len(payload)) + payload
+            + bytes(-len(payload) % BLOCK) + header + sparse_map)
+
+
 class _GnuTarWriter:
     """Hands validated members to GNU tar, which creates the files.
 
-    tar sees only header blocks we have parsed and checked (setuid bits already cleared),
-    followed by our own end-of-archive marker, so its defaults as root (device files,
-    owners, absolute links) never come into play; --no-same-owner makes files ours.
+    tar sees only headers we wrote for members we have parsed and checked (setuid bits
+    already cleared), followed by our own end-of-archive marker, so its defaults as root
+    (device files, owners, absolute links) never come into play; --no-same-owner makes
+    files ours.
     """
 
     name = "tar"
 
     def __init__(self, root):
+        self._root = root
+        self._start()
+
+    def _start(self):
         env = {k: v for k, v in os.environ.items() if k not in ("TAR_OPTIONS", "POSIXLY_CORRECT")}
         env["LC_ALL"] = "C"
         import subprocess
         import tempfile
         self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [_gnu_tar(), "--extract", "--file=-", f"--directory={root}", "--no-same-owner",
-             "--preserve-permissions", "--warning=no-timestamp", "--warning=no-unknown-keyword"],
+            [_gnu_tar(), "--extract", "--file=-", f"--directory={self._root}",
+             "--no-same-owner", "--preserve-permissions", "--warning=no-timestamp",
+             "--warning=no-unknown-keyword"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors, env=env)
         self._pipe = self._process.stdin
+
+    def settle(self):
+        """tar may still be writing what it was handed: let it finish, then go on with a new
+        tar (a layer's list of deleted paths must not race the members before it)."""
+        self.finish()
+        self._start()
+
+    def forget(self, parts):
+        """tar remembers nothing between runs."""
 
     def _write(self, data):
         try:
@@ -2906,7 +3181,7 @@ class _GnuTarWriter:
             self._fail()
 
     def add(self, member, pieces):
-        self._write(member.raw)
+        self._write(_gnu_tar_header(member))
         for piece in pieces:
             self._write(piece)
         if member.size % BLOCK:
@@ -3289,14 +3564,24 @@ class _Extraction:
         self.dest = dest  # where the tree is installed: absolute links are judged against it
         self.tree = _TreeModel()
         self.largest = None  # the most one member of the archive being read can hold
+        self.archive_size = 0  # of the archive being read, as stored (compressed)
         self.files = self.total = 0
         self.tops, self.dotted = set(), False
         self.absolute_links = {}  # parts -> (member, components below dest), written last
         self.skipped_metadata = 0  # macOS metadata entries of zip archives, not extracted
+        # A whole path holds at most MAX_PATH_BYTES: what a member's name may take below the
+        # staging root (longer than dest's own path, so what fits here fits there too).
+        self.path_room = MAX_PATH_BYTES - len(os.fsencode(root)) - 1
 
     def admit(self, member, raw_name):
         """Judge member against the tree so far; False when it is not to be written now (a
         symlink to an absolute path inside dest, written by install_absolute_links)."""
+        length = len(os.fsencode("/".join(member.parts)))
+        if length > self.path_room:
+            raise UnsafeArchive(f"member {member.name[:300]!r} has a path of {length:,} bytes; "
+                                f"below {self.root} that passes the {MAX_PATH_BYTES:,} bytes "
+                                f"a whole path may have (rule: paths every filesystem can "
+                                f"hold)")
         inside = None
         if member.kind == "symlink" and member.linkname.startswith("/"):
             inside = _below(member.linkname, self.dest)
@@ -3307,7 +3592,9 @@ class _Extraction:
         if self.largest is not None and member.size > self.largest:
             raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
                                  f"than the whole archive could hold: its header is damaged")
-        self.space.take(member.size, f"member {member.name!r}")
+        # a sparse file takes the disk its data takes (a block more per stretch at most)
+        stretches = len(member.sparse[1]) if member.sparse else 0
+        self.space.take(member.size + 4096 * stretches, f"member {member.name!r}")
         self.files += member.kind != "dir"
         self.total += member.size
         if inside is not None:
@@ -3350,14 +3637,16 @@ class _Extraction:
         made = [parts for parts in self.tree.kinds if parts]
         return not made or (made == [made[0][:1]] and self.content_root() != self.root)
 
-    def delete(self, paths):
-        """Apply a layer's list of deleted paths (validated like member names)."""
+    def delete(self, paths, forget):
+        """Apply a layer's list of deleted paths (validated like member names); forget(parts):
+        the writer drops what it remembers of a deleted folder."""
         for path in paths:
             parts = _member_parts(path, path)
             self.tree.check_parents(parts, path)
             kind = self.tree.kinds.get(parts)
             if not parts or kind is None:
                 continue
+            forget(parts)
             full = os.path.join(self.root, *parts)
             if kind == "dir":
                 _remove_tree(full)
@@ -3390,12 +3679,29 @@ def _stream_tar(data, extraction, writer, counter):
             listing = b"".join(stream.pieces(member.size))
             stream.skip((-member.size) % BLOCK)
             try:
-                extraction.delete(json.loads(listing.decode("utf-8", "surrogateescape")))
+                paths = json.loads(listing.decode("utf-8", "surrogateescape"))
+            except (ValueError, RecursionError):
+                raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
+                                     f"paths") from None
+            writer.settle()  # what the writer was handed is on disk before anything goes
+            try:
+                extraction.delete(paths, writer.forget)
             except (ValueError, TypeError, AttributeError, RecursionError):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
             continue
-        if extraction.admit(member, member.name):
+        try:
+            admitted = extraction.admit(member, member.name)
+        except NoSpace:
+            if extraction.largest is not None or \
+                    member.size <= extraction.archive_size * MAX_EXPANSION["gz"]:
+                raise
+            # bzip2, xz and zstd shrink a run of zeros without end, so a member this far
+            # beyond what the archive plausibly holds is real or a damaged size field: its
+            # data decides (read, not written; a damaged one ends early, exit 7)
+            stream.skip(max(0, min(member.size, extraction.space.left())))
+            raise
+        if admitted:
             writer.add(member, stream.pieces(member.size))
         stream.skip((-member.size) % BLOCK)
         extraction.progress.update(counter.bytes, extraction.files)
@@ -3468,7 +3774,8 @@ def _extract_zip(spool, extraction, writer, counter):
         with _zip_damaged(zipfile.ZipFile, spool) as archive:
             infos = archive.infolist()
             for info in infos:
-                if extraction.largest is not None and info.file_size > extraction.largest:
+                if info.file_size > MAX_FILE_SIZE or (extraction.largest is not None
+                                                      and info.file_size > extraction.largest):
                     raise CorruptArchive(f"member {info.filename!r} declares "
                                          f"{info.file_size:,} bytes, more than the whole "
                                          f"archive could hold: its directory is damaged")
@@ -3931,6 +4238,7 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
         fmt = _detect_format(head, source.path)
         expansion = MAX_EXPANSION.get("gz" if fmt == "zip" else fmt)
         extraction.largest = source.size * expansion if expansion and source.size > 0 else None
+        extraction.archive_size = source.size
         chunks = itertools.chain([head], raw)
         if fmt == "zip":
             if not isinstance(writer, _PythonWriter):

@@ -7,8 +7,8 @@
     python3 tests/fuzz_archives.py --replay DIR          # re-run saved regression cases
 
 Seeds are small valid archives in every format the tool reads (tar as ustar, GNU and pax,
-tar.gz, tar.bz2, tar.xz, tar.zst when `zstd` is on the PATH, zip). A mutant is a seed plus
-one to three mutation steps: byte flips, block splices and truncations, tar header fields
+a GNU sparse file (pax 1.0), tar.gz, tar.bz2, tar.xz, tar.zst when `zstd` is on the PATH,
+zip). A mutant is a seed plus one to three mutation steps: byte flips, block splices and truncations, tar header fields
 rewritten with valid checksums (sizes incl. negative, huge and base-256, every typeflag,
 mtimes out of range, names and link targets set to escaping values, GNU long names, pax
 records), zip fields (empty or undecodable names, encryption flags, attributes without
@@ -41,8 +41,10 @@ Checks, all made outside the tool:
 A failing mutant is minimised (greedy: drop steps, then members, while it fails the same
 way) and, with --save-failures DIR, saved as DIR/NN-class/ (the archive bytes and case.json)
 plus one line of DIR/failures.jsonl; --replay DIR re-runs those cases as regression tests.
-The run ends with two tables (cases by what was mutated; failures by class, each with its
-minimised example) and the line `fuzz: N passed, N failed`; it exits 1 if any run failed.
+The run prints what the oracle demanded and any failures by class (each with its minimised
+example), and ends with one table (each class of case: what was mutated, in which formats,
+how many runs, how many ended in the promised state) and the line `fuzz: N passed, M
+failed`; it exits 1 if any run failed.
 """
 import argparse
 import bz2
@@ -159,6 +161,34 @@ def _tar_of(entries, fmt, subsecond=False):
     return buf.getvalue()
 
 
+SPARSE_SIZE = 1 << 16
+SPARSE_STRETCHES = [(0, b"S" * 512), (20000, b"P" * 1024), (SPARSE_SIZE - 100, b"E" * 100)]
+
+
+def _sparse_seed():
+    """(tar bytes, expected tree): a GNU sparse file in pax format 1.0 (the map in decimal
+    lines ahead of its data, as `tar -S --format=posix` writes it) beside a plain file."""
+    import io
+    lines = f"{len(SPARSE_STRETCHES)}\n" + "".join(f"{o}\n{len(d)}\n" for o, d in SPARSE_STRETCHES)
+    data = lines.encode() + bytes(-len(lines) % 512) + b"".join(d for _, d in SPARSE_STRETCHES)
+    full = bytearray(SPARSE_SIZE)
+    for offset, stretch in SPARSE_STRETCHES:
+        full[offset:offset + len(stretch)] = stretch
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("notes.txt")
+        info.size, info.mtime, info.mode = 6, MTIME, 0o644
+        tar.addfile(info, io.BytesIO(b"notes\n"))
+        info = tarfile.TarInfo("GNUSparseFile.0/disk.img")
+        info.size, info.mtime, info.mode = len(data), MTIME, 0o640
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.name": "disk.img",
+                            "GNU.sparse.realsize": str(SPARSE_SIZE)}
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue(), {"notes.txt": ("f", b"notes\n", 0o644),
+                            "disk.img": ("f", bytes(full), 0o640)}
+
+
 def _dos_time():
     return (12 << 11) | (26 << 5) | 20, ((2020 - 1980) << 9) | (9 << 5) | 13
 
@@ -243,6 +273,9 @@ def build_seeds():
     tar_seed("pax.tar", _tree_c(), tarfile.PAX_FORMAT, "tar", False, subsecond=True)
     tar_seed("layer.tar", _tree_layer(), tarfile.USTAR_FORMAT, "tar", False)
     tar_seed("tiny.tar", _tree_tiny(), tarfile.USTAR_FORMAT, "tar", False)
+    raw, expected = _sparse_seed()
+    seeds["sparse.tar"] = {"name": "sparse.tar", "fmt": "tar", "tar": raw,
+                           "expected": expected, "ext": ".tar"}
     tar_seed("ustar.tar.gz", _tree_a(DEST), tarfile.USTAR_FORMAT, "gz", True)
     tar_seed("pax.tar.gz", _tree_c(), tarfile.PAX_FORMAT, "gz", False, subsecond=True)
     tar_seed("gnu.tar.bz2", _tree_b(DEST), tarfile.GNU_FORMAT, "bz2", True)
@@ -401,8 +434,19 @@ def tar_bytes(model):
     return bytes(out + model["tail"])
 
 
+def sparse_name(m):
+    """A sparse member's GNU.sparse.name (it replaces every other name), or None."""
+    for h, payload in m["meta"]:
+        if h[156:157] == b"x":
+            for key, value in pax_records(payload) or ():
+                if key == b"GNU.sparse.name":
+                    return value
+    return None
+
+
 def member_name(m):
-    """The name a reader sees: pax path, else GNU long name, else prefix/name."""
+    """The name a reader sees: GNU.sparse.name, else pax path, else GNU long name, else
+    prefix/name."""
     name = get_text(m["hdr"], "name")
     if bytes(m["hdr"][257:263]) == b"ustar\0" and get_text(m["hdr"], "prefix"):
         name = get_text(m["hdr"], "prefix") + b"/" + name
@@ -414,7 +458,7 @@ def member_name(m):
             for key, value in pax_records(payload) or ():
                 if key == b"path":
                     name = value
-    return name
+    return sparse_name(m) or name
 
 
 def member_kind(m):
@@ -622,7 +666,12 @@ PAX_VALUES = {
     b"linkpath": ([(v, "hostile-link") for v in HOSTILE_TARGETS]
                   + [(v, "damaged") for v in ODD_TARGETS]),
     b"GNU.sparse.size": [(b"1000000", "damaged")],
-    b"GNU.sparse.major": [(b"1", "damaged")],
+    b"GNU.sparse.major": [(b"1", "damaged"), (b"2", "damaged")],
+    b"GNU.sparse.map": [(b"0,2", "damaged"), (b"5,2,0,2", "damaged"), (b"", "damaged"),
+                        (b"0,1,1,1", "damaged"), (b"x", "damaged")],
+    b"GNU.sparse.realsize": [(b"99999999999999999999", "damaged"), (b"-1", "damaged")],
+    b"GNU.sparse.name": [(b"../../bait/pwned", "damaged"), (b"renamed.txt", "damaged")],
+    b"GNU.sparse.numblocks": [(b"1", "damaged"), (b"99999999999999999999", "damaged")],
     b"uid": [(b"-1", "odd"), (b"99999999999999999999", "odd")],
     b"uname": [(b"\xff\xfe", "benign"), (b"x" * 1000, "benign")],
     b"comment": [(b"a comment", "benign")],
@@ -768,6 +817,8 @@ def gen_name(rng, model, seed):
                  if member_kind(o) == "hardlink"}
         if member_kind(m) != "file" or member_name(m) in names or seed["fmt"] == "zip":
             expect = "damaged"
+    if sparse_name(m) is not None:
+        expect = "damaged"  # GNU.sparse.name names the member, whatever else says
     return {"op": "name", "p": {"i": i, "value": value, "how": how},
             "expect": _tag(expect, member_kind(m)),
             "desc": f"member {i} ({_show(member_name(m), 30)}): name = {_show(value)} "
@@ -849,6 +900,8 @@ def gen_pax(rng, model, seed):
         value, expect = _pick(rng, PAX_VALUES[key])
         if key == b"size" and kind != "file":
             expect = "damaged"
+        if key == b"path" and sparse_name(m) is not None:
+            expect = "damaged"  # GNU.sparse.name names the member, whatever else says
         if key == b"path" and expect == "benign":
             names = {get_text(o["hdr"], "linkname") for o in model["members"]
                      if member_kind(o) == "hardlink"}
@@ -2232,8 +2285,9 @@ def describe(mutant):
 def table(rows, headers):
     widths = [max(len(str(r[k])) for r in rows + [headers]) for k in range(len(headers))]
     widths[-1] = min(widths[-1], 200)
-    line = "  ".join(f"{{:{'<' if k == 0 or k == len(headers) - 1 else '>'}{w}}}"
-                     for k, w in enumerate(widths))
+    numeric = [all(isinstance(r[k], int) or r[k] == "" for r in rows)
+               for k in range(len(headers))]
+    line = "  ".join(f"{{:{'>' if numeric[k] else '<'}{w}}}" for k, w in enumerate(widths))
     out = [line.format(*headers), line.format(*["-" * w for w in widths])]
     out += [line.format(*[str(c) for c in r]) for r in rows]
     return "\n".join(out)
@@ -2491,16 +2545,27 @@ def fuzz(runner, args, seeds, engines_):
     return 1 if any(j["failures"] for j in results) else 0
 
 
+def _format_of(seed_name):
+    """tar, tar.gz, ..., zip: what a seed is, by its name (ustar.tar.gz -> tar.gz)."""
+    return seed_name.split(".", 1)[1] if "." in seed_name else seed_name
+
+
 def report(results, examples, others, args, engines_, count_done, swept, fuzz_seconds, total):
+    """The oracle's demands, any failures in detail, then the one table of cases (what was
+    mutated, in which formats: runs, how many ended in the promised state) and the line
+    `fuzz: N passed, M failed`."""
     by_case = {}
     for job in results:
-        row = by_case.setdefault(family(job["mutant"]), [0, 0])
+        row = by_case.setdefault(family(job["mutant"]), [0, 0, set()])
         row[0] += 1
         row[1] += not job["failures"]
-    rows = [(case, n, ok, n - ok) for case, (n, ok) in sorted(by_case.items())]
+        row[2].add(_format_of(job["mutant"]["seed"]))
+    order = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip"]
+    rows = [(case, " ".join(sorted(fmts, key=lambda f: (order + [f]).index(f))), n, ok, n - ok)
+            for case, (n, ok, fmts) in sorted(by_case.items())]
     runs = len(results)
     promised = sum(1 for j in results if not j["failures"])
-    rows.append(("total", runs, promised, runs - promised))
+    rows.append(("total", "", runs, promised, runs - promised))
     demanded = {}
     for job in results:
         row = demanded.setdefault(job.get("expect") or "?", [0, 0])
@@ -2520,8 +2585,6 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
     if count_done < args.count:
         print(f"fuzz: stopped at the time limit after {count_done} of {args.count} mutants")
     print()
-    print(table(rows, ("case (what was mutated)", "runs", "promised state", "failed")))
-    print()
     print(table(oracle_rows, ("what the oracle demanded", "runs", "promised state", "failed")))
     classes = {}
     for job in results:
@@ -2534,13 +2597,13 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
             entry["details"][detail] = entry["details"].get(detail, 0) + 1
     if classes:
         print()
-        rows = []
+        failure_rows = []
         for cls, entry in sorted(classes.items()):
-            rows.append((cls, entry["runs"], len(entry["mutants"]),
-                         ",".join(sorted(entry["engines"])), ""))
+            failure_rows.append((cls, entry["runs"], len(entry["mutants"]),
+                                 ",".join(sorted(entry["engines"])), ""))
             for detail, n in sorted(entry["details"].items(), key=lambda kv: -kv[1]):
-                rows.append(("", n, "", "", detail[:110]))
-        print(table(rows, ("failure class", "runs", "mutants", "engines", "cause")))
+                failure_rows.append(("", n, "", "", detail[:110]))
+        print(table(failure_rows, ("failure class", "runs", "mutants", "engines", "cause")))
         print()
         print("failure classes in detail (each with its minimised example):")
         for sig, (mutant, final, saved, tries) in sorted(examples.items()):
@@ -2559,6 +2622,9 @@ def report(results, examples, others, args, engines_, count_done, swept, fuzz_se
                 print(f"  also: {line[:150]}")
             if len(alike) > 4:
                 print(f"  also: {len(alike) - 4} more single mutations")
+    print()
+    print(table(rows, ("case (what was mutated)", "formats", "runs", "promised state",
+                       "failed")))
     print()
     print(f"fuzz: {promised} passed, {runs - promised} failed")
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
@@ -22,6 +23,17 @@ def tar_with_pax(pax, name="a.txt", data=b"hi"):
         info.size, info.mtime, info.pax_headers = len(data), h.MTIME, dict(pax)
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def tar_with_raw_pax(payload, name="a.txt", data=b"hi"):
+    """A pax header holding payload exactly as given, then a regular file."""
+    meta = tarfile.TarInfo("././@PaxHeader")
+    meta.type, meta.size = tarfile.XHDTYPE, len(payload)
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), h.MTIME
+    return b"".join(block + bytes(-len(block) % 512) for block in (
+        meta.tobuf(tarfile.USTAR_FORMAT), payload, info.tobuf(tarfile.USTAR_FORMAT), data,
+        bytes(1024)))
 
 
 def tar_with_field(offset, field, name="a.txt", data=b"hi"):
@@ -202,3 +214,135 @@ class FuzzFindingTests(h.BATestCase):
             info.type, info.linkname = tarfile.SYMTYPE, "a/" * 2100
             tar.addfile(info)
         self.assertRefused(buf.getvalue(), "UnsafeArchive", ["long-link"])
+
+    # ---- deep trees and paths past PATH_MAX ------------------------------------------
+    def test_folders_nested_deeper_than_python_recursion_restore_and_clean_up(self):
+        """1,200 nested folders: extracted, replaced by a second restore and removed after a
+        refusal, with each engine (shutil.rmtree's recursion stopped at ~1,000 before 3.13)."""
+        deep = "d/" * 1200
+        good = h.tar_bytes([h.F(deep + "f.txt", b"deep"), h.F("top.txt", b"top")])
+        hostile = h.tar_bytes([h.F(deep + "f.txt", b"deep"), h.F("../escape.txt", b"x")])
+        archive = h.write_bytes(os.path.join(self.src_dir, "deep.tar"), good)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(1000)  # the interpreter's default (an IPython import raises it)
+        self.addCleanup(sys.setrecursionlimit, limit)
+        for engine in h.engines():
+            with self.subTest(engine=engine):
+                dest = os.path.join(self.subdir(), "_assets")
+                self.addCleanup(ba._remove_tree, os.path.dirname(dest))
+                self.restore(archive, dest, engine=engine)
+                with open(os.path.join(dest, deep, "f.txt"), "rb") as f:
+                    self.assertEqual(f.read(), b"deep")
+                self.restore(archive, dest, engine=engine, force=True)  # the old tree goes
+                self.assertEqual(h.staging_leftovers(dest), [])
+        self.assertRefused(hostile, "UnsafeArchive", ["escape.txt"])
+
+    def test_path_longer_than_path_max_is_unsafe(self):
+        deep = "d/" * 2100 + "f"
+        self.assertRefused(tar_with_pax({"path": deep}), "UnsafeArchive", ["4,095"])
+        self.assertRefused(zip_bytes([(deep, b"data")]), "UnsafeArchive", ["4,095"],
+                           suffix=".zip")
+
+    def test_writing_through_a_link_is_caught_by_the_python_writer_too(self):
+        """The writer's own check, beside the tree model: were the model to miss a link in
+        a member's parents, the writer still refuses to write through it."""
+        data = h.tar_bytes([h.D("sub"), h.L("via", "sub"), h.F("via/x.txt", b"x")])
+        archive = h.write_bytes(os.path.join(self.src_dir, "via.tar"), data)
+        with mock.patch.object(ba._TreeModel, "check_parents", lambda *_: None):
+            self.assertBAError("UnsafeArchive", self.restore, archive, engine="python")
+        self.assertFalse(os.path.lexists(self.dest))
+
+    # ---- what GNU tar refuses is refused first, or never reaches it -------------------
+    def test_malformed_pax_records_are_corrupt_with_each_engine(self):
+        for payload in (b"999999 path=x\n", b"12 path=\xff\n", b"99999999999999999999999 p=x\n",
+                        b"+9 path=x\n", b"9 path=x\n\n"):
+            with self.subTest(payload=payload):
+                self.assertRefused(tar_with_raw_pax(payload), "CorruptArchive")
+
+    def test_pax_size_that_is_not_plain_digits_is_corrupt(self):
+        for value in (" 5", "+2", "1_0", "0x2", "2 "):
+            with self.subTest(size=value):
+                self.assertRefused(tar_with_pax({"size": value}), "CorruptArchive", ["a.txt"])
+
+    def test_header_number_fields_gnu_tar_cannot_read_are_corrupt(self):
+        for field in (b"+10\0", b"-1\0", b"1_0\0", b" " * 12, b"12a\0"):
+            with self.subTest(size=field):
+                self.assertRefused(tar_with_field(124, field), "CorruptArchive", ["size"])
+
+    def test_records_only_gnu_tar_reads_are_ignored_by_both_engines(self):
+        """uid, gid and atime are not ours to apply: values GNU tar rejects restore anyway."""
+        for pax in ({"uid": "-1"}, {"uid": "99999999999999999999"}, {"gid": "-5"},
+                    {"atime": "inf"}, {"atime": "nan"}, {"ctime": "x"}):
+            with self.subTest(pax=pax):
+                self.assertRestores(tar_with_pax(pax), {"a.txt": b"hi"})
+
+    def test_mtimes_out_of_gnu_tar_range_are_clamped_with_each_engine(self):
+        for value in ("9" * 40, "-" + "9" * 40):
+            with self.subTest(mtime=value):
+                self.assertRestores(tar_with_pax({"mtime": value}), {"a.txt": b"hi"})
+        # the header's own field out of time_t range, under a pax mtime that overrides it
+        raw = bytearray(tar_with_pax({"mtime": "1600000000.5"}))
+        member = raw.index(b"a.txt")
+        raw[member + 136:member + 148] = b"\xff" * 12
+        raw[member + 136] = 0x80
+        raw[member + 148:member + 156] = b" " * 8
+        raw[member + 148:member + 156] = b"%06o\0 " % sum(raw[member:member + 512])
+        self.assertRestores(bytes(raw), {"a.txt": b"hi"})
+
+    def test_both_engines_give_a_file_the_same_nanosecond(self):
+        for value in ("1600000000.123456789012", "1600000000.5", "-1.25", "1e30"):
+            with self.subTest(mtime=value):
+                times = {engine: os.stat(os.path.join(dest, "a.txt")).st_mtime_ns
+                         for engine, exc, dest in
+                         self.restore_each_engine(tar_with_pax({"mtime": value}))}
+                self.assertEqual(len(set(times.values())), 1, times)
+
+    def test_folder_deleted_mid_archive_then_named_again_is_made_anew(self):
+        """A list of deleted paths after members: what came before is gone (with tar, after
+        it was written), and a later member in the deleted folder makes the folder again."""
+        listing = b'["top"]'
+        data = h.tar_bytes([h.F("top/a/x.txt", b"x"), h.F(".bootstrap_assets.deleted", listing),
+                            h.F("top/b.txt", b"b")])
+        self.assertRestores(data, {"b.txt": b"b"})
+        for engine, exc, dest in self.restore_each_engine(data):
+            with self.subTest(engine=engine):
+                self.assertEqual(sorted(os.listdir(dest)), [".bootstrap_assets.json", "b.txt"])
+
+    def test_size_beyond_any_file_is_damage_with_unbounded_compression(self):
+        """xz (like bzip2 and zstd) has no bound on expansion to judge a size by: a member
+        declaring more than a file can hold is still a damaged header, not a full disk."""
+        for comp in ("xz", "bz2"):
+            with self.subTest(comp=comp):
+                data = h.compress(tar_with_pax({"size": "9" * 20}), comp)
+                self.assertRefused(data, "CorruptArchive", ["a.txt", "damaged"],
+                                   suffix=".tar." + comp)
+
+    def test_zeros_after_a_zstd_stream_are_ignored_as_after_gzip(self):
+        """Padding after the last stream restores with every compression, whether zstd is
+        read by Python (3.14+) or by the zstd program."""
+        data = h.tar_bytes([h.F("a.txt", b"hi")])
+        for comp in ("gz", "zst"):
+            for zeros in (1, 4096):
+                with self.subTest(comp=comp, zeros=zeros):
+                    self.assertRestores(h.compress(data, comp) + bytes(zeros), {"a.txt": b"hi"},
+                                        suffix=".tar." + comp)
+
+    def test_huge_size_field_with_unbounded_compression_is_damage_when_the_data_is_missing(self):
+        """A 1 TiB member in a tiny xz, bzip2 or zstd archive: those shrink zeros without
+        end, so its data decides; here it is missing, so the archive is damaged (exit 7),
+        not in need of a larger disk (exit 8)."""
+        for comp in ("xz", "bz2", "zst"):
+            with self.subTest(comp=comp):
+                data = h.compress(tar_with_field(124, base256(1 << 40)), comp)
+                self.assertRefused(data, "CorruptArchive", ["truncated"], suffix=".tar." + comp)
+
+    def test_member_larger_than_the_free_space_is_no_space(self):
+        """Real data beyond the free space: exit 8 with every compression, before the disk
+        fills (for xz, bzip2 and zstd once the data is seen to be there)."""
+        data = h.tar_bytes([h.F("big.bin", bytes(12 << 20))])
+        room = ba.SPACE_MARGIN + (4 << 20)
+        with mock.patch.object(ba, "_free_bytes", lambda path: room):
+            for comp in ("tar", "gz", "xz", "bz2", "zst"):
+                with self.subTest(comp=comp):
+                    suffix = ".tar" if comp == "tar" else ".tar." + comp
+                    self.assertRefused(h.compress(data, comp), "NoSpace", suffix=suffix)
