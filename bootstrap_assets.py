@@ -331,12 +331,16 @@ def _free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
-def _fs_name(path):
-    """The mount point holding path, for messages about space."""
-    path = os.path.realpath(path)
-    while not os.path.ismount(path):
-        path = os.path.dirname(path)
-    return path
+def _mount_point(path):
+    """The mount point holding path, for messages about space (path's folder if that
+    cannot be told)."""
+    try:
+        folder = os.path.realpath(path)
+        while not os.path.ismount(folder):
+            folder = os.path.dirname(folder)
+    except OSError:
+        return os.path.dirname(path)
+    return folder
 
 
 def _remove_tree(path):
@@ -478,20 +482,13 @@ def _drive_mount_fix(drive_mount):
 
 
 def _dead_mount_error(path, drive_mount, detail):
-    mount = drive_mount if drive_mount and _is_within(path, drive_mount) else _fs_name_safe(path)
+    mount = drive_mount if drive_mount and _is_within(path, drive_mount) else _mount_point(path)
     return DeadMount(
         f"The mount at {mount} is dead ({detail}) while reading {path}. "
         f"This is Drive's mount dropping, not a problem with the archive. Fix: in a notebook "
         f"cell run: from google.colab import drive; drive.flush_and_unmount(); "
         f"drive.mount('{mount}', force_remount=True) -- or restart the runtime -- "
         f"then run this again.")
-
-
-def _fs_name_safe(path):
-    try:
-        return _fs_name(path)
-    except OSError:
-        return os.path.dirname(path)
 
 
 def _check_drive_mounted(path, drive_mount):
@@ -2900,7 +2897,7 @@ class _SpaceGuard:
     def message(self, what, nbytes):
         cache = (f" and {_human(self.in_cache)} for Drive's local copy of the parts still "
                  f"to be read" if self.in_cache else "")
-        return (f"Not enough space on {_fs_name_safe(self.folder)} for {what}: it needs "
+        return (f"Not enough space on {_mount_point(self.folder)} for {what}: it needs "
                 f"{_human(nbytes)}, {_human(max(self.left(), 0))} is left (of "
                 f"{_human(self.free)} free when the restore began, keeping "
                 f"{_human(SPACE_MARGIN)} spare{cache}). Free some space, or use --dest on a "
@@ -3979,7 +3976,7 @@ def _restore_space_plan(source, parent, cache):
     need = source.size + in_cache + SPACE_MARGIN
     if need <= free + reclaimable:
         return reclaimable, in_cache
-    where = _fs_name_safe(parent)
+    where = _mount_point(parent)
     if not cache:
         raise NoSpace(f"Not enough space on {where} to restore {source.path}: it needs "
                       f"the archive's size ({_human(source.size)}) or more for the files, "
@@ -4169,7 +4166,7 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
     except OSError as exc:
         if exc.errno in NO_SPACE_ERRNOS:
-            raise NoSpace(f"Ran out of space on {_fs_name_safe(container)} while restoring "
+            raise NoSpace(f"Ran out of space on {_mount_point(container)} while restoring "
                           f"{source.path} into {dest} ({_human(extraction.total)} extracted, "
                           f"{_human(_free_bytes(container))} and "
                           f"{os.statvfs(container).f_favail:,} inodes free now"
@@ -5128,7 +5125,7 @@ def _save_failure(exc, archive):
     except OSError:
         free = "the mount does not answer"
     if exc.errno in NO_SPACE_ERRNOS:
-        return NoSpace(f"Ran out of space on {_fs_name_safe(folder)} while saving {archive} "
+        return NoSpace(f"Ran out of space on {_mount_point(folder)} while saving {archive} "
                        f"({exc.strerror}; {free}). The previous archive and its checksum are "
                        f"intact. Free some space on Drive (empty its trash too), then save "
                        f"again.")
@@ -5200,7 +5197,7 @@ def _check_room(archive, nbytes):
     folder = os.path.dirname(archive)
     free = _free_bytes(folder)
     if nbytes > free:
-        raise NoSpace(f"Not enough space on {_fs_name_safe(folder)} to save {archive}: about "
+        raise NoSpace(f"Not enough space on {_mount_point(folder)} to save {archive}: about "
                       f"{_human(nbytes)} is needed, {_human(free)} is free. Free some space "
                       f"on Drive (empty its trash too). Nothing was written.")
 
@@ -5218,7 +5215,7 @@ def _check_local_room(job, estimate, layer=False):
     fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
            "a time)" if one_file and not layer else "use a smaller --part-size")
     raise NoSpace(f"Not enough local space to save {job.archive}: Drive keeps a local copy "
-                  f"of a file being written on {_fs_name_safe(job.dest)} until it is closed "
+                  f"of a file being written on {_mount_point(job.dest)} until it is closed "
                   f"and uploaded, and this save would hold about {_human(in_cache)} there; "
                   f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
                   f"cache ({job.cache.folder}). Nothing was written. Fix: {fix}, or free "
@@ -5343,7 +5340,7 @@ def _check_split_room(source, part_size, cache):
     if need > free + reclaimable:
         raise NoSpace(f"Not enough local space to split {source.path}: Drive keeps a local "
                       f"copy of the file while it is read and of each part while it is "
-                      f"written, about {_human(need)} on {_fs_name_safe(cache.folder)}; "
+                      f"written, about {_human(need)} on {_mount_point(cache.folder)}; "
                       f"{_human(free)} is free, with {_human(reclaimable)} more held by "
                       f"Drive's cache ({cache.folder}). Nothing was written. Fix: free some "
                       f"local space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
