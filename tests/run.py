@@ -5,7 +5,9 @@
     python3 tests/run.py e2e    # tests/e2e_*.py (drivesim; needs FUSE)
     python3 tests/run.py unit -k sidecar   # only tests whose name matches
 
-The last line reads e.g. `unit: 57 passed, 0 failed, 2 skipped` (errors count as failed).
+Before it, a table: each class of case (test file and class), how many tests ran and how
+many ended in the promised state. The last line reads e.g. `unit: 57 passed, 0 failed,
+2 skipped` (errors count as failed).
 Exits 1 if anything failed or no test ran, 2 on bad usage.
 """
 import os
@@ -33,6 +35,43 @@ def tally(result):
     return passed, len(failed) + len(outside), len(skipped)
 
 
+class _Recorder(unittest.TextTestResult):
+    """Remembers every test that ran, for the table of classes of cases."""
+
+    def startTest(self, test):
+        super().startTest(test)
+        self.ran = getattr(self, "ran", [])
+        self.ran.append(test)
+
+
+def table(result):
+    """Rows (class of case, ran, in the promised state, skipped) for the tests that ran."""
+    failed = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
+    failed |= {t.id() for t in result.unexpectedSuccesses}
+    skipped = {t.id() for t, _ in result.skipped}
+    rows = {}
+    for test in getattr(result, "ran", []):
+        name = test.id().rsplit(".", 1)[0]
+        ran, good, skip = rows.get(name, (0, 0, 0))
+        if test.id() in skipped:
+            skip += 1
+        else:
+            ran += 1
+            good += test.id() not in failed
+        rows[name] = (ran, good, skip)
+    return [(name,) + counts for name, counts in sorted(rows.items())]
+
+
+def print_table(suite, rows):
+    print(f"\n{suite}: classes of cases\n")
+    print("| class of case (file.Class) | ran | in the promised state | skipped |")
+    print("|---|---:|---:|---:|")
+    for name, ran, good, skip in rows:
+        print(f"| {name} | {ran} | {good} | {skip} |")
+    total = [sum(row[i] for row in rows) for i in (1, 2, 3)]
+    print(f"| total | {total[0]} | {total[1]} | {total[2]} |\n")
+
+
 def main(argv):
     if not argv or argv[0] not in SUITES:
         print(__doc__.strip(), file=sys.stderr)
@@ -53,9 +92,11 @@ def main(argv):
     if patterns:
         loader.testNamePatterns = patterns
     tests = loader.discover(HERE, pattern=SUITES[suite], top_level_dir=HERE)
-    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(tests)
+    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=_Recorder)
+    result = runner.run(tests)
     passed, failed, skipped = tally(result)
     sys.stdout.flush()
+    print_table(suite, table(result))
     print(f"{suite}: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
     if passed == 0 and not failed:
         print(f"{suite}: no test ran", file=sys.stderr)
