@@ -257,6 +257,10 @@ class _Backoff:
         return True
 
 
+def _mb_per_s(nbytes, seconds):
+    return nbytes / seconds / 1e6 if seconds else 0.0
+
+
 def _human(nbytes):
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(nbytes) < 1000 or unit == "TB":
@@ -3302,7 +3306,7 @@ class RestoreResult(_Record):
 
     @property
     def mb_per_s(self):
-        return self.archive_bytes / self.seconds / 1e6 if self.seconds else 0.0
+        return _mb_per_s(self.archive_bytes, self.seconds)
 
     def summary(self):
         if self.action == "unchanged":
@@ -4423,20 +4427,11 @@ def _coalesced(pieces):
 def _compressed(pieces, fmt, level):
     if fmt == "tar":
         yield from pieces
-    elif fmt == "gz":
+        return
+    if fmt == "gz":
         compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-        for piece in pieces:
-            out = compressor.compress(piece)
-            if out:
-                yield out
-        yield compressor.flush()
     elif _zstd_module is not None:
         compressor = _zstd_module.ZstdCompressor(level)
-        for piece in pieces:
-            out = compressor.compress(piece)
-            if out:
-                yield out
-        yield compressor.flush()
     else:
         zstd = shutil.which("zstd")
         if not zstd:
@@ -4444,6 +4439,12 @@ def _compressed(pieces, fmt, level):
                               "machine has neither. Use --format gz, or apt-get install zstd.")
         yield from _external_program([zstd, "-qc", f"-{level}", "-T0"], pieces,
                                      lambda message: BootstrapError(f"zstd failed: {message}"))
+        return
+    for piece in pieces:
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
 
 
 def _choose_format(folder, entries, fmt, level):
@@ -4451,7 +4452,7 @@ def _choose_format(folder, entries, fmt, level):
 
     A sample of 32 pieces of 64 KiB, spread evenly over the folder's bytes, is compressed with
     gzip level 1: if that saves under 10 %, the archive is a plain tar (fastest to write and
-    to restore, and restorable everywhere); otherwise gzip level 1.
+    to restore, and restorable everywhere); otherwise gzip, at --level if given, else 1.
     """
     if fmt != "auto":
         return fmt, level if level is not None else DEFAULT_LEVELS[fmt]
@@ -4475,7 +4476,7 @@ def _choose_format(folder, entries, fmt, level):
         position += size
     if not sample or packed / sample > 0.90:
         return "tar", 0
-    return "gz", 1
+    return "gz", level if level is not None else DEFAULT_LEVELS["gz"]
 
 
 class _ReadBack:
@@ -4939,7 +4940,7 @@ class SaveResult(_Record):
 
     @property
     def mb_per_s(self):
-        return self.bytes_written / self.seconds / 1e6 if self.seconds else 0.0
+        return _mb_per_s(self.bytes_written, self.seconds)
 
     def summary(self):
         if self.action == "unchanged":
@@ -5015,6 +5016,14 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
                          f"({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
         raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
+    if level is not None:
+        levels = {"tar": (), "gz": range(0, 10), "zst": range(1, 23), "auto": range(0, 10)}
+        if level not in levels[format]:
+            raise UsageError(
+                f"--level {level} does not apply to --format {format}: a plain tar is not "
+                f"compressed (drop --level)." if format == "tar" else
+                f"--level {level} is out of range for --format {format}: gz takes 0 to 9 "
+                f"(auto picks gzip), zst 1 to 22.")
     if incremental not in ("auto", "always", "never"):
         raise UsageError(f"incremental must be auto, always or never, not {incremental!r}.")
     if keep < 1:
@@ -5680,7 +5689,8 @@ def _parser():
     saving = _ArgumentParser(add_help=False)
     saving.add_argument("--format", default="auto", choices=("auto", "tar", "gz", "zst"),
                         help="archive format; auto measures whether compression pays (auto)")
-    saving.add_argument("--level", type=int, help="compression level (gz 1, zst 3)")
+    saving.add_argument("--level", type=int, help="compression level (gz 1, zst 3); under "
+                                                  "--format auto, used when it picks gzip")
     saving.add_argument("--keep", type=int, default=DEFAULT_KEEP,
                         help=f"previous versions a full save keeps ({DEFAULT_KEEP})")
     saving.add_argument("--no-verify", dest="verify", action="store_false",

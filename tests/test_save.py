@@ -169,6 +169,25 @@ class FormatTests(h.SaveTestCase):
         self.assertLessEqual(best.bytes_written, fast.bytes_written)
         self.assertRestores(h.saved_view(self.local), archive=best.written)
 
+    def test_auto_format_honours_level_when_it_picks_gzip(self):
+        h.write_bytes(os.path.join(self.local, "text.json"),
+                      json.dumps({"k%d" % j: j % 7 for j in range(60000)}).encode())
+        fast = self.save(archive=os.path.join(self.drive, "a1", "a.tar.gz"), incremental="never")
+        best = self.save(archive=os.path.join(self.drive, "a9", "a.tar.gz"), level=9,
+                         incremental="never")
+        self.assertEqual((fast.format, best.format), ("gz", "gz"))
+        self.assertLess(best.bytes_written, fast.bytes_written)
+        self.assertRestores(h.saved_view(self.local), archive=best.written)
+
+    def test_level_that_cannot_apply_is_a_usage_error_and_writes_nothing(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        for fmt, level in (("tar", 5), ("gz", 10), ("auto", -1), ("zst", 0), ("zst", 23)):
+            with self.subTest(fmt=fmt, level=level):
+                archive = os.path.join(self.drive, "bad-level", "a.tar")
+                self.assertBAError("UsageError", self.save, archive=archive, format=fmt,
+                                   level=level)
+                self.assertEqual(h.archive_family(archive), [])
+
     def test_auto_random_is_tar_text_is_gz(self):
         rnd = os.path.join(self.tmp, "rnd", TOP)
         txt = os.path.join(self.tmp, "txt", TOP)
