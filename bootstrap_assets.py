@@ -2603,16 +2603,7 @@ class _TarStream:
         return False
 
     def take(self, n):
-        parts = []
-        while n:
-            if not self._buffer and not self._refill():
-                raise _Truncated("the archive ends in the middle of a member: it is "
-                                 "truncated (a save or upload that was cut off).")
-            part = self._buffer[:n]
-            self._buffer = self._buffer[len(part):]
-            parts.append(part)
-            n -= len(part)
-        return b"".join(parts)
+        return b"".join(self.pieces(n))
 
     def pieces(self, n):
         while n:
