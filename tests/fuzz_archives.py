@@ -2176,6 +2176,13 @@ def self_test(runner):
             mutant = dict(copy.deepcopy(mutants[kind]), index=f"self-test:{name}")
             yield {"mutant": mutant, "engine": runner.engines[0], "sabotage": name}
     runner.run(jobs(), results.append, timeout=min(runner.timeout, 2.0))
+    for i, job in enumerate(results):  # one that only timed out on a busy machine: again
+        want = next(c for n, _, c in SABOTAGES if n == job["sabotage"])
+        if want != "hang" and any(c == "hang" for c, _ in job["failures"]):
+            again = []
+            runner.run(iter([{k: job[k] for k in ("mutant", "engine", "sabotage")}]),
+                       again.append, timeout=max(runner.timeout, 2.0) * 10)
+            results[i] = again[0] if again else job
     caught = []
     for job in results:
         want = next(c for n, _, c in SABOTAGES if n == job["sabotage"])
@@ -2487,6 +2494,18 @@ def fuzz(runner, args, seeds, engines_):
                   f"{time.monotonic() - started:.0f} s", flush=True)
 
     runner.run(jobs(), on_result, deadline=fuzz_end)
+    # A run that timed out while the machine was busy (a CI neighbour, a slow disk) runs
+    # again with ten times the time: only one that still does not end is a hang.
+    for i, job in enumerate(results):
+        if any(kind == "hang" for kind, _ in job["failures"]):
+            again = []
+            runner.run(iter([{"mutant": job["mutant"], "engine": job["engine"]}]),
+                       again.append, timeout=args.timeout * 10)
+            if again and not any(kind == "hang" for kind, _ in again[0]["failures"]):
+                print(f"  ... a run that took over {args.timeout:g} s ended in "
+                      f"{again[0]['seconds']:.2f} s when run again: the machine was busy",
+                      flush=True)
+                results[i] = again[0]
     fuzz_seconds = time.monotonic() - started
     count_done = len(mutants_done)
     swept = len({j["mutant"]["index"] for j in results if j["mutant"].get("sweep")})
