@@ -318,6 +318,16 @@ class BucketTests:
         self.assertEqual(r.layers, 1)
         self.assertEqual(h.snapshot(fresh), want_work)
 
+        # a named layer that is not what was saved: refused by its hash, nothing changed
+        self.store.put("project/" + layer_one, b"replaced")
+        other = os.path.join(self.subdir(), "_assets")
+        rc, out, err = self.run_main(["restore", "--archive", self.URL, "--dest", other,
+                                      "--quiet", "--retry-for", "2"])
+        self.assertEqual(rc, 5, err)
+        self.assertIn("%s does not match its checksum" % self.URL.replace(
+            "assets.tar.gz", layer_one), err)
+        self.assertUntouched(other, None)
+
     def assertNoUploads(self):
         """No unfinished upload is left (where the store can list them)."""
 
