@@ -1974,7 +1974,7 @@ class _GCSSource(_HttpSource):
 
 
 def _bucket_status(archive, retry_for):
-    """status's lines for an archive in a bucket: it and its kept versions."""
+    """status's lines for an archive in a bucket: it and its kept versions, with layers."""
     store = _bucket(archive, retry_for)
     content = store.read(store.key + ".sha256")
     sidecar = _sidecar_entries(content, store.address(store.key + ".sha256")) \
@@ -1987,46 +1987,65 @@ def _bucket_status(archive, retry_for):
             return lines + ([] if version else ["  current: missing"])
         name = key.rpartition("/")[2]
         hashes = sorted(_expected_hashes(sidecar, name, fallback=False) or [])
+        layers = _bucket_layers(store, hashes[0], sidecar) if len(hashes) == 1 else []
+        layer_text = (f", {len(layers)} layer(s) of "
+                      f"{_human(sum(layer['size'] for _, layer in layers))}" if layers else "")
         lines.append(f"  {'current' if not version else f'--previous {version}'}: {name}  "
                      f"{_human(held['size'])}  sha256 "
-                     f"{' or '.join(h[:16] for h in hashes) or 'no checksum'}")
+                     f"{' or '.join(h[:16] for h in hashes) or 'no checksum'}{layer_text}")
         version += 1
 
 
+def _bucket_layers(store, base_sha, sidecar):
+    """[(key, {size, validator})] of the layers of the base with this hash, in order, up to
+    the first that is missing or that the sidecar's entries do not name."""
+    folder = store.key.rpartition("/")[0]
+    prefix = _layer_prefix(store.key, base_sha)
+    listed = [key.rpartition("/")[2] for key in
+              store.keys(f"{folder}/{prefix}" if folder else prefix)]
+    layers = []
+    for name in _layer_names(listed, prefix):
+        key = f"{folder}/{name}" if folder else name
+        held = store.head(key) if _expected_hashes(sidecar, name, fallback=False) else None
+        if held is None:
+            break
+        layers.append((key, held))
+    return layers
+
+
 def _save_to_bucket(job, entries, incremental):
-    """A full save to a bucket: upload to a temporary key, verify, publish by copies."""
+    """A save to a bucket: a layer of the changes, or a full archive (see _layer_plan)."""
     store = _bucket(job.archive, job.retry_for)
     name = store.key
     manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(job.dest)
     recorded = (marker or {}).get("archive", {})
+    content = store.read(name + ".sha256")
+    sidecar = _sidecar_entries(content, store.address(name + ".sha256")) if content else {}
     current = store.head(name)
-    chain = [{"path": job.archive, **current}] if current else None
-    if marker and chain and recorded.get("chain") == chain and \
-            marker["manifest"] == manifest and incremental != "never":
+    chain = None
+    if current:
+        chain = [{"path": job.archive, **current}] + [
+            identity for _, identity in _layers_of(job.archive, recorded.get("sha256"),
+                                                   sidecar, job.retry_for, store)]
+    same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
+    if same_chain and marker["manifest"] == manifest and incremental != "never":
         return SaveResult(action="unchanged", archive=job.archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
-    if incremental == "always":
-        job.warnings.append("a bucket holds full archives only: saved a full one, not a "
-                            "layer")
-    content = store.read(name + ".sha256")
+    plan = _layer_plan(job.dest, entries, marker, chain, incremental) if same_chain else None
     store.clean_stale(name)
+    if plan:
+        return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
     total = sum(e[1][1] for e in entries if e[1][0] == "f")
-    temporary = f"{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
+    digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
+                                               fmt, level, total)
     try:
-        digest, size = _write_stream(job, None, top + "/", entries, None, base_id, fmt, level,
-                                     total, lambda pieces, progress, share:
-                                     store.upload(temporary, pieces, progress, share))
-        _verify_in_bucket(job, store, temporary, digest, size)
         versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
     except BaseException:
-        try:
-            store.delete(temporary)
-        except BootstrapError:
-            pass  # the next save removes it (clean_stale)
+        _drop_temporary(store, temporary)
         raise
     published = store.head(name)
     chain = [{"path": job.archive, **published}]
@@ -2039,6 +2058,64 @@ def _save_to_bucket(job, entries, incremental):
                       files=sum(e[1][0] != "d" for e in entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
                       verified=job.verify, versions=versions, warnings=job.warnings)
+
+
+def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total):
+    """Pack and upload to a new temporary key and verify it there -> (sha256, size, key);
+    on failure the temporary object is removed (or left for the next save's clean_stale)."""
+    temporary = f"{store.key}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        digest, size = _write_stream(job, None, prefix, entries, deleted, base_id, fmt, level,
+                                     total, lambda pieces, progress, share:
+                                     store.upload(temporary, pieces, progress, share))
+        _verify_in_bucket(job, store, temporary, digest, size)
+    except BaseException:
+        _drop_temporary(store, temporary)
+        raise
+    return digest, size, temporary
+
+
+def _drop_temporary(store, temporary):
+    try:
+        store.delete(temporary)
+    except BootstrapError:
+        pass  # the next save removes it (clean_stale)
+
+
+def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
+    """Upload the changes as the next layer of the base, KEY.<base hash>.layer-N: a new
+    name, so no version shifts. The layer is copied into place complete, and only then
+    does the sidecar name it: restore applies no layer its sidecar does not name."""
+    changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
+    fmt, level = _choose_format(job.dest, changed, job.format, job.level)
+    total = sum(e[1][1] for e in changed if e[1][0] == "f")
+    folder = store.key.rpartition("/")[0]
+    name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
+    key = f"{folder}/{name}" if folder else name
+    digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
+                                               None, fmt, level, total)
+    where = store.address(store.key + ".sha256")
+    entries = {n: set(h) for n, h in
+               (_sidecar_entries(content, where) if content else {}).items() if n}
+    # A base restored without a sidecar line gets one: its hash was computed as it was read.
+    entries.setdefault(store.key.rpartition("/")[2], {recorded["sha256"]})
+    try:
+        if name in entries:  # a line left by a layer since removed: unnamed before replaced
+            del entries[name]
+            store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+        store.copy(temporary, key, size)
+        entries[name] = {digest}
+        store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+    finally:
+        _drop_temporary(store, temporary)
+    address = store.address(key)
+    chain = chain + [{"path": address, **store.head(key)}]
+    _write_marker(job.dest, {"archive": dict(recorded, chain=chain), "manifest": manifest})
+    return SaveResult(action="layer", archive=job.archive, layer=number, written=address,
+                      bytes_written=size, bytes_packed=total, deleted=len(deleted),
+                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
+                      seconds=time.monotonic() - job.started, sha256=digest,
+                      verified=job.verify, warnings=job.warnings)
 
 
 def _verify_in_bucket(job, store, temporary, digest, size):
@@ -2071,7 +2148,8 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
     oldest first overwritten), the current archive is copied to KEY.1 and the upload to
     KEY; then what is beyond `keep` and the temporary object are deleted and the final
     sidecar written. So at every instant each name holds a complete object its sidecar
-    accepts, and the current archive is replaced only by a verified one."""
+    accepts, and the current archive is replaced only by a verified one. Layers of a base
+    no longer kept go with it."""
     name = store.key
     before = {key: set(hashes) for key, hashes in
               (_sidecar_entries(content, store.address(name + ".sha256")) if content
@@ -2090,6 +2168,11 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
             after[target] = set(before[source])
     after[base] = {digest}
     doomed = [f"{base}.{i}" for i in range(keep + 1, oldest + 1)]
+    kept = ({base} | {target for _, target in moves} |
+            {f"{base}.{i}" for i in range(1, min(oldest, keep) + 1)})
+    orphans = _orphan_layers(base, keys, [after.get(key) for key in sorted(kept)])
+    for key in orphans:
+        after.pop(key, None)
     transition = {key: before.get(key, set()) | after.get(key, set())
                   for key in set(before) | set(after)}
 
@@ -2101,11 +2184,25 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
         if held is not None:
             store.copy(full(source), full(target), held["size"])
     store.copy(temporary, name, size)
-    for key in doomed:
+    for key in doomed + orphans:
         store.delete(full(key))
     store.delete(temporary)
     store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
     return sorted({base} | {target for _, target in moves})
+
+
+def _orphan_layers(base, names, kept_hashes):
+    """The layers among names whose base is none of the kept versions (kept_hashes: the
+    hashes each kept version may have), last layer first so that what remains of a chain
+    never has a gap; none while a kept version's hash is unknown."""
+    if not all(kept_hashes):
+        return []
+    prefixes = tuple(_layer_prefix(base, digest) for hashes in kept_hashes for digest in hashes)
+    layers = [n for n in names if n.startswith(base + ".") and LAYER_INFIX in n and
+              ".tmp-" not in n and n.rpartition(LAYER_INFIX)[2].isdigit()]
+    return sorted((n for n in layers if not n.startswith(prefixes)),
+                  key=lambda n: (n.rpartition(LAYER_INFIX)[0],
+                                 -int(n.rpartition(LAYER_INFIX)[2])))
 
 
 # ------------------------------------------------------------------ the streaming pipe --
@@ -3813,15 +3910,34 @@ def _find_layers(archive_path, base_sha):
     archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
     """
     folder = os.path.dirname(archive_path)
-    prefix = _layer_prefix(archive_path, base_sha)
-    names = os.listdir(folder)
+    return [os.path.join(folder, name) for name in
+            _layer_names(os.listdir(folder), _layer_prefix(archive_path, base_sha))]
+
+
+def _layer_names(names, prefix):
+    """prefix1, prefix2, ... among names, up to the first gap."""
     numbers = {int(n[len(prefix):]) for n in names
                if n.startswith(prefix) and n[len(prefix):].isdigit()}
     layers, k = [], 1
     while k in numbers:
-        layers.append(os.path.join(folder, f"{prefix}{k}"))
+        layers.append(f"{prefix}{k}")
         k += 1
     return layers
+
+
+def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
+    """[(path or address, identity)] of the layers of the base with this hash, in order:
+    files beside an archive on a mount; objects beside one in a bucket (store: the
+    bucket's, when the caller has it), of those its sidecar names (a layer is named only
+    once complete); none for a URL."""
+    if not base_sha or (_is_url(archive) and not _is_bucket(archive)):
+        return []
+    if not _is_bucket(archive):
+        return [(path, _PathSource.identity_of(path)) for path in
+                _find_layers(archive, base_sha)]
+    store = store or _bucket(archive, retry_for)
+    return [(store.address(key), {"path": store.address(key), **held})
+            for key, held in _bucket_layers(store, base_sha, sidecar)]
 
 
 def _version_path(archive, version):
@@ -3885,7 +4001,7 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                 raise
             note = (f"{archive} is missing or incomplete (a save was interrupted?); restored "
                     f"the newest complete version, {source.path}")
-        if given:
+        if given and not _is_bucket(archive):  # a bucket's sidecar also names its layers
             sidecar = {}
         elif _is_url(archive):
             sidecar = source.read_sidecar()
@@ -3898,9 +4014,9 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
         state, marker, changes = _inspect_dest(dest)
         if state == "ours" and not force:
             recorded = marker.get("archive", {})
-            layers = ([] if _is_url(archive) or not recorded.get("sha256") else
-                      _find_layers(archive, recorded["sha256"]))
-            chain = [source.identity] + [_PathSource.identity_of(p) for p in layers]
+            layers = _layers_of(archive, recorded.get("sha256"), sidecar, retry_for,
+                                getattr(source, "store", None))
+            chain = [source.identity] + [identity for _, identity in layers]
             if (recorded.get("chain") == chain and
                     (expected is None or recorded.get("sha256") in expected)):
                 return RestoreResult(
@@ -4140,13 +4256,14 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
                                  f"(it is empty, or holds only an empty folder). Nothing was "
                                  f"changed at {dest}. Fix: save again from the folder that has "
                                  f"the files, or pass --archive with the right archive.")
-        layers = [] if _is_url(archive) else _find_layers(archive, base_sha)
+        layers = _layers_of(archive, base_sha, sidecar, retry_for,
+                            getattr(source, "store", None))
         chain = [source.identity]
-        for layer_path in layers:
+        for layer_path, _ in layers:
             if engine == "tar":
                 writer.finish()
                 writer = _GnuTarWriter(root)
-            layer = _PathSource(layer_path, retry_for, drive_mount)
+            layer = _open_source(layer_path, retry_for, drive_mount)
             layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
             progress.label, progress.total = f"applying {layer.name}", layer.size
             writer = _extract_one(layer, extraction, writer, layer_expected,
@@ -4962,10 +5079,9 @@ def _chain_on_drive(archive, base_sha, sidecar):
     except (SourceMissing, CorruptArchive):
         found = None
     if found is None:
-        return None, []
+        return None
     layers = _find_layers(archive, base_sha) if base_sha else []
-    return ([_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers],
-            layers)
+    return [_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers]
 
 
 class _SaveJob(_Record):
@@ -5071,14 +5187,14 @@ def _save_locked(job, entries, incremental):
     manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(dest)
     recorded = (marker or {}).get("archive", {})
-    chain, layers = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
+    chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
         # the save that made it may have closed its files a moment ago (autosave's last)
         _flush_if_asked(job.flush_drive, job.drive_mount)
         return SaveResult(action="unchanged", archive=archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
-    plan = _layer_plan(dest, entries, marker, chain, layers, incremental) if same_chain \
+    plan = _layer_plan(dest, entries, marker, chain, incremental) if same_chain \
         else None
     try:
         if plan:
@@ -5088,8 +5204,9 @@ def _save_locked(job, entries, incremental):
         raise _save_failure(exc, archive) from None
 
 
-def _layer_plan(dest, entries, marker, chain, layers, incremental):
-    """What a layer would hold: None when a full save is asked for or due (compaction)."""
+def _layer_plan(dest, entries, marker, chain, incremental):
+    """What a layer would hold: None when a full save is asked for or due (compaction).
+    chain: the identities (with sizes) of the base and its layers, as they are now."""
     if incremental == "never":
         return None
     # A layer lays its members out like its base: under the base's top folder, or
@@ -5104,12 +5221,12 @@ def _layer_plan(dest, entries, marker, chain, layers, incremental):
     deleted = sorted(f"{prefix}{path}" for path in old
                      if path not in current or old[path][0] != current[path][0]
                      or (old[path][0] == "l" and old[path] != current[path]))
-    layer_bytes = sum(os.path.getsize(p) for p in layers)
+    layer_bytes = sum(layer["size"] for layer in chain[1:])
     change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
     if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
         return None
     return {"prefix": prefix, "changed": changed, "deleted": deleted,
-            "number": len(layers) + 1}
+            "number": len(chain)}
 
 
 def _save_failure(exc, archive):
@@ -5367,7 +5484,8 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     if _is_bucket(archive):
         lines += _bucket_status(archive, retry_for)
     elif _is_url(archive):
-        lines.append(f"archive {archive} (a URL: versions and layers live on mounts only)")
+        lines.append(f"archive {archive} (a URL: versions and layers live on mounts and "
+                     f"buckets only)")
     else:
         _check_drive_mounted(archive, drive_mount)
         folder = os.path.dirname(archive)

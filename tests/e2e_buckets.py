@@ -1,9 +1,10 @@
 """s3:// and gs:// against real emulators from $TEST_VENV (installed by .ci/run), started by
 the tests on 127.0.0.1: moto_server (S3) and gcp-storage-emulator (GCS). For each: a round
 trip restore -> change -> save -> restore with versions, --previous, --keep and the
-sidecar; the errors for a missing object and a missing bucket; and a save killed (kill -9)
-in the middle of its upload, which leaves the old archive restorable and is cleaned up by
-the next save."""
+sidecar; incremental layers beside the base (written, applied, listed, compacted, removed
+with their base); the errors for a missing object and a missing bucket; and a save killed
+(kill -9) in the middle of its upload, of a full archive or of a layer, which leaves the
+old state restorable and is cleaned up by the next save."""
 import json
 import os
 import socket
@@ -115,7 +116,7 @@ class BucketTests:
         h.write_bytes(os.path.join(elsewhere, "a.txt"), b"changed\n")
         h.write_bytes(os.path.join(elsewhere, "new.txt"), b"new\n")
         want_second = h.snapshot(elsewhere)
-        second = self.save(elsewhere)
+        second = self.save(elsewhere, incremental="never")
         self.assertEqual(second.action, "saved")
         self.assertEqual(self.save(elsewhere).action, "unchanged")
         self.assertEqual(self.keys(), ["assets.tar.gz", "assets.tar.gz.1",
@@ -143,7 +144,7 @@ class BucketTests:
 
         # --keep 1: a third save keeps one previous version
         h.write_bytes(os.path.join(again, "third.txt"), b"3\n")
-        self.save(again, keep=1)
+        self.save(again, keep=1, incremental="never")
         self.save(again, keep=1, incremental="never")
         self.assertEqual(self.keys(), ["assets.tar.gz", "assets.tar.gz.1",
                                        "assets.tar.gz.sha256"])
@@ -192,6 +193,140 @@ class BucketTests:
         self.assertNoUploads()
         self.assertEqual(self.keys(), ["assets.tar.gz", "assets.tar.gz.1",
                                        "assets.tar.gz.sha256"])
+
+    def layer_keys(self, digest):
+        return [k for k in self.keys() if k.startswith("assets.tar.gz.%s.layer-" % digest[:16])]
+
+    def test_layers(self):
+        h.write_bytes(os.path.join(self.folder, "old.txt"), b"old\n")
+        first = self.save(self.folder)
+        base = self.store.head("project/assets.tar.gz")
+        work = os.path.join(self.subdir(), "_assets")
+        self.restore(self.URL, work)
+
+        # add, modify, delete: a small layer beside the untouched base
+        h.write_bytes(os.path.join(work, "new.txt"), b"new\n")
+        h.write_bytes(os.path.join(work, "a.txt"), b"changed\n")
+        os.unlink(os.path.join(work, "old.txt"))
+        want_one = h.snapshot(work)
+        one = self.save(work)
+        self.assertEqual((one.action, one.layer, one.deleted, one.verified),
+                         ("layer", 1, 1, True))
+        layer_one = "assets.tar.gz.%s.layer-1" % first.sha256[:16]
+        self.assertEqual(one.written, self.URL.rpartition("/")[0] + "/" + layer_one)
+        self.assertEqual(self.layer_keys(first.sha256), [layer_one])
+        held = self.store.head("project/" + layer_one)
+        self.assertLess(held["size"], 20_000)  # the base: 20 MB
+        self.assertEqual(held["size"], one.bytes_written)
+        self.assertEqual(self.store.head("project/assets.tar.gz"), base)
+        sidecar = self.store.read("project/assets.tar.gz.sha256").decode()
+        self.assertIn("%s  assets.tar.gz\n" % first.sha256, sidecar)
+        self.assertIn("%s  %s\n" % (one.sha256, layer_one), sidecar)
+        self.assertEqual(self.save(work).action, "unchanged")
+        self.assertEqual(len(self.keys()), 3)
+
+        fresh = os.path.join(self.subdir(), "_assets")
+        r = self.restore(self.URL, fresh)
+        self.assertEqual((r.action, r.layers, r.sha256, r.verified),
+                         ("restored", 1, first.sha256, True))
+        self.assertEqual(h.snapshot(fresh), want_one)
+        self.assertEqual(self.restore(self.URL, fresh).action, "unchanged")
+        rc, out, err = self.run_main(["status", "--archive", self.URL, "--dest", fresh])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("sha256 %s, 1 layer(s) of " % first.sha256[:16], out)
+
+        # a second change, saved from the restored copy: layer 2
+        h.write_bytes(os.path.join(fresh, "new.txt"), b"newer\n")
+        h.write_bytes(os.path.join(fresh, "more.txt"), b"more\n")
+        want_two = h.snapshot(fresh)
+        two = self.save(fresh, incremental="always")
+        self.assertEqual((two.action, two.layer), ("layer", 2))
+        self.assertEqual(self.layer_keys(first.sha256),
+                         [layer_one, layer_one[:-1] + "2"])
+        again = os.path.join(self.subdir(), "_assets")
+        r = self.restore(self.URL, again)
+        self.assertEqual(r.layers, 2)
+        self.assertEqual(h.snapshot(again), want_two)
+
+        # changes beyond half the base: compacted into a full archive, versions rotated; the
+        # old base keeps its layers while it is kept
+        h.write_bytes(os.path.join(again, "large.bin"), h.rand_bytes(11_000_000, 5))
+        want_three = h.snapshot(again)
+        three = self.save(again)
+        self.assertEqual(three.action, "saved")
+        self.assertEqual(self.keys(), sorted(["assets.tar.gz", "assets.tar.gz.1",
+                                              "assets.tar.gz.sha256", layer_one,
+                                              layer_one[:-1] + "2"]))
+        last = os.path.join(self.subdir(), "_assets")
+        r = self.restore(self.URL, last)
+        self.assertEqual((r.layers, r.sha256), (0, three.sha256))
+        self.assertEqual(h.snapshot(last), want_three)
+        older = os.path.join(self.subdir(), "_assets")
+        r = self.restore(self.URL, older, version=1)
+        self.assertEqual((r.layers, r.sha256), (2, first.sha256))
+        self.assertEqual(h.snapshot(older), want_two)
+
+        # --incremental never with --keep 1: the old base goes, and its layers with it
+        h.write_bytes(os.path.join(last, "a.txt"), b"last\n")
+        four = self.save(last, incremental="never", keep=1)
+        self.assertEqual(four.action, "saved")
+        self.assertEqual(self.keys(), ["assets.tar.gz", "assets.tar.gz.1",
+                                       "assets.tar.gz.sha256"])
+        sidecar = self.store.read("project/assets.tar.gz.sha256").decode()
+        self.assertNotIn("layer", sidecar)
+
+    def test_layer_save_killed_mid_upload_keeps_the_previous_state(self):
+        first = self.save(self.folder, format="tar")
+        want_first = h.snapshot(self.folder)
+        work = os.path.join(self.subdir(), "_assets")
+        self.restore(self.URL, work)
+        h.write_bytes(os.path.join(work, "a.txt"), b"changed\n")
+        for n in range(3):  # a layer of 60 MB (--incremental: however large): many parts
+            h.write_bytes(os.path.join(work, "more%d.bin" % n), os.urandom(20_000_000))
+        p, out, err = h.start_cli(["save", "--archive", self.URL, "--dest", work, "--quiet",
+                                   "--format", "tar", "--incremental"], self.tmp,
+                                  env=h.clean_env())
+        self.addCleanup(h.kill_group, p)
+
+        def uploading():  # 40 of 60 MB packed: the layer's upload is under way
+            return read_bytes(p.pid) > 40_000_000 or p.poll() is not None
+
+        self.assertTrue(h.wait_for(uploading, timeout=60), "no upload started")
+        self.assertIsNone(p.poll(), "the save ended before it could be killed: %s" % h.read(err))
+        h.kill_group(p)
+        self.assertUploadUnderway()
+        self.assertEqual(self.layer_keys(first.sha256), [])
+        self.assertEqual(self.store.read("project/assets.tar.gz.sha256").decode(),
+                         "%s  assets.tar.gz\n" % first.sha256)
+        fresh = os.path.join(self.subdir(), "_assets")
+        r = self.restore(self.URL, fresh)
+        self.assertEqual((r.layers, r.sha256), (0, first.sha256))
+        self.assertEqual(h.snapshot(fresh), want_first)
+
+        # killed after the copy into place, before the sidecar named it: a layer the
+        # sidecar does not name is ignored, and the next save replaces it
+        layer_one = "assets.tar.gz.%s.layer-1" % first.sha256[:16]
+        self.store.put("project/" + layer_one, b"not a layer")
+        r = self.restore(self.URL, fresh)
+        self.assertEqual(r.action, "unchanged")
+        want_work = h.snapshot(work)
+        one = self.save(work, format="tar", incremental="always")
+        self.assertEqual((one.action, one.layer), ("layer", 1))
+        self.assertNoUploads()
+        self.assertEqual(self.keys(), ["assets.tar.gz", layer_one, "assets.tar.gz.sha256"])
+        r = self.restore(self.URL, fresh)
+        self.assertEqual(r.layers, 1)
+        self.assertEqual(h.snapshot(fresh), want_work)
+
+        # a named layer that is not what was saved: refused by its hash, nothing changed
+        self.store.put("project/" + layer_one, b"replaced")
+        other = os.path.join(self.subdir(), "_assets")
+        rc, out, err = self.run_main(["restore", "--archive", self.URL, "--dest", other,
+                                      "--quiet", "--retry-for", "2"])
+        self.assertEqual(rc, 5, err)
+        self.assertIn("%s does not match its checksum" % self.URL.replace(
+            "assets.tar.gz", layer_one), err)
+        self.assertUntouched(other, None)
 
     def assertNoUploads(self):
         """No unfinished upload is left (where the store can list them)."""

@@ -1,13 +1,16 @@
 """s3:// and gs:// without an emulator: where credentials come from, and the errors for
 none, for a refusal (AccessDenied, exit 12) and for a missing key, against a tiny server on
-127.0.0.1 that answers as the store does."""
+127.0.0.1 that answers as the store does; and the pure logic of layers in a bucket (which
+objects are a base's layers, which go with a rotated-out base, when a save compacts)."""
 import os
 import sys
 import threading
+import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
+from helpers import ba  # noqa: E402
 
 DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
           b'<Message>Access Denied</Message></Error>')
@@ -132,3 +135,88 @@ class S3SettingsTests(h.BATestCase):
         self.assertIn("refused access to gs://bkt/p/assets.tar", err)
         self.assertEqual(self.server.seen[0][1], "Bearer ya29.token")
         self.assertUntouched(self.dest, None)
+
+
+class _ListedStore:
+    """What _bucket_layers asks of a store: a listing and the objects' sizes."""
+
+    def __init__(self, key, objects):
+        self.key, self.objects = key, objects
+
+    def keys(self, prefix):
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def head(self, key):
+        size = self.objects.get(key)
+        return None if size is None else {"size": size, "validator": "v-" + key}
+
+
+class BucketLayerLogicTests(unittest.TestCase):
+    BASE = "a" * 64
+    OLD = "b" * 64
+
+    def test_layer_names_stop_at_the_first_gap(self):
+        prefix = "assets.tar.gz.aaaa.layer-"
+        names = [prefix + "2", prefix + "1", prefix + "4", prefix + "3.tmp-9-ff", prefix + "x",
+                 "assets.tar.gz", "assets.tar.gz.bbbb.layer-3"]
+        self.assertEqual(ba._layer_names(names, prefix), [prefix + "1", prefix + "2"])
+        self.assertEqual(ba._layer_names(names[2:], prefix), [])
+
+    def test_bucket_layers_are_those_the_sidecar_names(self):
+        prefix = "p/" + ba._layer_prefix("assets.tar.gz", self.BASE)
+        name = prefix.rpartition("/")[2]
+        store = _ListedStore("p/assets.tar.gz", {
+            "p/assets.tar.gz": 100, prefix + "1": 10, prefix + "2": 20, prefix + "3": 30,
+            "p/" + ba._layer_prefix("assets.tar.gz", self.OLD) + "1": 5})
+        sidecar = {"assets.tar.gz": {self.BASE}, name + "1": {"1" * 64},
+                   name + "2": {"2" * 64}}
+        found = ba._bucket_layers(store, self.BASE, sidecar)
+        self.assertEqual([(k, v["size"]) for k, v in found],
+                         [(prefix + "1", 10), (prefix + "2", 20)])  # 3: copied, not named
+        del store.objects[prefix + "1"]  # named but gone: nothing after it either
+        self.assertEqual(ba._bucket_layers(store, self.BASE, sidecar), [])
+        self.assertEqual(ba._bucket_layers(store, self.OLD, sidecar), [])
+
+    def test_orphan_layers_go_with_their_base_last_first(self):
+        kept = ba._layer_prefix("assets.tar.gz", self.BASE)
+        gone = ba._layer_prefix("assets.tar.gz", self.OLD)
+        names = ["assets.tar.gz", "assets.tar.gz.1", "assets.tar.gz.sha256", kept + "1",
+                 gone + "1", gone + "2", gone + "10", gone + "3.tmp-1-ab",
+                 "other.tar.gz." + self.OLD[:16] + ".layer-1"]
+        self.assertEqual(ba._orphan_layers("assets.tar.gz", names, [{self.BASE}, {"c" * 64}]),
+                         [gone + "10", gone + "2", gone + "1"])
+        self.assertEqual(ba._orphan_layers("assets.tar.gz", names, [{self.BASE}, None]), [])
+        self.assertEqual(ba._orphan_layers("assets.tar.gz", names,
+                                           [{self.BASE}, {self.OLD, "c" * 64}]), [])
+
+
+class LayerPlanTests(h.BATestCase):
+    """_layer_plan counts the layers from the chain's sizes, the same for Drive and buckets."""
+
+    def plan(self, chain, incremental="auto"):
+        entries, _ = ba._save_entries(self.src_dir)
+        marker = {"archive": {"prefix": "src"},
+                  "manifest": {"a.txt": self.old_a, "gone.txt": self.old_gone}}
+        return ba._layer_plan(self.src_dir, entries, marker, chain, incremental)
+
+    def setUp(self):
+        super().setUp()
+        h.write_bytes(os.path.join(self.src_dir, "a.txt"), b"a\n")
+        h.write_bytes(os.path.join(self.src_dir, "gone.txt"), b"gone\n")
+        entries, _ = ba._save_entries(self.src_dir)
+        manifest = {path: entry for path, entry, _ in entries}
+        self.old_a, self.old_gone = manifest["a.txt"], manifest["gone.txt"]
+        os.unlink(os.path.join(self.src_dir, "gone.txt"))
+        h.write_bytes(os.path.join(self.src_dir, "new.bin"), b"n" * 1000)
+
+    def test_the_next_number_and_what_changed(self):
+        plan = self.plan([{"size": 10_000}, {"size": 100}, {"size": 200}])
+        self.assertEqual(plan["number"], 3)
+        self.assertEqual(plan["deleted"], ["src/gone.txt"])
+        self.assertEqual([e[0] for e in plan["changed"]], ["new.bin"])
+
+    def test_compacts_when_the_layers_exceed_the_share_of_the_base(self):
+        self.assertIsNotNone(self.plan([{"size": 10_000}, {"size": 3_900}]))
+        self.assertIsNone(self.plan([{"size": 10_000}, {"size": 4_100}]))
+        self.assertIsNotNone(self.plan([{"size": 10_000}, {"size": 4_100}], "always"))
+        self.assertIsNone(self.plan([{"size": 10_000}], "never"))
