@@ -1,5 +1,6 @@
 """save(): round trip, skipped entries, tar interop, formats, unchanged, sidecar, temporaries,
-out of space, missing source, lock, CLI, and crashes between the publishing steps.
+out of space, missing source, lock, and crashes between the publishing steps (the `save` and
+`status` commands are in tests/test_cli.py).
 
 Everything runs in-process on plain temp folders (drive_mount=""); drivesim and kill -9 of a
 real save are covered by the e2e suite.
@@ -553,90 +554,6 @@ class CrashTests(h.SaveTestCase):
             views["new"] = self.set_tree(5)
         prepare()
         self.sweep(prepare, views["old"], views["new"], "never")
-
-
-class CLITests(h.SaveTestCase):
-
-    def args(self, *extra):
-        return list(extra) + ["--dest", self.local, "--archive", self.archive, "--drive-mount", ""]
-
-    def test_save_status_restore_list(self):
-        h.save_tree(self.local, big=False)
-        rc, out, err = self.run_main(["save"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertIn("saved", out)
-        self.assertIn(self.archive, out)
-        want1 = h.saved_view(self.local)
-        rc, out, err = self.run_main(["save"] + self.args("--quiet"))
-        self.assertEqual((rc, out), (0, ""), err)
-        h.write_bytes(os.path.join(self.local, "new.txt"), b"new\n")
-        rc, out, err = self.run_main(["save"] + self.args("--full", "--keep", "3", "--level", "1"))
-        self.assertEqual(rc, 0, err)
-        self.assertTrue(os.path.exists(self.archive + ".1"))
-        h.write_bytes(os.path.join(self.local, "new2.txt"), b"new2\n")
-        rc, out, err = self.run_main(["save"] + self.args("--incremental", "--format", "gz",
-                                                          "--no-verify"))
-        self.assertEqual(rc, 0, err)
-        self.assertIn("layer", out)
-        want3 = h.saved_view(self.local)
-        rc, status_out, err = self.run_main(["status"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(status_out.strip().splitlines(),
-                         ba.status(self.archive, self.local, drive_mount=""))
-        rc, list_out, err = self.run_main(["restore", "--list"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(list_out, status_out)
-        self.assertIn("--previous 1", list_out)
-        self.assertIn("1 layer", list_out)
-        for version, want in (("1", want1), ("0", want3)):
-            dest = self.out()
-            rc, out, err = self.run_main(["restore", "--previous", version, "--archive",
-                                          self.archive, "--dest", dest, "--drive-mount", ""])
-            self.assertEqual(rc, 0, err)
-            got = h.strip_special(h.snapshot(dest, dir_modes=True))
-            self.assertEqual(got, want, h.summarize(got, want))
-        for text in (out, err):
-            self.assertNotIn("Traceback", text)
-
-    def test_cli_errors(self):
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
-        cases = [
-            (["save", "--format", "rar"] + self.args(), 2),
-            (["save", "--keep", "0"] + self.args(), 2),
-            (["save", "--incremental", "--full"] + self.args(), 2),
-            (["save", "--level", "x"] + self.args(), 2),
-            (["save", "--archive", "http://example.com/a.tar.gz", "--dest", self.local], 2),
-            (["save", "--flush"] + self.args(), 2),
-            (["save", "--dest", os.path.join(self.tmp, "nope"), "--archive", self.archive,
-              "--drive-mount", ""], 3),
-            (["restore", "--previous", "4"] + self.args(), 3),
-            (["status", "--bogus"] + self.args(), 2),
-        ]
-        for argv, code in cases:
-            with self.subTest(argv=argv):
-                rc, out, err = self.run_main(argv)
-                self.assertEqual(rc, code, err)
-                self.assertNotIn("Traceback", err + out)
-                self.assertIn("error", err)
-        self.assertEqual(h.archive_family(self.archive), [])
-
-    def test_save_subprocess(self):
-        """`python bootstrap_assets.py save` as a real process: exit 0, then status."""
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
-        env = h.clean_env()
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args(), env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args("--quiet"),
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, b"", b""))
-        env.update(BOOTSTRAP_ASSETS_ARCHIVE=self.archive, BOOTSTRAP_ASSETS_DEST=self.local,
-                   BOOTSTRAP_ASSETS_DRIVE_MOUNT="")
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "status"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
-        self.assertIn(b"current: assets.tar.gz", r.stdout)
-        self.assertIn(b"no local changes", r.stdout)
 
 
 if __name__ == "__main__":
