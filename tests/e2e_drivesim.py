@@ -133,7 +133,7 @@ class RestoreOverMount(E2ECase):
     def bytes_read(self):
         return self.ds.stats().get("bytes_read", 0)
 
-    def test_a_every_engine_restores_source_reading_archive_once(self):
+    def test_every_engine_restores_the_source_reading_the_archive_once(self):
         engines = ba.available_engines()
         self.assertIn("python", engines)
         for engine in engines + ["auto"]:
@@ -161,7 +161,7 @@ class RestoreOverMount(E2ECase):
                 self.assertLess(read, V1.size * 1.05 + 65536,
                                 f"drivesim served {read} bytes for a {V1.size}-byte archive")
 
-    def test_e_rerun_is_a_noop_that_does_not_read_the_archive(self):
+    def test_rerun_is_a_noop_that_does_not_read_the_archive(self):
         dest = self.new_dest("rerun")
         first = ba.restore(self.archive, dest, quiet=True)
         self.assertEqual(first.action, "restored")
@@ -180,7 +180,7 @@ class RestoreOverMount(E2ECase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertTree(dest, V1)
 
-    def test_f_drive_mount_given_and_archive_path_has_a_typo(self):
+    def test_archive_path_with_a_typo_is_exit_3_naming_the_folders_entries(self):
         dest = self.new_dest("typo")
         typo = os.path.join(self.ds.mount, "MyDrive", "asets.tar.gz")
         p = cli("--drive-mount", self.ds.mount, "--archive", typo, "--dest", dest)
@@ -189,7 +189,7 @@ class RestoreOverMount(E2ECase):
         self.assertFalse(os.path.exists(dest))
         self.assertNoStaging(dest)
 
-    def test_f_drive_not_mounted(self):
+    def test_drive_not_mounted_is_exit_3_and_makes_no_dest(self):
         dest = self.new_dest("nomount")
         not_a_mount = os.path.join(W, "not-mounted")
         os.makedirs(os.path.join(not_a_mount, "MyDrive"), exist_ok=True)
@@ -200,7 +200,7 @@ class RestoreOverMount(E2ECase):
 
 
 class TransientFaults(E2ECase):
-    """(b) the mount fails every read for 2 s a third of the way in, then recovers."""
+    """The mount fails every read for 2 s a third of the way in, then recovers."""
 
     def check_fault(self, errno_name):
         for engine in ba.available_engines():
@@ -215,15 +215,15 @@ class TransientFaults(E2ECase):
                 self.assertNoStaging(dest)
                 self.assertGreater(ds.stats().get("faults", 0), 0, "the fault never fired")
 
-    def test_b_eio_mid_read_is_retried(self):
+    def test_eio_mid_read_is_retried(self):
         self.check_fault("EIO")
 
-    def test_b_enotconn_mid_read_is_retried(self):
+    def test_enotconn_mid_read_is_retried(self):
         self.check_fault("ENOTCONN")
 
 
 class DeadMountCase(E2ECase):
-    """(c) the mount process dies halfway through the archive: exit 4, dest untouched."""
+    """The mount process dies halfway through the archive: exit 4, dest untouched."""
 
     def crash_restore(self, dest):
         ds = self.mount(V2.drive(f"drive-crash-{os.path.basename(os.path.dirname(dest))}"),
@@ -239,12 +239,12 @@ class DeadMountCase(E2ECase):
         self.assertNoStaging(dest)
         return p
 
-    def test_c_dead_mount_fresh_dest(self):
+    def test_dead_mount_is_exit_4_and_makes_no_dest(self):
         dest = self.new_dest("crash-fresh")
         self.crash_restore(dest)
         self.assertFalse(os.path.exists(dest), "a failed restore must not create dest")
 
-    def test_c_dead_mount_keeps_previous_restore(self):
+    def test_dead_mount_leaves_the_previous_restore_byte_for_byte(self):
         dest = self.new_dest("crash-keep")
         r = ba.restore(V1.archive, dest, quiet=True)
         self.assertEqual(r.action, "restored")
@@ -255,7 +255,7 @@ class DeadMountCase(E2ECase):
 
 
 class KillDuringExtraction(E2ECase):
-    """(d) SIGKILL the restore mid-way (as a notebook runtime dying), then run it again."""
+    """SIGKILL the restore mid-way (as a notebook runtime dying), then run it again."""
 
     def kill_midway(self, dest, version, *args):
         ds = self.mount(version.drive(f"drive-kill-{os.path.basename(os.path.dirname(dest))}"),
@@ -287,13 +287,13 @@ class KillDuringExtraction(E2ECase):
         self.assertTree(dest, version, "after kill -9 and re-run")
         self.assertNoStaging(dest)
 
-    def test_d_kill_fresh_restore_then_rerun(self):
+    def test_killed_first_restore_leaves_no_dest_and_a_rerun_completes(self):
         dest = self.new_dest("kill-fresh")
         self.kill_midway(dest, V1, "--engine", "python")
         self.assertFalse(os.path.exists(dest), "dest appeared before the restore finished")
         self.rerun(dest, V1, "drive-kill-fresh-rerun")
 
-    def test_d_kill_replacing_restore_then_rerun(self):
+    def test_killed_replacing_restore_leaves_dest_and_a_rerun_completes(self):
         dest = self.new_dest("kill-replace")
         self.assertEqual(ba.restore(V1.archive, dest, quiet=True).action, "restored")
         before = tree_digest(dest, skip_marker=False)

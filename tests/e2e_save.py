@@ -207,7 +207,7 @@ class SaveCase(unittest.TestCase):
 
 # -- 1. round trip --------------------------------------------------------------------
 class RoundTrip(SaveCase):
-    def test_a_save_restore_round_trip_and_read_back(self):
+    def test_save_is_read_back_and_restores_the_source(self):
         src = os.path.join(W, "rt-src", NAME)
         shutil.copytree(SCN.local, src, symlinks=True)
         os.remove(os.path.join(src, MARKER))
@@ -365,10 +365,10 @@ class CrashSweep(SaveCase):
         self.assertLessEqual(len(unreached), 2, f"call numbers drift between runs: {unreached}")
         self.assertIn("old", outcomes.values(), "no crash point gave the old tree")
 
-    def test_b_kill9_sweep_full_save(self):
+    def test_full_save_killed_at_any_call_restores_old_or_new(self):
         self.sweep("full", "--full")
 
-    def test_b_kill9_sweep_incremental_save(self):
+    def test_incremental_save_killed_at_any_call_restores_old_or_new(self):
         self.sweep("incremental", "--incremental")
 
 
@@ -394,16 +394,16 @@ class NoSpaceWhileWriting(SaveCase):
         with open(os.path.join(local, MARKER), "rb") as f:
             self.assertEqual(f.read(), SCN.old_marker, "the local marker changed")
 
-    def test_c_enospc_mid_write(self):
+    def test_enospc_mid_write_is_exit_8_and_changes_nothing(self):
         self.check("ENOSPC")
 
-    def test_c_edquot_mid_write(self):
+    def test_edquot_mid_write_is_exit_8_and_changes_nothing(self):
         self.check("EDQUOT")
 
 
 # -- 4. incremental after mutate ------------------------------------------------------------
 class IncrementalAfterMutate(SaveCase):
-    def test_d_layer_is_small_and_restores_the_mutated_tree(self):
+    def test_layer_is_small_and_restores_the_mutated_tree(self):
         src = os.path.join(W, "inc-src", NAME)
         make_assets("create", src, "--profile", "mixed", "--scale", "0.05")
         _, ds, archive = self.empty_drive("inc-drive")
@@ -466,7 +466,7 @@ class AutosaveProcess(SaveCase):
             self.fail(f"autosave did not end after SIGTERM\n{self.text(log)}")
         self.assertEqual(rc, 0, self.text(log))
 
-    def test_e_saves_on_change_idles_and_saves_on_sigterm(self):
+    def test_autosave_saves_on_change_idles_and_saves_on_sigterm(self):
         backing, local = SCN.copy("autosave")
         ds = self.mount(backing, mnt=SCN.mnt)
         archive = Scenario.archive_in(ds)
@@ -498,7 +498,7 @@ class AutosaveProcess(SaveCase):
         self.assertTree(self.restore_ok(archive, "auto2"), want, "after SIGTERM")
         self.assertEqual(temporaries(os.path.join(backing, "MyDrive")), [])
 
-    def test_e_sigterm_runs_the_final_save(self):
+    def test_sigterm_runs_the_final_save(self):
         """--every 1h: no round can run, so only the final save can save the change."""
         backing, local = SCN.copy("autosave-final")
         ds = self.mount(backing, mnt=SCN.mnt)

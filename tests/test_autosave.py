@@ -148,7 +148,7 @@ class AutosaveHandleTests(h.SaveTestCase):
         saver.start()
         self.assertEqual(saver.stop().action, "unchanged")
 
-    def test_bad_every(self):
+    def test_every_that_is_no_duration_is_a_usage_error_and_saves_nothing(self):
         for bad in ("", "0", "-1m", "soon", "5x"):
             with self.subTest(every=bad):
                 self.assertBAError("UsageError", ba.autosave, every=bad, dest=self.local,
@@ -162,19 +162,19 @@ class AutosaveHandleTests(h.SaveTestCase):
 
 class ParseDurationTests(h.BATestCase):
 
-    def test_good(self):
+    def test_seconds_minutes_hours_and_bare_numbers_are_read(self):
         for text, seconds in (("30s", 30), ("15m", 900), ("1h", 3600), ("0.2s", 0.2),
                               ("2", 2), (" 5M ", 300), ("1.5h", 5400), (45, 45)):
             with self.subTest(text=text):
                 self.assertAlmostEqual(ba._parse_duration(text), seconds)
 
-    def test_bad(self):
+    def test_empty_zero_negative_and_unknown_units_are_usage_errors(self):
         for text in ("", " ", "s", "m", "abc", "10x", "1d", "0", "0s", "-5", "-1m", "1 2s",
                      "ten minutes", None):
             with self.subTest(text=text):
                 self.assertBAError("UsageError", ba._parse_duration, text)
 
-    def test_not_a_number(self):
+    def test_nan_and_inf_are_usage_errors(self):
         """nan and inf are no durations (an endless or undefined wait)."""
         for text in ("nan", "inf", "infs", "nanm", "-inf"):
             with self.subTest(text=text):

@@ -119,7 +119,7 @@ class MainTests(h.BATestCase):
         self.assertEqual(rc, 0)
         self.assertIn("--archive", out + err)
 
-    def test_demo(self):
+    def test_demo_command_runs_and_exits_0(self):
         cwd = os.getcwd()
         os.chdir(self.tmp)
         self.addCleanup(os.chdir, cwd)
@@ -163,7 +163,7 @@ class SubprocessTests(h.BATestCase):
         self.assertNotIn(b"Traceback", p.stderr)
         self.assertTrue(p.stderr.strip())
 
-    def test_script_demo(self):
+    def test_demo_as_a_script_exits_0(self):
         p = self.run_py([h.MODULE_PATH, "demo"])
         self.assertEqual(p.returncode, 0, p.stderr.decode() + p.stdout.decode())
 
@@ -238,7 +238,7 @@ class PreviousVersionTests(h.SaveTestCase):
         return ["restore"] + list(extra) + ["--archive", self.archive, "--dest", self.out(),
                                             "--drive-mount", "", "--quiet"]
 
-    def test_none_kept(self):
+    def test_previous_with_none_kept_says_so_and_how_to_restore(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
         self.save()
         rc, out, err = self.run_main(self.args("--previous", "1"))
@@ -535,7 +535,7 @@ class SaveStatusCommandTests(h.SaveTestCase):
         for text in (out, err):
             self.assertNotIn("Traceback", text)
 
-    def test_cli_errors(self):
+    def test_bad_save_restore_and_status_arguments_exit_2_or_3_writing_nothing(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         cases = [
             (["save", "--format", "rar"] + self.args(), 2),

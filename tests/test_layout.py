@@ -140,7 +140,7 @@ class LayoutTests(h.BATestCase):
                     self.restore(archive, dest, engine=engine)
                     self.assertTree(dest, h.expected_tree(members, strip_top=True))
 
-    def test_zstd(self):
+    def test_tar_zst_restores_with_every_engine(self):
         members = [D("top"), F("top/z.bin", h.rand_bytes(20_000, 9)), F("top/t.txt", b"zstd\n")]
         have_zstd = bool(shutil.which("zstd"))
         try:

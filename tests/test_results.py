@@ -28,7 +28,7 @@ class ResultRecordTests(h.BATestCase):
 
 class ExceptionTableTests(h.BATestCase):
 
-    def test_exit_codes(self):
+    def test_every_exception_has_its_documented_exit_code(self):
         for name, code in h.EXIT_CODES.items():
             with self.subTest(cls=name):
                 cls = getattr(ba, name)

@@ -132,7 +132,7 @@ class FormatTests(h.SaveTestCase):
         else:
             self.assertTrue(head.startswith(self.MAGIC[fmt]), "%s does not start like %s" % (path, fmt))
 
-    def test_formats(self):
+    def test_every_format_restores_with_every_engine_and_zstd_without_support_is_unsupported(self):
         h.save_tree(self.local, big=False)
         want = h.saved_view(self.local)
         for fmt in ("tar", "gz", "zst"):
@@ -161,7 +161,7 @@ class FormatTests(h.SaveTestCase):
                 os.unlink(os.path.join(self.local, "added-%s.txt" % fmt))
                 os.unlink(os.path.join(self.local, h.MARKER))
 
-    def test_gz_level(self):
+    def test_higher_gz_level_writes_no_more_bytes(self):
         h.write_bytes(os.path.join(self.local, "text.txt"), b"compress me please\n" * 20000)
         fast = self.save(archive=os.path.join(self.drive, "l1", "a.tar.gz"), format="gz", level=1,
                          incremental="never")
@@ -290,7 +290,7 @@ class SourceAndLockTests(h.SaveTestCase):
         self.assertEqual(rc, 3, err)
         self.assertNotIn("Traceback", err)
 
-    def test_empty_source(self):
+    def test_empty_source_is_source_missing_and_never_replaces_an_archive(self):
         os.makedirs(self.local)
         self.assertBAError("SourceMissing", self.save)
         self.assertFalse(os.path.exists(self.drive))
@@ -314,7 +314,7 @@ class SourceAndLockTests(h.SaveTestCase):
         self.assertBAError("SourceMissing", self.save)
         self.assertFalse(os.path.exists(self.drive))
 
-    def test_locked(self):
+    def test_save_into_a_locked_folder_is_locked_naming_the_holder(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         self.save()
         h.write_bytes(os.path.join(self.local, "b.txt"), b"b")
@@ -350,7 +350,7 @@ class NoSpaceTests(h.SaveTestCase):
         self.assertEqual(h.temporaries(self.archive), [], "temporary left")
         return e
 
-    def test_preflight(self):
+    def test_save_too_big_for_the_free_space_is_refused_before_writing(self):
         self.mount("size=1m")
         self.save()
         before = h.folder_state(self.drive)

@@ -31,7 +31,7 @@ class VerifyTests(h.BATestCase):
         r = self.restore(self.archive, sha256=self.digest.upper())
         self.assertTrue(r.verified)
 
-    def test_sidecar(self):
+    def test_sidecar_checksum_verifies_the_restore(self):
         h.write_sidecar(self.archive)
         r = self.restore(self.archive)
         self.assertTrue(r.verified)
@@ -53,7 +53,7 @@ class VerifyTests(h.BATestCase):
         self.assertTrue(r.verified)
         self.assertEqual(r.checksum_source, "--sha256")
 
-    def test_no_checksum(self):
+    def test_without_a_checksum_restore_works_unverified_with_the_sha256(self):
         r = self.restore(self.archive)
         self.assertFalse(r.verified)
         self.assertIsNone(r.checksum_source)
