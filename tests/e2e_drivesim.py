@@ -20,9 +20,9 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import MARKER, MAKE_ASSETS, DriveSim, clean_env, cli, tree_digest  # noqa: E402
+from drivesim_fixture import (MARKER, MAKE_ASSETS, SCRIPT, DriveSim,  # noqa: E402
+                              DriveSimTestCase, clean_env, cli, run, tree_digest)
 
-SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 NAME = "_assets"          # the dest folder's name, and the archive's one top folder
 ARCHIVE = "assets.tar.gz"
 W = None                  # module work dir
@@ -54,18 +54,10 @@ class Version:
         return backing
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    if r.returncode:
-        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
-    return r
-
-
 def leftovers(dest):
     """Staging folders of dest left in its parent."""
     parent, name = os.path.split(dest)
     return glob.glob(os.path.join(parent, f".{name}.staging-*"))
-
 
 
 def setUpModule():
@@ -87,31 +79,15 @@ def tearDownModule():
         shutil.rmtree(W, ignore_errors=True)
 
 
-class E2ECase(unittest.TestCase):
-    maxDiff = 4000
-
-    def mount(self, backing, *args):
-        """Start drivesim on backing; stopped (and lazily unmounted if dead) at cleanup."""
-        n = len(glob.glob(os.path.join(W, "mnt*")))
-        ds = DriveSim(backing, os.path.join(W, f"mnt{n}"), *args)
-        ds.start()
-        self.addCleanup(ds.cleanup)
-        return ds
+class E2ECase(DriveSimTestCase):
 
     def new_dest(self, label):
         parent = tempfile.mkdtemp(prefix=f"content-{label}-", dir=W)
         return os.path.join(parent, NAME)
 
-    def assertTree(self, dest, version, msg=""):
-        self.assertTrue(os.path.isdir(dest), f"{dest} missing {msg}")
-        got = tree_digest(dest)
-        if got != version.digest:
-            missing = sorted(set(version.digest) - set(got))[:10]
-            extra = sorted(set(got) - set(version.digest))[:10]
-            differ = sorted(k for k in set(got) & set(version.digest)
-                            if got[k] != version.digest[k])[:10]
-            self.fail(f"{dest} != {version.label} source {msg}: missing {missing}, "
-                      f"extra {extra}, differ {differ}")
+    def assertRestored(self, dest, version, msg=""):
+        """dest holds version's source tree, and our marker."""
+        self.assertTree(dest, version.digest, f"(not the {version.label} source) {msg}")
         self.assertTrue(os.path.isfile(os.path.join(dest, MARKER)), f"no {MARKER} in {dest}")
 
     def assertNoStaging(self, dest):
@@ -154,7 +130,7 @@ class RestoreOverMount(E2ECase):
                     self.assertEqual(r.sha256, hashlib.sha256(f.read()).hexdigest())
                 self.assertEqual(r.moved_aside, None)
                 self.assertEqual(r.local_changes, [])
-                self.assertTree(dest, V1, f"(engine {engine})")
+                self.assertRestored(dest, V1, f"(engine {engine})")
                 self.assertNoStaging(dest)
                 # read once: the archive plus its small sidecar, not a copy then a re-read
                 self.assertGreaterEqual(read, V1.size)
@@ -174,11 +150,11 @@ class RestoreOverMount(E2ECase):
         self.assertEqual(second.local_changes, [])
         self.assertLess(read, V1.size / 10, f"the no-op re-run read {read} bytes off the mount")
         self.assertLess(wall, 0.5, "the no-op re-run should take < 0.5 s")
-        self.assertTree(dest, V1)
+        self.assertRestored(dest, V1)
         # and through the CLI
         p = cli("--archive", self.archive, "--dest", dest)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertTree(dest, V1)
+        self.assertRestored(dest, V1)
 
     def test_archive_path_with_a_typo_is_exit_3_naming_the_folders_entries(self):
         dest = self.new_dest("typo")
@@ -211,7 +187,7 @@ class TransientFaults(E2ECase):
                 p = cli("--archive", os.path.join(ds.mount, "MyDrive", ARCHIVE),
                         "--dest", dest, "--engine", engine, "--retry-for", 30)
                 self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-                self.assertTree(dest, V1, f"after {errno_name} (engine {engine})")
+                self.assertRestored(dest, V1, f"after {errno_name} (engine {engine})")
                 self.assertNoStaging(dest)
                 self.assertGreater(ds.stats().get("faults", 0), 0, "the fault never fired")
 
@@ -284,7 +260,7 @@ class KillDuringExtraction(E2ECase):
         ds = self.mount(version.drive(backing_label))
         p = cli("--archive", os.path.join(ds.mount, "MyDrive", ARCHIVE), "--dest", dest)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertTree(dest, version, "after kill -9 and re-run")
+        self.assertRestored(dest, version, "after kill -9 and re-run")
         self.assertNoStaging(dest)
 
     def test_killed_first_restore_leaves_no_dest_and_a_rerun_completes(self):

@@ -18,7 +18,6 @@ the folder beside a full cached copy of the archive. On it:
 import glob
 import math
 import os
-import random
 import re
 import shutil
 import signal
@@ -32,9 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
-from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim, cli,  # noqa: E402
-                              copy_backing, diff_text, folder_state, kill_points, mounted,
-                              read_oplog, sha256_file, temporaries, tree_digest)
+from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim,  # noqa: E402
+                              DriveSimTestCase, cli, copy_backing, diff_text, folder_state,
+                              kill_points, mounted, read_oplog, run, sha256_file, temporaries,
+                              tree_digest, write_random)
 
 MiB = 1 << 20
 NAME = "_assets"
@@ -50,14 +50,6 @@ _SPLIT_MASTER = None       # BACKING holding BIG split by the tool (made on firs
 
 
 # -- helpers ------------------------------------------------------------------------------
-def run(cmd, **kw):
-    r = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, **kw)
-    if r.returncode:
-        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
-    return r
-
-
 def tail(text, n=600):
     text = (text or "").strip()
     return text if len(text) <= n else "..." + text[-n:]
@@ -83,12 +75,6 @@ def concat_sha(paths):
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def write_random(path, nbytes, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(random.Random(seed).randbytes(nbytes))
 
 
 def data_bytes(root):
@@ -159,7 +145,8 @@ class Source:
 
 
 def _leftover_mounts():
-    """Mount points under W (drivesim or tmpfs) still there: deepest first."""
+    """Mount points under W (the tmpfs disks, the split master's drivesim) still there:
+    deepest first."""
     try:
         with open("/proc/self/mountinfo") as f:
             points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
@@ -226,8 +213,7 @@ class TightDisk:
         os.makedirs(self.cache)
 
 
-class PartsCase(unittest.TestCase):
-    maxDiff = 4000
+class PartsCase(DriveSimTestCase):
 
     # -- setup ------------------------------------------------------------------------
     def place(self, label):
@@ -249,17 +235,12 @@ class PartsCase(unittest.TestCase):
         self.addCleanup(tmpfs_umount, root)
         return TightDisk(root, size)
 
-    def drive(self, backing, *args, disk=None, reserve=RESERVE, mnt=None):
-        """drivesim on backing (with its content cache on disk's tmpfs when disk is given);
-        stopped at cleanup, lazily unmounted if dead."""
-        if mnt is None:
-            mnt = tempfile.mkdtemp(prefix="mnt-", dir=W)
+    def drive(self, backing, *args, disk=None, reserve=RESERVE):
+        """drivesim on backing (self.mount), with its content cache on disk's tmpfs when disk
+        is given."""
         if disk is not None:
             args = args + ("--cache-dir", disk.cache, "--cache-reserve", reserve)
-        ds = DriveSim(backing, mnt, *args)
-        ds.start()
-        self.addCleanup(ds.cleanup)
-        return ds
+        return self.mount(backing, *args)
 
     @staticmethod
     def archive_in(ds, name=ARCHIVE):
@@ -289,12 +270,6 @@ class PartsCase(unittest.TestCase):
     # -- checks -----------------------------------------------------------------------
     def assertExit(self, p, code, what):
         self.assertEqual(p.returncode, code, f"{what}: {said(p)}")
-
-    def assertTree(self, root, want, msg=""):
-        self.assertTrue(os.path.isdir(root), f"{root} missing {msg}")
-        got = tree_digest(root)
-        if got != want:
-            self.fail(f"{root} differs {msg}: {diff_text(got, want)}")
 
     def assertParts(self, mydrive, base, sha, part_size):
         """base is stored as parts 0001..N (N >= 2), each at most part_size, whose
@@ -476,7 +451,8 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("save", "--dest", disk.dest, "--archive", archive, "--part-size", "32M",
                 "--full", "--format", "tar", *where, timeout=240)
         self.assertExit(p, 0, "save --part-size 32M --full from the tight disk")
-        self.assertEqual(temporaries(mydrive), [], "temporaries left by the save")
+        self.assertEqual(temporaries(os.path.join(mydrive, ARCHIVE)), [],
+                         "temporaries left by the save")
         new_sha = concat_sha(os.path.join(mydrive, n) for n in parts_of(mydrive, ARCHIVE))
         self.assertParts(mydrive, ARCHIVE, new_sha, PART)
         self.assertNotIn(ARCHIVE, os.listdir(mydrive), "a single file beside the new parts")
