@@ -138,6 +138,22 @@ class MainTests(h.BATestCase):
         self.assertEqual(rc, 0, err)
         self.assertTree(self.dest, WANT)
 
+    def test_sha256_mismatch_is_exit_5_naming_both_sums(self):
+        rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest,
+                                      "--sha256", "ef" * 32, "--quiet"])
+        self.assertEqual(rc, 5)
+        self.assertIn("ef" * 32, err)
+        self.assertIn(h.sha256_file(self.archive), err)
+        self.assertNotIn("Traceback", err)
+        self.assertFalse(os.path.exists(self.dest))
+
+    def test_empty_archive_is_exit_7_and_makes_no_dest(self):
+        archive = h.write_bytes(os.path.join(self.tmp, "assets.tar.gz"), h.archive_bytes([]))
+        rc, _, err = self.run_main(["restore", "--archive", archive, "--dest", self.dest, "--quiet"])
+        self.assertEqual(rc, 7, err)
+        self.assertIn("holds no files", err)
+        self.assertFalse(os.path.lexists(self.dest))
+
 
 class SubprocessTests(h.BATestCase):
 

@@ -93,12 +93,3 @@ class VerifyTests(h.BATestCase):
                 self.assertTrue(err.strip())
                 self.assertNotIn("Traceback", err)
                 self.assertFalse(os.path.exists(self.dest))
-
-    def test_mismatch_via_main_exit_5(self):
-        rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest,
-                                      "--sha256", "ef" * 32, "--quiet"])
-        self.assertEqual(rc, 5)
-        self.assertIn("ef" * 32, err)
-        self.assertIn(self.digest, err)
-        self.assertNotIn("Traceback", err)
-        self.assertFalse(os.path.exists(self.dest))
