@@ -306,7 +306,7 @@ class PartsCase(DriveSimTestCase):
 # -- 1-4. a big archive, Drive's cache and the destination on one small disk ---------------
 class TightDiskWithDriveCache(PartsCase):
 
-    def test_0_the_tight_disk_cannot_hold_one_file_beside_its_extraction_but_can_parts(self):
+    def test_the_tight_disk_cannot_hold_one_file_beside_its_extraction_but_can_parts(self):
         """The scenario itself, without the tool: `cat ARCHIVE | tar xf -` through the mount
         runs out of room (Drive's copy of the open file cannot be evicted); the same bytes
         as 32M parts, each closed when read, fit."""
@@ -335,7 +335,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertEqual(many.returncode, 0, f"32M parts did not fit: {many.stderr[-500:]}")
         self.assertTree(os.path.join(out, NAME), BIG.digest, "after extracting parts by hand")
 
-    def test_1_single_file_archive_that_cannot_fit_with_drives_copy_is_refused_up_front(self):
+    def test_single_file_archive_that_cannot_fit_with_drives_copy_is_refused_up_front(self):
         disk = self.tight_disk("refuse")
         backing = BIG.backing(os.path.join(self.place("refuse"), "drive"))
         mydrive = os.path.join(backing, "MyDrive")
@@ -353,7 +353,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertParentUntouched(disk, before, "after the refusal")
         self.assertEqual(folder_state(mydrive), drive_before, "the Drive folder changed")
 
-    def test_2_split_in_place_then_the_parts_restore_on_a_disk_that_holds_the_data_once(self):
+    def test_split_in_place_then_the_parts_restore_on_a_disk_that_holds_the_data_once(self):
         disk = self.tight_disk("split")
         backing = BIG.backing(os.path.join(self.place("split"), "drive"))
         mydrive = os.path.join(backing, "MyDrive")
@@ -395,7 +395,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertEqual(os.listdir(plain), [NAME])
         self.assertTree(os.path.join(plain, NAME), BIG.digest, "after cat parts | tar xf -")
 
-    def test_2b_split_restore_keeps_about_two_parts_in_drives_cache(self):
+    def test_split_restore_keeps_about_two_parts_in_drives_cache(self):
         """With a reserve larger than the disk, drivesim evicts every closed file's copy at
         once, so its cache_peak is what the restore holds open: about two parts, not the
         archive. (With a small reserve DriveFS evicts only as the disk fills, and the peak
@@ -415,7 +415,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertLess(peak, 0.4 * BIG.size, f"Drive's cache held {peak} bytes at once "
                                               f"during a restore of {BIG.size} bytes of parts")
 
-    def test_3_parts_cut_by_gnu_split_without_a_sidecar_restore_exactly(self):
+    def test_parts_cut_by_gnu_split_without_a_sidecar_restore_exactly(self):
         disk = self.tight_disk("gnu")
         backing = os.path.join(self.place("gnu"), "drive")
         mydrive = os.path.join(backing, "MyDrive")
@@ -429,7 +429,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertTree(disk.dest, BIG.digest, "after restoring GNU split's parts")
         self.assertEqual(sorted(os.listdir(mydrive)), parts, "the restore changed the Drive")
 
-    def test_4_save_writes_parts_and_a_single_file_save_that_cannot_fit_is_refused(self):
+    def test_save_writes_parts_and_a_single_file_save_that_cannot_fit_is_refused(self):
         disk = self.tight_disk("save")
         backing = self.split_master_copy("save")
         mydrive = os.path.join(backing, "MyDrive")
@@ -505,7 +505,7 @@ class KillSweepSplitSave(PartsCase):
         return sorted(must | {rest[round(i * (len(rest) - 1) / max(1, want - 1))]
                               for i in range(want)})
 
-    def test_5_kill9_at_any_step_of_a_split_save_leaves_the_old_or_the_new_tree(self):
+    def test_kill9_at_any_step_of_a_split_save_leaves_the_old_or_the_new_tree(self):
         top = self.place("sweep")
         mnt = os.path.join(top, "mnt")  # every mount of this state is here
         old_drive = os.path.join(top, "drive-old")
@@ -615,7 +615,7 @@ class KillSweepSplitSave(PartsCase):
 # -- 6. transient mount errors inside a part --------------------------------------------------
 class TransientErrorsInsideAPart(PartsCase):
 
-    def test_6_a_transient_read_error_inside_a_part_is_ridden_out_and_resumed_there(self):
+    def test_a_transient_read_error_inside_a_part_is_ridden_out_and_resumed_there(self):
         """The fault starts 56M into the stream: 24M into the second 32M part. Resuming
         inside that part re-reads little; starting the part (or the archive) again would
         re-read 24M or more."""
