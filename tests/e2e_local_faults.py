@@ -360,7 +360,7 @@ class DestinationShapeTests(FaultCase):
             self.assertOk(tool("-q", "--archive", archive, "--dest", out))
             self.assertEqual(tree_digest(out), tree_digest(real))
 
-    def test_parent_missing(self):
+    def test_missing_parents_are_made_by_a_restore_and_removed_when_it_fails(self):
         with promised("parent missing: created for a restore"):
             dest = os.path.join(W, "no", "such", "parent", NAME)
             self.assertOk(tool("-q", "--archive", self.v1, "--dest", dest))

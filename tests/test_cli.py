@@ -165,7 +165,7 @@ class SubprocessTests(h.BATestCase):
         return subprocess.run([sys.executable] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=env or h.clean_env(), cwd=self.tmp, timeout=120, **kw)
 
-    def test_script_restore(self):
+    def test_script_restores_and_quiet_prints_nothing(self):
         p = self.run_py([h.MODULE_PATH, "--archive", self.archive, "--dest", self.dest])
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertTree(self.dest, WANT)
@@ -224,7 +224,7 @@ class VersionFlagTests(h.BATestCase):
                 self.assertEqual((rc, out, err), (0, want, ""))
         self.assertFalse(os.path.exists(self.dest))
 
-    def test_script_version(self):
+    def test_script_version_prints_the_version_alone(self):
         p = subprocess.run([sys.executable, h.MODULE_PATH, "--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, env=h.clean_env(), cwd=self.tmp, timeout=60)
         self.assertEqual((p.returncode, p.stdout.decode(), p.stderr.decode()),

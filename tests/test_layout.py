@@ -62,7 +62,7 @@ class LayoutTests(h.BATestCase):
                     self.assertEqual(os.readlink(os.path.join(dest, "links/data_link")), "../data")
                     self.assertTrue(os.path.isdir(os.path.join(dest, "empty_nested/inner")))
 
-    def test_dir_modes_kept(self):
+    def test_folder_modes_are_kept_by_every_engine(self):
         for engine in h.engines():
             with self.subTest(engine=engine):
                 base = self.subdir()

@@ -49,7 +49,7 @@ class RoundTripTests(h.SaveTestCase):
                 self.assertEqual(rr.checksum_source, "sidecar")
         self.assertSidecarConsistent()
 
-    def test_archive_layout(self):
+    def test_members_under_one_top_folder_after_a_pax_header_without_the_marker(self):
         """Members under one top folder named like the local folder; a full save starts with a
         pax global header; the marker is never packed; the saved names are the tree's."""
         h.save_tree(self.local, big=False)
@@ -68,7 +68,7 @@ class RoundTripTests(h.SaveTestCase):
         # two full saves of the same tree have different hashes (the global header's comment)
         self.assertEqual(len({d for d, _ in h.sidecar_lines(self.archive)}), 2)
 
-    def test_tar_xf_interop(self):
+    def test_gnu_tar_extracts_every_saved_format(self):
         h.save_tree(self.local)
         want = h.saved_view(self.local)
         tar = shutil.which("tar")
@@ -190,7 +190,7 @@ class FormatTests(h.SaveTestCase):
         self.assertRestores(h.saved_view(rnd), archive=a_rnd)
         self.assertRestores(h.saved_view(txt), archive=a_txt)
 
-    def test_bad_arguments(self):
+    def test_bad_arguments_are_usage_errors_and_write_nothing(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         for kw in (dict(format="bz2"), dict(format="zip"), dict(incremental="sometimes"),
                    dict(keep=0), dict(archive="https://example.com/assets.tar.gz")):
@@ -281,7 +281,7 @@ class SidecarAndTemporaryTests(h.SaveTestCase):
 
 class SourceAndLockTests(h.SaveTestCase):
 
-    def test_missing_source(self):
+    def test_missing_source_is_source_missing_and_makes_no_archive_folder(self):
         e = self.assertBAError("SourceMissing", self.save)
         self.assertIn(self.local, str(e))
         self.assertFalse(os.path.exists(self.drive), "the archive folder was created")

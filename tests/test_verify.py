@@ -60,7 +60,7 @@ class VerifyTests(h.BATestCase):
         self.assertEqual(r.sha256, self.digest)
         self.assertTree(self.dest, self.want)
 
-    def test_mismatch_flag(self):
+    def test_sha256_flag_mismatch_is_checksum_mismatch_naming_both_sums(self):
         wrong = "ab" * 32
         for engine in h.engines():
             with self.subTest(engine=engine):

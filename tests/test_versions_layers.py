@@ -140,7 +140,7 @@ class LayerTests(h.SaveTestCase):
         os.chmod(os.path.join(L, "d", "y.txt"), 0o600)
         os.utime(os.path.join(L, "d", "y.txt"), (h.MTIME, h.MTIME))  # a content-free change
 
-    def test_layer_content(self):
+    def test_layer_holds_the_changes_and_a_deleted_list_first(self):
         base = self.make_base()
         self.mutate()
         r = self.save()
