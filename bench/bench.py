@@ -15,25 +15,25 @@ assets.tar.gz and assets.tar (one top folder `_assets`).
 Over drivesim at its defaults (100 MB/s, 20 ms per open), archive MyDrive/assets.tar.gz
 with a sha256sum sidecar:
   cat ARCHIVE > /dev/null (the link limit) | seed_restore.py (copy, then extract) |
-  ours, each engine                                   target: ours <= 1.10 x cat
+  ours, each engine                                   target: ours / cat
 Local, warm page cache:
-  tar xf assets.tar   | ours on assets.tar, each engine         target <= 1.15 x tar
-  tar xzf assets.tar.gz | ours --engine python on it            target <= 1.5 x tar
+  tar xf assets.tar   | ours on assets.tar, each engine         target: ours / tar
+  tar xzf assets.tar.gz | ours --engine python on it            target: ours / tar
                         | ours --engine tar on it               (for information)
-Also: peak RSS of our restore process (target < 100 MB) and the no-op re-run (< 0.5 s).
+Also: peak RSS of our restore process and the time of the no-op re-run (targets).
 
 Over ../shared/httpsim at 25 MB/s per connection and 200 MB/s for the link (30 ms to first
 byte), the same assets.tar.gz with its sidecar:
   the link's limit (size / 200 MB/s, computed) | curl, one stream > /dev/null |
-  ours --connections 1, 4, 8, 16           target: ours (8, the default) <= 1.3 x the link,
-                                           and <= 1 / 2.5 x curl; peak RSS < 150 MB
+  ours --connections 1, 4, 8, 16           targets: ours (8, the default) / the link,
+                                           ours (8) / curl, and its peak RSS
 
 Split archives (when the tool has `save --part-size`), over drivesim at its defaults: the same
 `_assets` as a plain tar in parts of --part-size (32M below scale 0.5, else 1G),
 MyDrive/split/assets.tar.part-0001..., made by our `save --format tar --full --part-size`
 from a copy of the folder (--parts-from save) or by GNU `split -b` of assets.tar with a
 sidecar line for the whole (--parts-from split):
-  cat ARCHIVE.part-* > /dev/null | ours, each engine          target: ours <= 1.10 x cat
+  cat ARCHIVE.part-* > /dev/null | ours, each engine          target: ours / cat
 The peak size of the mount's local content cache (drivesim --cache-dir on the destination's
 filesystem, --cache-reserve: by default the disk's size, so every closed file is evicted at
 once, as on a full disk; a fresh mount per run) while ours restores the split archive, and
@@ -42,17 +42,18 @@ of the archive's size (for information).
 
 Save, over drivesim at its defaults (write 60 MB/s), of a copy of the same `_assets`:
   dd if=LOCAL_FILE of=MNT/x bs=1M conv=fsync, LOCAL_FILE as large as the saved archive |
-  ours `save --full` (read back and verified)             target: ours <= 1.15 x dd
-  ours `save --full --no-verify`                          target: ours <= 1.15 x dd
+  ours `save --full` (read back and verified)             target: ours / dd
+  ours `save --full --no-verify`                          target: ours / dd
   then make_assets.py mutate and `save --incremental`: bytes written to the mount (drivesim
-  stats) as a share of a full save's                      target <= 0.10
+  stats) as a share of a full save's                      target
   dd as above, LOCAL_FILE as large as the split plain tar |
   ours `save --full --format tar --part-size SIZE` to MyDrive/split/assets.tar
-  (read back and verified)                                target: ours <= 1.15 x dd
+  (read back and verified)                                target: ours / dd
 
-Each figure is the median of --runs runs, methods interleaved within a round. Runs'
-outputs are set aside, not deleted, between runs (see Scratch for why). Prints a markdown table;
---out also writes it to a file. Draws the Drive rows (restore and save against cat / dd, the
+The figure each target sets is in TARGETS (below), the one place it is written; the report
+prints it beside each row. Each figure is the median of --runs runs, methods interleaved
+within a round. Runs' outputs are set aside, not deleted, between runs (see Scratch for
+why). Prints a markdown table; --out also writes it to a file. Draws the Drive rows (restore and save against cat / dd, the
 link's limit, and the seed method) as an SVG bar chart into --svg (bench/results/chart.svg).
 Exit 0 unless --strict and a target is missed.
 """
@@ -74,7 +75,23 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 from drivesim_fixture import MAKE_ASSETS, SEED_RESTORE, DriveSim, sha256_file  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
-# The targets are for the engine `--engine auto` picks; the others are measured for information.
+# What each row must meet, written once: a ratio to the row's baseline (no more than), or for
+# the no-op re-run seconds and for peak RSS MiB (less than). The restore targets are for the
+# engine `--engine auto` picks; the others are measured for information.
+TARGETS = {
+    "drive restore": 1.10,    # ours / cat of the archive, over drivesim
+    "no-op re-run": 0.5,      # seconds, the whole process
+    "split restore": 1.10,    # ours / cat of all the parts, over drivesim
+    "local tar": 1.15,        # ours / tar xf, on assets.tar
+    "local tar.gz": 1.5,      # ours --engine python / tar xzf, on assets.tar.gz
+    "http": 1.3,              # ours --connections 8 (the default) / the link's limit
+    "http against curl": 1 / 2.5,  # ours --connections 8 / one curl stream
+    "save": 1.15,             # ours save --full, and --no-verify / dd of as many bytes
+    "incremental save": 0.10,  # bytes a layer writes / bytes a full save writes
+    "split save": 1.15,       # ours save --part-size / dd of as many bytes
+    "restore RSS": 100,       # MiB, our restore (drive, split and local rows)
+    "http RSS": 150,          # MiB, our restore from http, any --connections
+}
 DEFAULT_ENGINE = "python"
 DEFAULT_MARK = {DEFAULT_ENGINE: " (the default)"}
 NAME = "_assets"
@@ -381,6 +398,15 @@ def run_round(methods, scratch, ds, expect, check):
             m.cleanup()
 
 
+def in_dest(folder):
+    return os.path.join(folder, NAME)
+
+
+def default_target(key, engine):
+    """TARGETS[key] for the engine `--engine auto` picks; None (for information) for others."""
+    return TARGETS[key] if engine == DEFAULT_ENGINE else None
+
+
 def ours(archive, engine, dest_of, *extra):
     def make(folder):
         dest = dest_of(folder)
@@ -431,10 +457,10 @@ def bench_save(data, scratch, runs, src, part_size=None):
                                 "status=none"], None),
                     cleanup=lambda: os.path.exists(dd_out) and os.remove(dd_out))
         full = Method("drive: ours save --full", lambda f: (save("--full"), None),
-                      baseline=dd, target=1.15, ours=True)
+                      baseline=dd, target=TARGETS["save"], ours=True)
         no_verify = Method("drive: ours save --full --no-verify",
                            lambda f: (save("--full", "--no-verify"), None), baseline=dd,
-                           target=1.15, ours=True)
+                           target=TARGETS["save"], ours=True)
         methods = [dd, full, no_verify]
         split_methods, split_info = [], ""
         if part_size:
@@ -464,7 +490,7 @@ def bench_save(data, scratch, runs, src, part_size=None):
             split_save = Method(f"drive: ours save --full --format tar --part-size "
                                 f"{size_arg(part_size)} ({count})",
                                 lambda f: (save(*split_flags, to=split_archive), None),
-                                baseline=dd_split, target=1.15, ours=True)
+                                baseline=dd_split, target=TARGETS["split save"], ours=True)
             split_methods = [dd_split, split_save]
             split_info = (f"; split: MyDrive/split/assets.tar, plain tar {split_size / MB:.1f} "
                           f"MB in {count} (parts of at most {size_text(part_size)}), dd's "
@@ -485,7 +511,8 @@ def bench_save(data, scratch, runs, src, part_size=None):
         sh([sys.executable, MAKE_ASSETS, "mutate", src])
         incremental = Method("drive: ours save --incremental after mutate",
                              lambda f: (save("--incremental"), None), baseline=full,
-                             target=0.10, ours=True, measure="written")
+                             target=TARGETS["incremental save"], ours=True,
+                             measure="written")
         log("bench: save --incremental after make_assets.py mutate")
         run_round([incremental], scratch, ds, None, check=False)
         layers = [n for n in os.listdir(mydrive) if ".layer-" in n and ".tmp-" not in n]
@@ -500,6 +527,7 @@ def bench_save(data, scratch, runs, src, part_size=None):
 HTTPSIM = os.path.join(os.path.dirname(MAKE_ASSETS), "..", "httpsim", "httpsim.py")
 HTTP_PER_CONN, HTTP_LINK = 25, 200  # MB/s: httpsim's caps for the http rows
 HTTP_CONNECTIONS = (1, 4, 8, 16)
+HTTP_DEFAULT_CONNECTIONS = 8  # the tool's --connections default: the row with the targets
 
 
 def bench_http(data, scratch, runs, expect):
@@ -528,11 +556,11 @@ def bench_http(data, scratch, runs, expect):
                           lambda f: (["curl", "-sSf", "-o", "/dev/null", url], None))
         else:
             log("bench: WARNING: no curl: no curl row")
-        in_dest = lambda folder: os.path.join(folder, NAME)  # noqa: E731
         ours_rows = [
-            Method(f"http: ours --connections {n}{' (the default)' if n == 8 else ''}",
-                   ours(url, DEFAULT_ENGINE, in_dest, "--connections", str(n)),
-                   baseline=link, target=1.3 if n == 8 else None)
+            Method(f"http: ours --connections {n}"
+                   f"{' (the default)' if n == HTTP_DEFAULT_CONNECTIONS else ''}",
+                   ours(url, DEFAULT_ENGINE, in_dest, "--connections", str(n)), baseline=link,
+                   target=TARGETS["http"] if n == HTTP_DEFAULT_CONNECTIONS else None)
             for n in HTTP_CONNECTIONS]
         timed = ([curl] if curl else []) + ours_rows
         log(f"bench: http from httpsim ({size / MB:.0f} MB archive)")
@@ -544,9 +572,10 @@ def bench_http(data, scratch, runs, expect):
         sim.wait()
     rows = [link] + timed
     if curl:
-        default = ours_rows[HTTP_CONNECTIONS.index(8)]
-        against = Method("http: ours --connections 8 (the default), against curl", None,
-                         baseline=curl, target=1 / 2.5)
+        default = ours_rows[HTTP_CONNECTIONS.index(HTTP_DEFAULT_CONNECTIONS)]
+        against = Method(f"http: ours --connections {HTTP_DEFAULT_CONNECTIONS} (the default), "
+                         "against curl", None, baseline=curl,
+                         target=TARGETS["http against curl"])
         against.times, against.cpu, against.rss_kb = default.times, default.cpu, default.rss_kb
         rows.append(against)
     return rows, ours_rows
@@ -693,8 +722,8 @@ def render_svg(report_text):
         f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" '
         f'font-size="12">',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="10" y="22" font-size="15" font-weight="bold">bootstrap_assets against '
-        f'the link\'s limit: seconds, shorter is better</text>',
+        '<text x="10" y="22" font-size="15" font-weight="bold">bootstrap_assets against '
+        "the link's limit: seconds, shorter is better</text>",
         f'<text x="10" y="40" fill="#444444">{escape(subtitle)}</text>',
         f'<text x="10" y="56" fill="#444444">{escape(command)}; '
         f'drivesim: 100 MB/s read, 60 MB/s write, 20 ms per open</text>',
@@ -738,7 +767,7 @@ def write_svg(report_text, path):
     log(f"bench: chart written to {path}")
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=0.25, help="make_assets.py --scale (0.25)")
     p.add_argument("--runs", type=int, default=3, help="runs per method; medians (3)")
@@ -766,33 +795,14 @@ def main(argv=None):
                    "disk; 256M is drivesim's own default, which evicts nothing on a roomy "
                    "disk)")
     args = p.parse_args(argv)
-    if args.svg_from:
-        with open(args.svg_from) as f:
-            write_svg(f.read(), args.svg)
-        return 0
     if args.part_size is None:
         args.part_size = parse_size("32M" if args.scale < 0.5 else "1G")
+    return args
 
-    import bootstrap_assets as ba
-    load_before = os.getloadavg()
-    engines = args.engines.split(",") if args.engines else ba.available_engines()
-    data = prepare(os.path.abspath(args.dir), args.scale)
-    expect = tree_size(data["src"])
-    # room for a run's output and the seed method's copy of the archive, beside the trash
-    scratch = Scratch(os.path.join(data["base"], "work"), 3 * expect[1] + (2 << 30))
-    src_copy = copy_source(data, scratch.work)
-    # split archives: only with a bootstrap_assets.py that writes them
-    parts_ok = has_flag("save", "--part-size")
-    split = None
-    if parts_ok:
-        split = build_split(data, src_copy, scratch.work, args.part_size, args.parts_from)
-    else:
-        log("bench: WARNING: this bootstrap_assets.py has no `save --part-size`: no split rows")
-    os.sync()
-    sizes = {k: os.path.getsize(data[k]) for k in ("assets.tar.gz", "assets.tar")}
-    in_dest = lambda folder: os.path.join(folder, NAME)  # noqa: E731
 
-    # -- over drivesim --------------------------------------------------------------
+def bench_drive(data, scratch, runs, engines, expect):
+    """Restore of MyDrive/assets.tar.gz over drivesim: cat (the link's limit), the seed
+    method, ours with each engine; then the no-op re-run. Returns (rows, the no-op row)."""
     mnt = os.path.join(data["base"], "mnt")
     with DriveSim(data["drive"], mnt) as ds:
         archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
@@ -803,11 +813,12 @@ def main(argv=None):
                       baseline=cat)
         drive = [cat, seed] + [
             Method(f"drive: ours --engine {e}{DEFAULT_MARK.get(e, '')}", ours(archive, e, in_dest),
-                   baseline=cat, target=1.10 if e == DEFAULT_ENGINE else None, ours=True)
+                   baseline=cat, target=default_target("drive restore", e), ours=True)
             for e in engines]
-        log(f"bench: over drivesim ({sizes['assets.tar.gz'] / MB:.0f} MB archive)")
-        for i in range(args.runs):
-            log(f" round {i + 1}/{args.runs}")
+        log(f"bench: over drivesim ({os.path.getsize(data['assets.tar.gz']) / MB:.0f} MB "
+            "archive)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
             run_round(drive, scratch, ds, expect, check=(i == 0))
 
         # the no-op re-run: restore once, then time the runs that find nothing to do
@@ -815,8 +826,9 @@ def main(argv=None):
         noop_dest = os.path.join(noop_folder, NAME)
         run_timed([sys.executable, SCRIPT, "--archive", archive, "--dest", noop_dest,
                    "--quiet"])
-        noop = Method("drive: ours, no-op re-run (whole process)", None, target=0.5, ours=True)
-        for _ in range(max(args.runs, 3)):
+        noop = Method("drive: ours, no-op re-run (whole process)", None,
+                      target=TARGETS["no-op re-run"], ours=True)
+        for _ in range(max(runs, 3)):
             before = ds.stats().get("bytes_read", 0)
             seconds, rss, cpu = run_timed([sys.executable, SCRIPT, "--archive", archive,
                                            "--dest", noop_dest, "--quiet"])
@@ -825,28 +837,33 @@ def main(argv=None):
             noop.times.append(seconds)
             noop.rss_kb.append(rss)
         scratch.discard(noop_folder)
+    return drive, noop
 
-    # -- a split archive over drivesim ----------------------------------------------
-    split_drive = []
-    if split:
-        mnt_split = os.path.join(data["base"], "mnt-split")
-        with DriveSim(split["drive"], mnt_split) as ds:
-            archive = os.path.join(mnt_split, SPLIT_REL)
-            cat_parts = Method(f"drive: cat split .tar parts > /dev/null ({split['parts']} parts)",
-                               lambda f: (["sh", "-c", 'cat "$1".part-* > /dev/null', "cat",
-                                           archive], None))
-            split_drive = [cat_parts] + [
-                Method(f"drive: ours on split .tar --engine {e}{DEFAULT_MARK.get(e, '')}",
-                       ours(archive, e, in_dest), baseline=cat_parts,
-                       target=1.10 if e == DEFAULT_ENGINE else None, ours=True)
-                for e in engines]
-            log(f"bench: split over drivesim ({split['size'] / MB:.0f} MB plain tar in "
-                f"{split['parts']} parts)")
-            for i in range(args.runs):
-                log(f" round {i + 1}/{args.runs}")
-                run_round(split_drive, scratch, ds, expect, check=(i == 0))
 
-    # -- local, warm cache ----------------------------------------------------------
+def bench_split_restore(data, split, scratch, runs, engines, expect):
+    """Restore of the split archive over drivesim: cat of all its parts, ours with each
+    engine."""
+    mnt_split = os.path.join(data["base"], "mnt-split")
+    with DriveSim(split["drive"], mnt_split) as ds:
+        archive = os.path.join(mnt_split, SPLIT_REL)
+        cat_parts = Method(f"drive: cat split .tar parts > /dev/null ({split['parts']} parts)",
+                           lambda f: (["sh", "-c", 'cat "$1".part-* > /dev/null', "cat",
+                                       archive], None))
+        rows = [cat_parts] + [
+            Method(f"drive: ours on split .tar --engine {e}{DEFAULT_MARK.get(e, '')}",
+                   ours(archive, e, in_dest), baseline=cat_parts,
+                   target=default_target("split restore", e), ours=True)
+            for e in engines]
+        log(f"bench: split over drivesim ({split['size'] / MB:.0f} MB plain tar in "
+            f"{split['parts']} parts)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round(rows, scratch, ds, expect, check=(i == 0))
+    return rows
+
+
+def bench_local(data, scratch, runs, engines, expect):
+    """Restore of the local assets.tar and assets.tar.gz, page cache warm, against GNU tar."""
     tar, tgz = data["assets.tar"], data["assets.tar.gz"]
     for path in (tar, tgz):  # warm the page cache
         sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", path])
@@ -856,37 +873,24 @@ def main(argv=None):
                     lambda f: (["tar", "xzf", tgz, "-C", f], in_dest(f)))
     local = [tar_x] + [
         Method(f"local: ours --engine {e}{DEFAULT_MARK.get(e, '')} on .tar", ours(tar, e, in_dest),
-               baseline=tar_x, target=1.15 if e == DEFAULT_ENGINE else None, ours=True)
+               baseline=tar_x, target=default_target("local tar", e), ours=True)
         for e in engines]
     local += [tar_xz, Method("local: ours --engine python on .tar.gz",
-                             ours(tgz, "python", in_dest), baseline=tar_xz, target=1.5,
-                             ours=True)]
+                             ours(tgz, "python", in_dest), baseline=tar_xz,
+                             target=TARGETS["local tar.gz"], ours=True)]
     if "tar" in engines:
         local.append(Method("local: ours --engine tar on .tar.gz", ours(tgz, "tar", in_dest),
                             baseline=tar_xz, ours=True))
     log("bench: local")
-    for i in range(args.runs):
-        log(f" round {i + 1}/{args.runs}")
+    for i in range(runs):
+        log(f" round {i + 1}/{runs}")
         run_round(local, scratch, None, expect, check=(i == 0))
+    return local
 
-    http, http_ours = bench_http(data, scratch, args.runs, expect)
 
-    saving, save_info = bench_save(data, scratch, args.runs, src_copy,
-                                   args.part_size if parts_ok else None)
-
-    cache = None
-    if split:
-        reserve = args.cache_reserve
-        if reserve is None:
-            st = os.statvfs(scratch.work)
-            reserve = st.f_blocks * st.f_frsize
-        tell_tool = has_flag("restore", "--drive-cache")
-        log(f"bench: Drive's content cache (drivesim --cache-dir, --cache-reserve {reserve})")
-        cache = bench_cache(data, split, scratch, args.runs, reserve, tell_tool)
-    scratch.close()
-
-    # -- report ---------------------------------------------------------------------
-    missed = []
+def report_header(args, argv, load_before, expect, sizes, save_info, split, parts_ok,
+                  reserve, tell_tool):
+    """The report's title and its list of what was run, on what."""
     lines = [
         "## bootstrap_assets benchmark",
         "",
@@ -935,60 +939,129 @@ def main(argv=None):
     else:
         lines.append(f"- split: not measured: the archive fits in one part of "
                      f"{size_text(args.part_size)}")
+    return lines
+
+
+def method_row(m):
+    """(the table row of a timed method, whether it missed its target)."""
+    med = statistics.median(m.times)
+    read = f"{statistics.median(m.read) / MB:.1f}" if m.read else ""
+    written = (f"{statistics.median(m.written) / MB:.1f}" if m.written and any(m.written)
+               else "")
+    ratio, target, result = "", "", ""
+    if m.baseline:
+        ratio = m.figure() / m.baseline.figure(m.measure)
+        unit = " (bytes written)" if m.measure == "written" else ""
+        target = f"<= {m.target:.2f} x{unit}" if m.target else "(info)"
+        if m.target:
+            result = "pass" if ratio <= m.target else "FAIL"
+        ratio = f"{ratio:.2f}"
+    elif m.target:  # an absolute time
+        target = f"< {m.target} s"
+        result = "pass" if med < m.target else "FAIL"
+    base = m.baseline.name.split(": ", 1)[1] if m.baseline else ""
+    return (f"| {m.name} | {med:.2f} | {statistics.median(m.cpu):.2f} | {read} "
+            f"| {written} | {base} | {ratio} | {target} "
+            f"| {result} |"), result == "FAIL"
+
+
+def cache_rows(cache, split):
+    rows = []
+    for kind, label in (("split", f"restore of split .tar ({split['parts']} parts)"),
+                        ("single", "restore of the same .tar as one file")):
+        c = cache[kind]
+        peak = max(c["peak"])
+        rows.append(f"| drive cache peak: {label} | {peak / MIB:.1f} MiB | | "
+                    f"{statistics.median(c['read']) / MB:.1f} | | archive size "
+                    f"({split['size'] / MIB:.1f} MiB) | {peak / split['size']:.2f} "
+                    f"| (info) | |")
+    return rows
+
+
+def rss_rows(restoring, http_ours, saving):
+    """The peak-RSS rows and the names of the targets they miss."""
+    rows, missed = [], []
+    peak = max(max(m.rss_kb) for m in restoring) / 1024
+    worst = max(restoring, key=lambda m: max(m.rss_kb))
+    result = "pass" if peak < TARGETS["restore RSS"] else "FAIL"
+    if result == "FAIL":
+        missed.append("peak RSS")
+    rows.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | | "
+                f"| < {TARGETS['restore RSS']} MiB | {result} |")
+    http_peak = max(max(m.rss_kb) for m in http_ours) / 1024
+    result = "pass" if http_peak < TARGETS["http RSS"] else "FAIL"
+    if result == "FAIL":
+        missed.append("peak RSS (http)")
+    rows.append(f"| peak RSS of our restore from http (any --connections) | {http_peak:.1f} "
+                f"MiB | | | | | | < {TARGETS['http RSS']} MiB | {result} |")
+    save_peak = max(saving, key=lambda m: max(m.rss_kb))
+    rows.append(f"| peak RSS of our save (worst: {save_peak.name}) | "
+                f"{max(save_peak.rss_kb) / 1024:.1f} MiB | | | | | | (info) | |")
+    return rows, missed
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.svg_from:
+        with open(args.svg_from) as f:
+            write_svg(f.read(), args.svg)
+        return 0
+
+    import bootstrap_assets as ba
+    load_before = os.getloadavg()
+    engines = args.engines.split(",") if args.engines else ba.available_engines()
+    data = prepare(os.path.abspath(args.dir), args.scale)
+    expect = tree_size(data["src"])
+    # room for a run's output and the seed method's copy of the archive, beside the trash
+    scratch = Scratch(os.path.join(data["base"], "work"), 3 * expect[1] + (2 << 30))
+    src_copy = copy_source(data, scratch.work)
+    # split archives: only with a bootstrap_assets.py that writes them
+    parts_ok = has_flag("save", "--part-size")
+    split = None
+    if parts_ok:
+        split = build_split(data, src_copy, scratch.work, args.part_size, args.parts_from)
+    else:
+        log("bench: WARNING: this bootstrap_assets.py has no `save --part-size`: no split rows")
+    os.sync()
+    sizes = {k: os.path.getsize(data[k]) for k in ("assets.tar.gz", "assets.tar")}
+
+    drive, noop = bench_drive(data, scratch, args.runs, engines, expect)
+    split_drive = bench_split_restore(data, split, scratch, args.runs, engines,
+                                      expect) if split else []
+    local = bench_local(data, scratch, args.runs, engines, expect)
+    http, http_ours = bench_http(data, scratch, args.runs, expect)
+    saving, save_info = bench_save(data, scratch, args.runs, src_copy,
+                                   args.part_size if parts_ok else None)
+    cache, reserve, tell_tool = None, args.cache_reserve, False
+    if split:
+        if reserve is None:
+            st = os.statvfs(scratch.work)
+            reserve = st.f_blocks * st.f_frsize
+        tell_tool = has_flag("restore", "--drive-cache")
+        log(f"bench: Drive's content cache (drivesim --cache-dir, --cache-reserve {reserve})")
+        cache = bench_cache(data, split, scratch, args.runs, reserve, tell_tool)
+    scratch.close()
+
+    lines = report_header(args, argv, load_before, expect, sizes, save_info, split, parts_ok,
+                          reserve, tell_tool)
     lines += [
         "",
         "| method | median s | CPU s | MB read off mount | MB written to mount | baseline "
         "| ratio | target | result |",
         "|---|---:|---:|---:|---:|---|---:|---|---|",
     ]
+    missed = []
     for m in drive + [noop] + split_drive + local + http + saving:
-        med = statistics.median(m.times)
-        read = f"{statistics.median(m.read) / MB:.1f}" if m.read else ""
-        written = (f"{statistics.median(m.written) / MB:.1f}" if m.written and any(m.written)
-                   else "")
-        ratio, target, result = "", "", ""
-        if m.baseline:
-            ratio = m.figure() / m.baseline.figure(m.measure)
-            unit = " (bytes written)" if m.measure == "written" else ""
-            target = f"<= {m.target:.2f} x{unit}" if m.target else "(info)"
-            if m.target:
-                result = "pass" if ratio <= m.target else "FAIL"
-            ratio = f"{ratio:.2f}"
-        elif m.target:  # an absolute time
-            target = f"< {m.target} s"
-            result = "pass" if med < m.target else "FAIL"
-        if result == "FAIL":
+        row, failed = method_row(m)
+        lines.append(row)
+        if failed:
             missed.append(m.name)
-        base = m.baseline.name.split(": ", 1)[1] if m.baseline else ""
-        lines.append(f"| {m.name} | {med:.2f} | {statistics.median(m.cpu):.2f} | {read} "
-                     f"| {written} | {base} | {ratio} | {target} "
-                     f"| {result} |")
     if cache:
-        for kind, label in (("split", f"restore of split .tar ({split['parts']} parts)"),
-                            ("single", "restore of the same .tar as one file")):
-            c = cache[kind]
-            peak = max(c["peak"])
-            lines.append(f"| drive cache peak: {label} | {peak / MIB:.1f} MiB | | "
-                         f"{statistics.median(c['read']) / MB:.1f} | | archive size "
-                         f"({split['size'] / MIB:.1f} MiB) | {peak / split['size']:.2f} "
-                         f"| (info) | |")
-    ours_methods = [m for m in drive + split_drive + local if m.ours]
-    peak = max(max(m.rss_kb) for m in ours_methods) / 1024
-    worst = max(ours_methods, key=lambda m: max(m.rss_kb))
-    result = "pass" if peak < 100 else "FAIL"
-    if result == "FAIL":
-        missed.append("peak RSS")
-    lines.append(f"| peak RSS of our restore (worst: {worst.name}) | {peak:.1f} MiB | | | | | "
-                 f"| < 100 MiB | {result} |")
-    http_peak = max(max(m.rss_kb) for m in http_ours) / 1024
-    result = "pass" if http_peak < 150 else "FAIL"
-    if result == "FAIL":
-        missed.append("peak RSS (http)")
-    lines.append(f"| peak RSS of our restore from http (any --connections) | {http_peak:.1f} "
-                 f"MiB | | | | | | < 150 MiB | {result} |")
-    save_peak = max(saving, key=lambda m: max(m.rss_kb))
-    lines.append(f"| peak RSS of our save (worst: {save_peak.name}) | "
-                 f"{max(save_peak.rss_kb) / 1024:.1f} MiB | | | | | | (info) | |")
+        lines += cache_rows(cache, split)
+    rows, rss_missed = rss_rows([m for m in drive + split_drive + local if m.ours], http_ours,
+                                saving)
+    lines += rows
+    missed += rss_missed
     lines += ["", "Peak RSS per method (MiB, max over runs): " + ", ".join(
         f"{m.name.split(': ', 1)[1]} {max(m.rss_kb) / 1024:.0f}"
         for m in drive + split_drive + local + http_ours + saving),

@@ -8,12 +8,18 @@
     kill_points(ops)             # call numbers for a --kill-at-op sweep
     copy_backing(src, dst)       # a copy of a BACKING folder with mtimes kept to the ns
 
-Used by tests/e2e_*.py and bench/bench.py. The shared tools live beside the repository
+    class MyTests(DriveSimTestCase):   # the e2e tests' base class
+        def test_x(self):
+            ds = self.mount(backing, "--read-mbps", "5")   # stopped at cleanup
+            self.assertTree(dest, tree_digest(source))
+
+Used by tests/e2e_*.py, tests/helpers.py (clean_env, temporaries) and bench/bench.py. The shared tools live beside the repository
 (../shared); SHARED_DIR overrides that.
 """
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
@@ -174,6 +181,39 @@ class DriveSim:
         return self.stats(settle).get(key, 0)
 
 
+class DriveSimTestCase(unittest.TestCase):
+    """A test that starts drivesim mounts with self.mount(); each one is stopped (lazily
+    unmounted if dead) at the test's cleanup."""
+    maxDiff = 4000
+
+    def mount(self, backing, *args, mnt=None):
+        """drivesim on backing at mnt (default: a fresh temporary folder, removed at
+        cleanup); returns the started DriveSim."""
+        if mnt is None:
+            mnt = tempfile.mkdtemp(prefix="drivesim-mnt-")
+            self.addCleanup(_remove_mount_point, mnt)
+        ds = DriveSim(backing, mnt, *args)
+        ds.start()
+        self.addCleanup(ds.cleanup)
+        return ds
+
+    def assertTree(self, root, want, msg=""):
+        """root holds exactly the tree_digest `want` (our marker aside)."""
+        self.assertTrue(os.path.isdir(root), f"{root} missing {msg}")
+        got = tree_digest(root)
+        if got != want:
+            self.fail(f"{root} differs {msg}: {diff_text(got, want)}")
+
+
+def _remove_mount_point(path):
+    """The empty folder a stopped drivesim was mounted on (never a folder still mounted)."""
+    if not mounted(path):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
 # -- crash sweeps -------------------------------------------------------------------
 def read_oplog(path):
     """drivesim --oplog FILE as [(n, op, (path, ...))], n counting from 1 at mount time."""
@@ -228,10 +268,21 @@ def copy_backing(src, dst):
 
 
 def clean_env():
-    """The environment for a subprocess run of the tool: none of our settings leak in."""
+    """The environment for a subprocess run of the tool: none of our settings leak in, its
+    output comes as it is written, and it leaves no __pycache__ beside the script."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOTSTRAP_ASSETS_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
     return env
+
+
+def run(cmd, **kw):
+    """A helper program (tar, make_assets.py, ...) that must succeed: its CompletedProcess,
+    or RuntimeError with its output."""
+    r = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, **kw)
+    if r.returncode:
+        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
+    return r
 
 
 def cli(*args, timeout=120):
@@ -284,12 +335,22 @@ def diff_text(got, want):
     return f"missing {missing}, extra {extra}, differ {differ}"
 
 
+def write_random(path, nbytes, seed):
+    """A file of nbytes pseudo-random (incompressible) bytes, the same for the same seed."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(random.Random(seed).randbytes(nbytes))
+
+
 def folder_state(folder):
     """{name: sha256} of the files in a folder (a backing MyDrive)."""
     return {n: sha256_file(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
             if os.path.isfile(os.path.join(folder, n))}
 
 
-def temporaries(folder):
-    """Names of a save's temporary files left in a folder."""
-    return sorted(n for n in os.listdir(folder) if ".tmp-" in n)
+def temporaries(archive):
+    """Names of the temporary files a save of archive left beside it (ARCHIVE.*.tmp-*)."""
+    folder, base = os.path.split(archive)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if n.startswith(base + ".") and ".tmp-" in n)

@@ -20,9 +20,9 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import MARKER, MAKE_ASSETS, DriveSim, clean_env, cli, tree_digest  # noqa: E402
+from drivesim_fixture import (MARKER, MAKE_ASSETS, SCRIPT, DriveSim,  # noqa: E402
+                              DriveSimTestCase, clean_env, cli, run, tree_digest)
 
-SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 NAME = "_assets"          # the dest folder's name, and the archive's one top folder
 ARCHIVE = "assets.tar.gz"
 W = None                  # module work dir
@@ -54,18 +54,10 @@ class Version:
         return backing
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    if r.returncode:
-        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
-    return r
-
-
 def leftovers(dest):
     """Staging folders of dest left in its parent."""
     parent, name = os.path.split(dest)
     return glob.glob(os.path.join(parent, f".{name}.staging-*"))
-
 
 
 def setUpModule():
@@ -87,31 +79,15 @@ def tearDownModule():
         shutil.rmtree(W, ignore_errors=True)
 
 
-class E2ECase(unittest.TestCase):
-    maxDiff = 4000
-
-    def mount(self, backing, *args):
-        """Start drivesim on backing; stopped (and lazily unmounted if dead) at cleanup."""
-        n = len(glob.glob(os.path.join(W, "mnt*")))
-        ds = DriveSim(backing, os.path.join(W, f"mnt{n}"), *args)
-        ds.start()
-        self.addCleanup(ds.cleanup)
-        return ds
+class E2ECase(DriveSimTestCase):
 
     def new_dest(self, label):
         parent = tempfile.mkdtemp(prefix=f"content-{label}-", dir=W)
         return os.path.join(parent, NAME)
 
-    def assertTree(self, dest, version, msg=""):
-        self.assertTrue(os.path.isdir(dest), f"{dest} missing {msg}")
-        got = tree_digest(dest)
-        if got != version.digest:
-            missing = sorted(set(version.digest) - set(got))[:10]
-            extra = sorted(set(got) - set(version.digest))[:10]
-            differ = sorted(k for k in set(got) & set(version.digest)
-                            if got[k] != version.digest[k])[:10]
-            self.fail(f"{dest} != {version.label} source {msg}: missing {missing}, "
-                      f"extra {extra}, differ {differ}")
+    def assertRestored(self, dest, version, msg=""):
+        """dest holds version's source tree, and our marker."""
+        self.assertTree(dest, version.digest, f"(not the {version.label} source) {msg}")
         self.assertTrue(os.path.isfile(os.path.join(dest, MARKER)), f"no {MARKER} in {dest}")
 
     def assertNoStaging(self, dest):
@@ -133,7 +109,7 @@ class RestoreOverMount(E2ECase):
     def bytes_read(self):
         return self.ds.stats().get("bytes_read", 0)
 
-    def test_a_every_engine_restores_source_reading_archive_once(self):
+    def test_every_engine_restores_the_source_reading_the_archive_once(self):
         engines = ba.available_engines()
         self.assertIn("python", engines)
         for engine in engines + ["auto"]:
@@ -154,14 +130,14 @@ class RestoreOverMount(E2ECase):
                     self.assertEqual(r.sha256, hashlib.sha256(f.read()).hexdigest())
                 self.assertEqual(r.moved_aside, None)
                 self.assertEqual(r.local_changes, [])
-                self.assertTree(dest, V1, f"(engine {engine})")
+                self.assertRestored(dest, V1, f"(engine {engine})")
                 self.assertNoStaging(dest)
                 # read once: the archive plus its small sidecar, not a copy then a re-read
                 self.assertGreaterEqual(read, V1.size)
                 self.assertLess(read, V1.size * 1.05 + 65536,
                                 f"drivesim served {read} bytes for a {V1.size}-byte archive")
 
-    def test_e_rerun_is_a_noop_that_does_not_read_the_archive(self):
+    def test_rerun_is_a_noop_that_does_not_read_the_archive(self):
         dest = self.new_dest("rerun")
         first = ba.restore(self.archive, dest, quiet=True)
         self.assertEqual(first.action, "restored")
@@ -174,13 +150,13 @@ class RestoreOverMount(E2ECase):
         self.assertEqual(second.local_changes, [])
         self.assertLess(read, V1.size / 10, f"the no-op re-run read {read} bytes off the mount")
         self.assertLess(wall, 0.5, "the no-op re-run should take < 0.5 s")
-        self.assertTree(dest, V1)
+        self.assertRestored(dest, V1)
         # and through the CLI
         p = cli("--archive", self.archive, "--dest", dest)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertTree(dest, V1)
+        self.assertRestored(dest, V1)
 
-    def test_f_drive_mount_given_and_archive_path_has_a_typo(self):
+    def test_archive_path_with_a_typo_is_exit_3_naming_the_folders_entries(self):
         dest = self.new_dest("typo")
         typo = os.path.join(self.ds.mount, "MyDrive", "asets.tar.gz")
         p = cli("--drive-mount", self.ds.mount, "--archive", typo, "--dest", dest)
@@ -189,7 +165,7 @@ class RestoreOverMount(E2ECase):
         self.assertFalse(os.path.exists(dest))
         self.assertNoStaging(dest)
 
-    def test_f_drive_not_mounted(self):
+    def test_drive_not_mounted_is_exit_3_and_makes_no_dest(self):
         dest = self.new_dest("nomount")
         not_a_mount = os.path.join(W, "not-mounted")
         os.makedirs(os.path.join(not_a_mount, "MyDrive"), exist_ok=True)
@@ -200,7 +176,7 @@ class RestoreOverMount(E2ECase):
 
 
 class TransientFaults(E2ECase):
-    """(b) the mount fails every read for 2 s a third of the way in, then recovers."""
+    """The mount fails every read for 2 s a third of the way in, then recovers."""
 
     def check_fault(self, errno_name):
         for engine in ba.available_engines():
@@ -211,19 +187,19 @@ class TransientFaults(E2ECase):
                 p = cli("--archive", os.path.join(ds.mount, "MyDrive", ARCHIVE),
                         "--dest", dest, "--engine", engine, "--retry-for", 30)
                 self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-                self.assertTree(dest, V1, f"after {errno_name} (engine {engine})")
+                self.assertRestored(dest, V1, f"after {errno_name} (engine {engine})")
                 self.assertNoStaging(dest)
                 self.assertGreater(ds.stats().get("faults", 0), 0, "the fault never fired")
 
-    def test_b_eio_mid_read_is_retried(self):
+    def test_eio_mid_read_is_retried(self):
         self.check_fault("EIO")
 
-    def test_b_enotconn_mid_read_is_retried(self):
+    def test_enotconn_mid_read_is_retried(self):
         self.check_fault("ENOTCONN")
 
 
 class DeadMountCase(E2ECase):
-    """(c) the mount process dies halfway through the archive: exit 4, dest untouched."""
+    """The mount process dies halfway through the archive: exit 4, dest untouched."""
 
     def crash_restore(self, dest):
         ds = self.mount(V2.drive(f"drive-crash-{os.path.basename(os.path.dirname(dest))}"),
@@ -239,12 +215,12 @@ class DeadMountCase(E2ECase):
         self.assertNoStaging(dest)
         return p
 
-    def test_c_dead_mount_fresh_dest(self):
+    def test_dead_mount_is_exit_4_and_makes_no_dest(self):
         dest = self.new_dest("crash-fresh")
         self.crash_restore(dest)
         self.assertFalse(os.path.exists(dest), "a failed restore must not create dest")
 
-    def test_c_dead_mount_keeps_previous_restore(self):
+    def test_dead_mount_leaves_the_previous_restore_byte_for_byte(self):
         dest = self.new_dest("crash-keep")
         r = ba.restore(V1.archive, dest, quiet=True)
         self.assertEqual(r.action, "restored")
@@ -255,7 +231,7 @@ class DeadMountCase(E2ECase):
 
 
 class KillDuringExtraction(E2ECase):
-    """(d) SIGKILL the restore mid-way (as a notebook runtime dying), then run it again."""
+    """SIGKILL the restore mid-way (as a notebook runtime dying), then run it again."""
 
     def kill_midway(self, dest, version, *args):
         ds = self.mount(version.drive(f"drive-kill-{os.path.basename(os.path.dirname(dest))}"),
@@ -284,16 +260,16 @@ class KillDuringExtraction(E2ECase):
         ds = self.mount(version.drive(backing_label))
         p = cli("--archive", os.path.join(ds.mount, "MyDrive", ARCHIVE), "--dest", dest)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertTree(dest, version, "after kill -9 and re-run")
+        self.assertRestored(dest, version, "after kill -9 and re-run")
         self.assertNoStaging(dest)
 
-    def test_d_kill_fresh_restore_then_rerun(self):
+    def test_killed_first_restore_leaves_no_dest_and_a_rerun_completes(self):
         dest = self.new_dest("kill-fresh")
         self.kill_midway(dest, V1, "--engine", "python")
         self.assertFalse(os.path.exists(dest), "dest appeared before the restore finished")
         self.rerun(dest, V1, "drive-kill-fresh-rerun")
 
-    def test_d_kill_replacing_restore_then_rerun(self):
+    def test_killed_replacing_restore_leaves_dest_and_a_rerun_completes(self):
         dest = self.new_dest("kill-replace")
         self.assertEqual(ba.restore(V1.archive, dest, quiet=True).action, "restored")
         before = tree_digest(dest, skip_marker=False)

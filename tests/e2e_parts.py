@@ -18,7 +18,6 @@ the folder beside a full cached copy of the archive. On it:
 import glob
 import math
 import os
-import random
 import re
 import shutil
 import signal
@@ -32,9 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
-from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim, cli,  # noqa: E402
-                              copy_backing, diff_text, folder_state, kill_points, mounted,
-                              read_oplog, sha256_file, temporaries, tree_digest)
+from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim,  # noqa: E402
+                              DriveSimTestCase, cli, copy_backing, diff_text, folder_state,
+                              kill_points, mounted, read_oplog, run, sha256_file, temporaries,
+                              tree_digest, write_random)
 
 MiB = 1 << 20
 NAME = "_assets"
@@ -50,14 +50,6 @@ _SPLIT_MASTER = None       # BACKING holding BIG split by the tool (made on firs
 
 
 # -- helpers ------------------------------------------------------------------------------
-def run(cmd, **kw):
-    r = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, **kw)
-    if r.returncode:
-        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
-    return r
-
-
 def tail(text, n=600):
     text = (text or "").strip()
     return text if len(text) <= n else "..." + text[-n:]
@@ -83,12 +75,6 @@ def concat_sha(paths):
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def write_random(path, nbytes, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(random.Random(seed).randbytes(nbytes))
 
 
 def data_bytes(root):
@@ -159,7 +145,8 @@ class Source:
 
 
 def _leftover_mounts():
-    """Mount points under W (drivesim or tmpfs) still there: deepest first."""
+    """Mount points under W (the tmpfs disks, the split master's drivesim) still there:
+    deepest first."""
     try:
         with open("/proc/self/mountinfo") as f:
             points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
@@ -226,8 +213,7 @@ class TightDisk:
         os.makedirs(self.cache)
 
 
-class PartsCase(unittest.TestCase):
-    maxDiff = 4000
+class PartsCase(DriveSimTestCase):
 
     # -- setup ------------------------------------------------------------------------
     def place(self, label):
@@ -249,17 +235,12 @@ class PartsCase(unittest.TestCase):
         self.addCleanup(tmpfs_umount, root)
         return TightDisk(root, size)
 
-    def drive(self, backing, *args, disk=None, reserve=RESERVE, mnt=None):
-        """drivesim on backing (with its content cache on disk's tmpfs when disk is given);
-        stopped at cleanup, lazily unmounted if dead."""
-        if mnt is None:
-            mnt = tempfile.mkdtemp(prefix="mnt-", dir=W)
+    def drive(self, backing, *args, disk=None, reserve=RESERVE):
+        """drivesim on backing (self.mount), with its content cache on disk's tmpfs when disk
+        is given."""
         if disk is not None:
             args = args + ("--cache-dir", disk.cache, "--cache-reserve", reserve)
-        ds = DriveSim(backing, mnt, *args)
-        ds.start()
-        self.addCleanup(ds.cleanup)
-        return ds
+        return self.mount(backing, *args)
 
     @staticmethod
     def archive_in(ds, name=ARCHIVE):
@@ -289,12 +270,6 @@ class PartsCase(unittest.TestCase):
     # -- checks -----------------------------------------------------------------------
     def assertExit(self, p, code, what):
         self.assertEqual(p.returncode, code, f"{what}: {said(p)}")
-
-    def assertTree(self, root, want, msg=""):
-        self.assertTrue(os.path.isdir(root), f"{root} missing {msg}")
-        got = tree_digest(root)
-        if got != want:
-            self.fail(f"{root} differs {msg}: {diff_text(got, want)}")
 
     def assertParts(self, mydrive, base, sha, part_size):
         """base is stored as parts 0001..N (N >= 2), each at most part_size, whose
@@ -331,7 +306,7 @@ class PartsCase(unittest.TestCase):
 # -- 1-4. a big archive, Drive's cache and the destination on one small disk ---------------
 class TightDiskWithDriveCache(PartsCase):
 
-    def test_0_the_tight_disk_cannot_hold_one_file_beside_its_extraction_but_can_parts(self):
+    def test_the_tight_disk_cannot_hold_one_file_beside_its_extraction_but_can_parts(self):
         """The scenario itself, without the tool: `cat ARCHIVE | tar xf -` through the mount
         runs out of room (Drive's copy of the open file cannot be evicted); the same bytes
         as 32M parts, each closed when read, fit."""
@@ -360,7 +335,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertEqual(many.returncode, 0, f"32M parts did not fit: {many.stderr[-500:]}")
         self.assertTree(os.path.join(out, NAME), BIG.digest, "after extracting parts by hand")
 
-    def test_1_single_file_archive_that_cannot_fit_with_drives_copy_is_refused_up_front(self):
+    def test_single_file_archive_that_cannot_fit_with_drives_copy_is_refused_up_front(self):
         disk = self.tight_disk("refuse")
         backing = BIG.backing(os.path.join(self.place("refuse"), "drive"))
         mydrive = os.path.join(backing, "MyDrive")
@@ -378,7 +353,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertParentUntouched(disk, before, "after the refusal")
         self.assertEqual(folder_state(mydrive), drive_before, "the Drive folder changed")
 
-    def test_2_split_in_place_then_the_parts_restore_on_a_disk_that_holds_the_data_once(self):
+    def test_split_in_place_then_the_parts_restore_on_a_disk_that_holds_the_data_once(self):
         disk = self.tight_disk("split")
         backing = BIG.backing(os.path.join(self.place("split"), "drive"))
         mydrive = os.path.join(backing, "MyDrive")
@@ -420,7 +395,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertEqual(os.listdir(plain), [NAME])
         self.assertTree(os.path.join(plain, NAME), BIG.digest, "after cat parts | tar xf -")
 
-    def test_2b_split_restore_keeps_about_two_parts_in_drives_cache(self):
+    def test_split_restore_keeps_about_two_parts_in_drives_cache(self):
         """With a reserve larger than the disk, drivesim evicts every closed file's copy at
         once, so its cache_peak is what the restore holds open: about two parts, not the
         archive. (With a small reserve DriveFS evicts only as the disk fills, and the peak
@@ -440,7 +415,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertLess(peak, 0.4 * BIG.size, f"Drive's cache held {peak} bytes at once "
                                               f"during a restore of {BIG.size} bytes of parts")
 
-    def test_3_parts_cut_by_gnu_split_without_a_sidecar_restore_exactly(self):
+    def test_parts_cut_by_gnu_split_without_a_sidecar_restore_exactly(self):
         disk = self.tight_disk("gnu")
         backing = os.path.join(self.place("gnu"), "drive")
         mydrive = os.path.join(backing, "MyDrive")
@@ -454,7 +429,7 @@ class TightDiskWithDriveCache(PartsCase):
         self.assertTree(disk.dest, BIG.digest, "after restoring GNU split's parts")
         self.assertEqual(sorted(os.listdir(mydrive)), parts, "the restore changed the Drive")
 
-    def test_4_save_writes_parts_and_a_single_file_save_that_cannot_fit_is_refused(self):
+    def test_save_writes_parts_and_a_single_file_save_that_cannot_fit_is_refused(self):
         disk = self.tight_disk("save")
         backing = self.split_master_copy("save")
         mydrive = os.path.join(backing, "MyDrive")
@@ -476,7 +451,8 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("save", "--dest", disk.dest, "--archive", archive, "--part-size", "32M",
                 "--full", "--format", "tar", *where, timeout=240)
         self.assertExit(p, 0, "save --part-size 32M --full from the tight disk")
-        self.assertEqual(temporaries(mydrive), [], "temporaries left by the save")
+        self.assertEqual(temporaries(os.path.join(mydrive, ARCHIVE)), [],
+                         "temporaries left by the save")
         new_sha = concat_sha(os.path.join(mydrive, n) for n in parts_of(mydrive, ARCHIVE))
         self.assertParts(mydrive, ARCHIVE, new_sha, PART)
         self.assertNotIn(ARCHIVE, os.listdir(mydrive), "a single file beside the new parts")
@@ -529,7 +505,7 @@ class KillSweepSplitSave(PartsCase):
         return sorted(must | {rest[round(i * (len(rest) - 1) / max(1, want - 1))]
                               for i in range(want)})
 
-    def test_5_kill9_at_any_step_of_a_split_save_leaves_the_old_or_the_new_tree(self):
+    def test_kill9_at_any_step_of_a_split_save_leaves_the_old_or_the_new_tree(self):
         top = self.place("sweep")
         mnt = os.path.join(top, "mnt")  # every mount of this state is here
         old_drive = os.path.join(top, "drive-old")
@@ -639,7 +615,7 @@ class KillSweepSplitSave(PartsCase):
 # -- 6. transient mount errors inside a part --------------------------------------------------
 class TransientErrorsInsideAPart(PartsCase):
 
-    def test_6_a_transient_read_error_inside_a_part_is_ridden_out_and_resumed_there(self):
+    def test_a_transient_read_error_inside_a_part_is_ridden_out_and_resumed_there(self):
         """The fault starts 56M into the stream: 24M into the second 32M part. Resuming
         inside that part re-reads little; starting the part (or the archive) again would
         re-read 24M or more."""

@@ -13,9 +13,7 @@ The scenario shared by the sweep, the fault and the autosave tests (built once):
 Every drivesim mount of that state is at the same MOUNT path, so the marker's record of the
 chain (path, size, mtime through the mount) matches and the incremental path is taken.
 """
-import glob
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -29,11 +27,11 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import (MARKER, MAKE_ASSETS, DriveSim, clean_env, cli,  # noqa: E402
-                              copy_backing, diff_text, folder_state, kill_points, read_oplog,
-                              sha256_file, temporaries, tree_digest)
+from drivesim_fixture import (MARKER, MAKE_ASSETS, SCRIPT, DriveSim,  # noqa: E402
+                              DriveSimTestCase, clean_env, cli, copy_backing, diff_text,
+                              folder_state, kill_points, read_oplog, run, sha256_file,
+                              temporaries, tree_digest, write_random)
 
-SCRIPT = os.path.join(REPO, "bootstrap_assets.py")
 NAME = "_assets"
 ARCHIVE = "assets.tar.gz"
 W = None          # module work dir
@@ -41,16 +39,6 @@ SCN = None        # the shared scenario (see the module docstring)
 
 
 # -- helpers ------------------------------------------------------------------------
-def run(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    if r.returncode:
-        raise RuntimeError(f"{cmd} -> {r.returncode}\n{r.stdout.decode()}{r.stderr.decode()}")
-    return r
-
-
-
-
-
 def add_extras(root):
     """What make_assets.py does not make: modes, links inside the folder, empty folders."""
     os.makedirs(os.path.join(root, "scripts"))
@@ -72,12 +60,6 @@ def add_extras(root):
     os.symlink("weights/model-00000-of-00002.safetensors", os.path.join(root, "latest.bin"))
     os.symlink("../config.yaml", os.path.join(root, "scripts", "config.yaml"))
     os.symlink("images/class_00", os.path.join(root, "first_class"))
-
-
-def write_random(path, nbytes, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(random.Random(seed).randbytes(nbytes))
 
 
 def make_assets(*args):
@@ -169,17 +151,7 @@ def tearDownModule():
         shutil.rmtree(W, ignore_errors=True)
 
 
-class SaveCase(unittest.TestCase):
-    maxDiff = 4000
-
-    def mount(self, backing, *args, mnt=None):
-        """Start drivesim on backing; stopped (lazily unmounted if dead) at cleanup."""
-        if mnt is None:
-            mnt = os.path.join(W, f"mnt{len(glob.glob(os.path.join(W, 'mnt*')))}")
-        ds = DriveSim(backing, mnt, *args)
-        ds.start()
-        self.addCleanup(ds.cleanup)
-        return ds
+class SaveCase(DriveSimTestCase):
 
     def empty_drive(self, label):
         """(backing folder, drivesim on it, archive path on the mount) for a Drive with an
@@ -192,12 +164,6 @@ class SaveCase(unittest.TestCase):
     def new_dest(self, label):
         return os.path.join(tempfile.mkdtemp(prefix=f"content-{label}-", dir=W), NAME)
 
-    def assertTree(self, root, want, msg=""):
-        self.assertTrue(os.path.isdir(root), f"{root} missing {msg}")
-        got = tree_digest(root)
-        if got != want:
-            self.fail(f"{root} differs {msg}: {diff_text(got, want)}")
-
     def restore_ok(self, archive, label, *args):
         dest = self.new_dest(label)
         p = cli("restore", "--archive", archive, "--dest", dest, "--quiet", *args)
@@ -207,7 +173,7 @@ class SaveCase(unittest.TestCase):
 
 # -- 1. round trip --------------------------------------------------------------------
 class RoundTrip(SaveCase):
-    def test_a_save_restore_round_trip_and_read_back(self):
+    def test_save_is_read_back_and_restores_the_source(self):
         src = os.path.join(W, "rt-src", NAME)
         shutil.copytree(SCN.local, src, symlinks=True)
         os.remove(os.path.join(src, MARKER))
@@ -307,7 +273,7 @@ class CrashSweep(SaveCase):
                 problems.append(f"the save after the crash exited {p.returncode}: "
                                 f"{p.stderr.strip()[-300:]}")
             else:
-                left = temporaries(mydrive)
+                left = temporaries(os.path.join(mydrive, ARCHIVE))
                 if left:
                     problems.append(f"the save after the crash left temporaries {left}")
                 dest = self.new_dest(label + "-again")
@@ -365,10 +331,10 @@ class CrashSweep(SaveCase):
         self.assertLessEqual(len(unreached), 2, f"call numbers drift between runs: {unreached}")
         self.assertIn("old", outcomes.values(), "no crash point gave the old tree")
 
-    def test_b_kill9_sweep_full_save(self):
+    def test_full_save_killed_at_any_call_restores_old_or_new(self):
         self.sweep("full", "--full")
 
-    def test_b_kill9_sweep_incremental_save(self):
+    def test_incremental_save_killed_at_any_call_restores_old_or_new(self):
         self.sweep("incremental", "--incremental")
 
 
@@ -388,22 +354,22 @@ class NoSpaceWhileWriting(SaveCase):
         self.assertLess(took, 25, "NoSpace should come at once, not after retrying")
         ds.cleanup()
         mydrive = os.path.join(backing, "MyDrive")
-        self.assertEqual(temporaries(mydrive), [], "temporary left behind")
+        self.assertEqual(temporaries(os.path.join(mydrive, ARCHIVE)), [], "temporary left behind")
         self.assertEqual(folder_state(mydrive), SCN.old_drive,
                          "archive, versions, layers or sidecar changed by a failed save")
         with open(os.path.join(local, MARKER), "rb") as f:
             self.assertEqual(f.read(), SCN.old_marker, "the local marker changed")
 
-    def test_c_enospc_mid_write(self):
+    def test_enospc_mid_write_is_exit_8_and_changes_nothing(self):
         self.check("ENOSPC")
 
-    def test_c_edquot_mid_write(self):
+    def test_edquot_mid_write_is_exit_8_and_changes_nothing(self):
         self.check("EDQUOT")
 
 
 # -- 4. incremental after mutate ------------------------------------------------------------
 class IncrementalAfterMutate(SaveCase):
-    def test_d_layer_is_small_and_restores_the_mutated_tree(self):
+    def test_layer_is_small_and_restores_the_mutated_tree(self):
         src = os.path.join(W, "inc-src", NAME)
         make_assets("create", src, "--profile", "mixed", "--scale", "0.05")
         _, ds, archive = self.empty_drive("inc-drive")
@@ -466,7 +432,7 @@ class AutosaveProcess(SaveCase):
             self.fail(f"autosave did not end after SIGTERM\n{self.text(log)}")
         self.assertEqual(rc, 0, self.text(log))
 
-    def test_e_saves_on_change_idles_and_saves_on_sigterm(self):
+    def test_autosave_saves_on_change_idles_and_saves_on_sigterm(self):
         backing, local = SCN.copy("autosave")
         ds = self.mount(backing, mnt=SCN.mnt)
         archive = Scenario.archive_in(ds)
@@ -496,9 +462,9 @@ class AutosaveProcess(SaveCase):
         want = tree_digest(local)
         self.stop(proc, log)
         self.assertTree(self.restore_ok(archive, "auto2"), want, "after SIGTERM")
-        self.assertEqual(temporaries(os.path.join(backing, "MyDrive")), [])
+        self.assertEqual(temporaries(os.path.join(backing, "MyDrive", ARCHIVE)), [])
 
-    def test_e_sigterm_runs_the_final_save(self):
+    def test_sigterm_runs_the_final_save(self):
         """--every 1h: no round can run, so only the final save can save the change."""
         backing, local = SCN.copy("autosave-final")
         ds = self.mount(backing, mnt=SCN.mnt)

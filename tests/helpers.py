@@ -40,7 +40,8 @@ for _p in (REPO, HERE):
         sys.path.insert(0, _p)
 
 import bootstrap_assets as ba  # noqa: E402
-from drivesim_fixture import sha256_file  # noqa: E402,F401  (shared with the e2e tests)
+# shared with the e2e tests
+from drivesim_fixture import clean_env, sha256_file, temporaries  # noqa: E402,F401
 
 MODULE_PATH = os.path.join(REPO, "bootstrap_assets.py")
 MARKER = ".bootstrap_assets.json"
@@ -65,12 +66,6 @@ def rand_bytes(n, seed=1):
     r = random.Random(seed)
     return bytes(r.getrandbits(8) for _ in range(n)) if n < 4096 else \
         r.getrandbits(8 * n).to_bytes(n, "little")
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
 
 
 # --------------------------------------------------------------------------------------
@@ -970,13 +965,6 @@ def archive_family(archive):
         return []
     return sorted(n for n in os.listdir(folder)
                   if (n == base or n.startswith(base + ".")) and n != base + ".sha256")
-
-
-def temporaries(archive):
-    folder, base = os.path.split(archive)
-    if not os.path.isdir(folder):
-        return []
-    return sorted(n for n in os.listdir(folder) if n.startswith(base + ".") and ".tmp-" in n)
 
 
 def folder_state(folder):

@@ -1,7 +1,6 @@
-"""autosave(): the background handle, the CLI loop with SIGTERM/SIGINT, and _parse_duration."""
+"""autosave(): the background handle and _parse_duration (the `autosave` command, its loop
+ended by SIGTERM/SIGINT, is in tests/test_cli.py)."""
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -149,7 +148,7 @@ class AutosaveHandleTests(h.SaveTestCase):
         saver.start()
         self.assertEqual(saver.stop().action, "unchanged")
 
-    def test_bad_every(self):
+    def test_every_that_is_no_duration_is_a_usage_error_and_saves_nothing(self):
         for bad in ("", "0", "-1m", "soon", "5x"):
             with self.subTest(every=bad):
                 self.assertBAError("UsageError", ba.autosave, every=bad, dest=self.local,
@@ -163,80 +162,23 @@ class AutosaveHandleTests(h.SaveTestCase):
 
 class ParseDurationTests(h.BATestCase):
 
-    def test_good(self):
+    def test_seconds_minutes_hours_and_bare_numbers_are_read(self):
         for text, seconds in (("30s", 30), ("15m", 900), ("1h", 3600), ("0.2s", 0.2),
                               ("2", 2), (" 5M ", 300), ("1.5h", 5400), (45, 45)):
             with self.subTest(text=text):
                 self.assertAlmostEqual(ba._parse_duration(text), seconds)
 
-    def test_bad(self):
+    def test_empty_zero_negative_and_unknown_units_are_usage_errors(self):
         for text in ("", " ", "s", "m", "abc", "10x", "1d", "0", "0s", "-5", "-1m", "1 2s",
                      "ten minutes", None):
             with self.subTest(text=text):
                 self.assertBAError("UsageError", ba._parse_duration, text)
 
-    def test_not_a_number(self):
+    def test_nan_and_inf_are_usage_errors(self):
         """nan and inf are no durations (an endless or undefined wait)."""
         for text in ("nan", "inf", "infs", "nanm", "-inf"):
             with self.subTest(text=text):
                 self.assertBAError("UsageError", ba._parse_duration, text)
-
-
-class AutosaveCLITests(h.SaveTestCase):
-
-    def args(self, *extra):
-        return ["autosave"] + list(extra) + ["--dest", self.local, "--archive", self.archive,
-                                             "--drive-mount", ""]
-
-    def finish(self, p, err, timeout=30):
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.fail("autosave did not exit after the signal: %s" % h.read(err))
-        self.assertEqual(p.returncode, 0, h.read(err))
-        self.assertNotIn("Traceback", h.read(err))
-
-    def test_sigterm_final_save(self):
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
-        p, out, err = h.start_cli(self.args("--every", "1s"), self.tmp)
-        self.addCleanup(h.kill_group, p)
-        self.assertTrue(h.wait_for(lambda: os.path.exists(self.archive) or p.poll() is not None,
-                                   timeout=20), "no first save")
-        self.assertIsNone(p.poll(), h.read(err))
-        self.assertTrue(h.wait_for(lambda: len(h.sidecar_lines(self.archive)) == 1, timeout=10))
-        h.write_bytes(os.path.join(self.local, "just_before.txt"), b"saved by the final save\n")
-        p.send_signal(signal.SIGTERM)
-        self.finish(p, err)
-        want = h.saved_view(self.local)  # taken once the process is gone (it writes a marker)
-        self.assertIn("just_before.txt", want)
-        self.assertRestores(want)
-        self.assertIn("autosave", h.read(out))
-        self.assertSidecarConsistent()
-
-    def test_sigint_final_save_before_any_round(self):
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
-        p, out, err = h.start_cli(self.args("--every", "1h"), self.tmp)
-        self.addCleanup(h.kill_group, p)
-        self.assertTrue(h.wait_for(lambda: "every" in h.read(out) or p.poll() is not None,
-                                   timeout=20), "autosave did not start: %s" % h.read(err))
-        self.assertIsNone(p.poll(), h.read(err))
-        p.send_signal(signal.SIGINT)
-        self.finish(p, err)
-        self.assertRestores(h.saved_view(self.local))
-
-    def test_final_save_failure_exit_code(self):
-        """The final save fails (no folder to save): the exit code says why."""
-        p, out, err = h.start_cli(self.args("--every", "1h"), self.tmp)
-        self.addCleanup(h.kill_group, p)
-        self.assertTrue(h.wait_for(lambda: "every" in h.read(out) or p.poll() is not None,
-                                   timeout=20), "autosave did not start: %s" % h.read(err))
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.fail("autosave did not exit after SIGTERM")
-        self.assertEqual(p.returncode, 3, h.read(err))
-        self.assertNotIn("Traceback", h.read(err))
 
 
 if __name__ == "__main__":

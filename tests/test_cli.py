@@ -1,7 +1,11 @@
-"""The command line, in-process through ba.main() and a few real subprocesses."""
+"""The command line, in-process through ba.main() and a few real subprocesses: restore,
+save, status, autosave, --version/--previous, the messages and exit codes, SIGTERM and
+Ctrl-C. The API (restore(), save(), ...) is tested in the other test_*.py files; a test
+there that also runs a command checks one promise both ways."""
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,17 +18,6 @@ from helpers import D, F, L, ba  # noqa: E402
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/run.sh", b"#!/bin/sh\n", mode=0o755),
            L("top/link", "a.txt"), D("top/empty")]
 WANT = h.expected_tree(MEMBERS, strip_top=True)
-
-
-class ExceptionTableTests(h.BATestCase):
-
-    def test_exit_codes(self):
-        for name, code in h.EXIT_CODES.items():
-            with self.subTest(cls=name):
-                cls = getattr(ba, name)
-                self.assertTrue(issubclass(cls, ba.BootstrapError))
-                self.assertTrue(issubclass(cls, Exception))
-                self.assertEqual(cls.exit_code, code)
 
 
 class MainTests(h.BATestCase):
@@ -126,7 +119,7 @@ class MainTests(h.BATestCase):
         self.assertEqual(rc, 0)
         self.assertIn("--archive", out + err)
 
-    def test_demo(self):
+    def test_demo_command_runs_and_exits_0(self):
         cwd = os.getcwd()
         os.chdir(self.tmp)
         self.addCleanup(os.chdir, cwd)
@@ -145,6 +138,22 @@ class MainTests(h.BATestCase):
         self.assertEqual(rc, 0, err)
         self.assertTree(self.dest, WANT)
 
+    def test_sha256_mismatch_is_exit_5_naming_both_sums(self):
+        rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest,
+                                      "--sha256", "ef" * 32, "--quiet"])
+        self.assertEqual(rc, 5)
+        self.assertIn("ef" * 32, err)
+        self.assertIn(h.sha256_file(self.archive), err)
+        self.assertNotIn("Traceback", err)
+        self.assertFalse(os.path.exists(self.dest))
+
+    def test_empty_archive_is_exit_7_and_makes_no_dest(self):
+        archive = h.write_bytes(os.path.join(self.tmp, "assets.tar.gz"), h.archive_bytes([]))
+        rc, _, err = self.run_main(["restore", "--archive", archive, "--dest", self.dest, "--quiet"])
+        self.assertEqual(rc, 7, err)
+        self.assertIn("holds no files", err)
+        self.assertFalse(os.path.lexists(self.dest))
+
 
 class SubprocessTests(h.BATestCase):
 
@@ -156,7 +165,7 @@ class SubprocessTests(h.BATestCase):
         return subprocess.run([sys.executable] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=env or h.clean_env(), cwd=self.tmp, timeout=120, **kw)
 
-    def test_script_restore(self):
+    def test_script_restores_and_quiet_prints_nothing(self):
         p = self.run_py([h.MODULE_PATH, "--archive", self.archive, "--dest", self.dest])
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertTree(self.dest, WANT)
@@ -170,7 +179,7 @@ class SubprocessTests(h.BATestCase):
         self.assertNotIn(b"Traceback", p.stderr)
         self.assertTrue(p.stderr.strip())
 
-    def test_script_demo(self):
+    def test_demo_as_a_script_exits_0(self):
         p = self.run_py([h.MODULE_PATH, "demo"])
         self.assertEqual(p.returncode, 0, p.stderr.decode() + p.stdout.decode())
 
@@ -215,7 +224,7 @@ class VersionFlagTests(h.BATestCase):
                 self.assertEqual((rc, out, err), (0, want, ""))
         self.assertFalse(os.path.exists(self.dest))
 
-    def test_script_version(self):
+    def test_script_version_prints_the_version_alone(self):
         p = subprocess.run([sys.executable, h.MODULE_PATH, "--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, env=h.clean_env(), cwd=self.tmp, timeout=60)
         self.assertEqual((p.returncode, p.stdout.decode(), p.stderr.decode()),
@@ -245,7 +254,7 @@ class PreviousVersionTests(h.SaveTestCase):
         return ["restore"] + list(extra) + ["--archive", self.archive, "--dest", self.out(),
                                             "--drive-mount", "", "--quiet"]
 
-    def test_none_kept(self):
+    def test_previous_with_none_kept_says_so_and_how_to_restore(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
         self.save()
         rc, out, err = self.run_main(self.args("--previous", "1"))
@@ -497,3 +506,195 @@ class ReadOnlyPlacesTests(h.SaveTestCase):
         saver.stop()
         self.assertEqual(len(logs), 2, logs)
         self.assertIn("the final save failed", logs[1])
+
+
+class SaveStatusCommandTests(h.SaveTestCase):
+
+    def args(self, *extra):
+        return list(extra) + ["--dest", self.local, "--archive", self.archive, "--drive-mount", ""]
+
+    def test_save_status_restore_list(self):
+        h.save_tree(self.local, big=False)
+        rc, out, err = self.run_main(["save"] + self.args())
+        self.assertEqual(rc, 0, err)
+        self.assertIn("saved", out)
+        self.assertIn(self.archive, out)
+        want1 = h.saved_view(self.local)
+        rc, out, err = self.run_main(["save"] + self.args("--quiet"))
+        self.assertEqual((rc, out), (0, ""), err)
+        h.write_bytes(os.path.join(self.local, "new.txt"), b"new\n")
+        rc, out, err = self.run_main(["save"] + self.args("--full", "--keep", "3", "--level", "1"))
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(os.path.exists(self.archive + ".1"))
+        h.write_bytes(os.path.join(self.local, "new2.txt"), b"new2\n")
+        rc, out, err = self.run_main(["save"] + self.args("--incremental", "--format", "gz",
+                                                          "--no-verify"))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("layer", out)
+        want3 = h.saved_view(self.local)
+        rc, status_out, err = self.run_main(["status"] + self.args())
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(status_out.strip().splitlines(),
+                         ba.status(self.archive, self.local, drive_mount=""))
+        rc, list_out, err = self.run_main(["restore", "--list"] + self.args())
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(list_out, status_out)
+        self.assertIn("--previous 1", list_out)
+        self.assertIn("1 layer", list_out)
+        for version, want in (("1", want1), ("0", want3)):
+            dest = self.out()
+            rc, out, err = self.run_main(["restore", "--previous", version, "--archive",
+                                          self.archive, "--dest", dest, "--drive-mount", ""])
+            self.assertEqual(rc, 0, err)
+            got = h.strip_special(h.snapshot(dest, dir_modes=True))
+            self.assertEqual(got, want, h.summarize(got, want))
+        for text in (out, err):
+            self.assertNotIn("Traceback", text)
+
+    def test_bad_save_restore_and_status_arguments_exit_2_or_3_writing_nothing(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
+        cases = [
+            (["save", "--format", "rar"] + self.args(), 2),
+            (["save", "--keep", "0"] + self.args(), 2),
+            (["save", "--incremental", "--full"] + self.args(), 2),
+            (["save", "--level", "x"] + self.args(), 2),
+            (["save", "--archive", "http://example.com/a.tar.gz", "--dest", self.local], 2),
+            (["save", "--flush"] + self.args(), 2),
+            (["save", "--dest", os.path.join(self.tmp, "nope"), "--archive", self.archive,
+              "--drive-mount", ""], 3),
+            (["restore", "--previous", "4"] + self.args(), 3),
+            (["status", "--bogus"] + self.args(), 2),
+        ]
+        for argv, code in cases:
+            with self.subTest(argv=argv):
+                rc, out, err = self.run_main(argv)
+                self.assertEqual(rc, code, err)
+                self.assertNotIn("Traceback", err + out)
+                self.assertIn("error", err)
+        self.assertEqual(h.archive_family(self.archive), [])
+
+    def test_save_subprocess(self):
+        """`python bootstrap_assets.py save` as a real process: exit 0, then status."""
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        env = h.clean_env()
+        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args(), env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args("--quiet"),
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, b"", b""))
+        env.update(BOOTSTRAP_ASSETS_ARCHIVE=self.archive, BOOTSTRAP_ASSETS_DEST=self.local,
+                   BOOTSTRAP_ASSETS_DRIVE_MOUNT="")
+        r = subprocess.run([sys.executable, h.MODULE_PATH, "status"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+        self.assertIn(b"current: assets.tar.gz", r.stdout)
+        self.assertIn(b"no local changes", r.stdout)
+
+
+class AutosaveCommandTests(h.SaveTestCase):
+
+    def args(self, *extra):
+        return ["autosave"] + list(extra) + ["--dest", self.local, "--archive", self.archive,
+                                             "--drive-mount", ""]
+
+    def finish(self, p, err, timeout=30):
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail("autosave did not exit after the signal: %s" % h.read(err))
+        self.assertEqual(p.returncode, 0, h.read(err))
+        self.assertNotIn("Traceback", h.read(err))
+
+    def test_sigterm_final_save(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        p, out, err = h.start_cli(self.args("--every", "1s"), self.tmp)
+        self.addCleanup(h.kill_group, p)
+        self.assertTrue(h.wait_for(lambda: os.path.exists(self.archive) or p.poll() is not None,
+                                   timeout=20), "no first save")
+        self.assertIsNone(p.poll(), h.read(err))
+        self.assertTrue(h.wait_for(lambda: len(h.sidecar_lines(self.archive)) == 1, timeout=10))
+        h.write_bytes(os.path.join(self.local, "just_before.txt"), b"saved by the final save\n")
+        p.send_signal(signal.SIGTERM)
+        self.finish(p, err)
+        want = h.saved_view(self.local)  # taken once the process is gone (it writes a marker)
+        self.assertIn("just_before.txt", want)
+        self.assertRestores(want)
+        self.assertIn("autosave", h.read(out))
+        self.assertSidecarConsistent()
+
+    def test_sigint_final_save_before_any_round(self):
+        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
+        p, out, err = h.start_cli(self.args("--every", "1h"), self.tmp)
+        self.addCleanup(h.kill_group, p)
+        self.assertTrue(h.wait_for(lambda: "every" in h.read(out) or p.poll() is not None,
+                                   timeout=20), "autosave did not start: %s" % h.read(err))
+        self.assertIsNone(p.poll(), h.read(err))
+        p.send_signal(signal.SIGINT)
+        self.finish(p, err)
+        self.assertRestores(h.saved_view(self.local))
+
+    def test_final_save_failure_exit_code(self):
+        """The final save fails (no folder to save): the exit code says why."""
+        p, out, err = h.start_cli(self.args("--every", "1h"), self.tmp)
+        self.addCleanup(h.kill_group, p)
+        self.assertTrue(h.wait_for(lambda: "every" in h.read(out) or p.poll() is not None,
+                                   timeout=20), "autosave did not start: %s" % h.read(err))
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("autosave did not exit after SIGTERM")
+        self.assertEqual(p.returncode, 3, h.read(err))
+        self.assertNotIn("Traceback", h.read(err))
+
+
+class SignalExitTests(h.BATestCase):
+    """SIGTERM unwinds a run like Ctrl-C (cleanups run) and exits 143; in-process the handler
+    is ours only while main() runs. tests/e2e_local_faults.py sends real signals mid-run."""
+
+    def setUp(self):
+        super().setUp()
+        self.archive = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"),
+                                     h.archive_bytes(MEMBERS))
+
+    def test_sigterm_during_a_restore_exits_143_and_leaves_nothing(self):
+        real_extract = ba._restore_into
+
+        def killed(*a, **kw):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real_extract(*a, **kw)
+        before = signal.getsignal(signal.SIGTERM)
+        with mock.patch.object(ba, "_restore_into", killed):
+            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest])
+        self.assertEqual(rc, 143)
+        self.assertIn("stopped by SIGTERM", err)
+        self.assertIn("Run the same command again", err)
+        self.assertFalse(os.path.lexists(self.dest))
+        self.assertEqual(os.listdir(self.work), [])
+        self.assertIs(signal.getsignal(signal.SIGTERM), before)
+        self.assertEqual(self.run_main(["--archive", self.archive, "--dest", self.dest,
+                                        "-q"])[0], 0)
+        self.assertTree(self.dest, WANT)
+
+    def test_a_handler_already_in_place_is_left_alone(self):
+        seen = []
+        previous = signal.signal(signal.SIGTERM, lambda *a: seen.append(a[0]))
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+        real_extract = ba._restore_into
+
+        def killed(*a, **kw):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real_extract(*a, **kw)
+        with mock.patch.object(ba, "_restore_into", killed):
+            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest, "-q"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(seen, [signal.SIGTERM])
+
+    def test_ctrl_c_exits_130_and_says_so(self):
+        with mock.patch.object(ba, "_restore_into", side_effect=KeyboardInterrupt):
+            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest])
+        self.assertEqual(rc, 130)
+        self.assertIn("interrupted (Ctrl-C)", err)
+        self.assertFalse(os.path.lexists(self.dest))
+        self.assertEqual(os.listdir(self.work), [])

@@ -2,7 +2,8 @@
 
 For every rejection: the exception class and exit_code, the member name in the message
 (UnsafeArchive), dest untouched (absent, or unchanged when it existed), no staging folder
-left, and nothing written outside dest.
+left, and nothing written outside dest. Also the tar header checksum: the signed sum old tars
+wrote is valid, any other is corrupt.
 """
 import os
 import sys
@@ -321,3 +322,42 @@ class SpecialBitsAndOddMembersTests(h.BATestCase):
                 with self.subTest(fmt=fmt_name, engine=engine):
                     dest, _ = self._restore_members(members, engine, fmt=fmt)
                     self.assertTree(dest, h.expected_tree(members, strip_top=True))
+
+
+
+def _with_checksum(block, signed):
+    """A tar header block with its checksum recomputed, over unsigned or signed bytes."""
+    block = bytearray(block)
+    block[148:156] = b" " * 8
+    total = sum(b - 256 if signed and b > 127 else b for b in block)
+    block[148:156] = b"%06o\0 " % total
+    return bytes(block)
+
+
+
+class HeaderChecksumTests(h.BATestCase):
+    """Old tars summed header bytes as signed chars; both sums are valid, nothing else is."""
+
+    def archive(self, checksum_of):
+        raw = h.tar_bytes([F("caf\u00e9/\u00fcber.txt", b"hello\n")], fmt=tarfile.USTAR_FORMAT)
+        self.assertTrue(any(b > 127 for b in raw[:100]), "the name must have bytes over 127")
+        path = os.path.join(self.subdir(), "assets.tar")
+        h.write_bytes(path, checksum_of(raw[:512]) + raw[512:])
+        return path
+
+    def test_signed_checksum_is_accepted_by_every_engine(self):
+        archive = self.archive(lambda block: _with_checksum(block, signed=True))
+        for engine in h.engines():
+            with self.subTest(engine=engine):
+                dest = os.path.join(self.subdir(), "_assets")
+                self.restore(archive, dest, engine=engine)
+                with open(os.path.join(dest, "\u00fcber.txt"), "rb") as f:
+                    self.assertEqual(f.read(), b"hello\n")
+
+    def test_checksum_matching_neither_sum_is_corrupt(self):
+        def off_by_one(block):
+            block = _with_checksum(block, signed=False)
+            return block[:148] + b"%06o\0 " % (int(block[148:154], 8) + 1) + block[156:]
+        e = self.assertBAError("CorruptArchive", self.restore, self.archive(off_by_one))
+        self.assertIn("bad header checksum", str(e))
+        self.assertUntouched(self.dest, None)

@@ -79,7 +79,7 @@ class HTTPTests(h.BATestCase):
         self.assertIn(h.sha256_bytes(self.data), str(e))
         self.assertUntouched(self.dest, None)
 
-    def test_404_archive(self):
+    def test_404_is_a_missing_source_not_a_corrupt_archive(self):
         url = self.http.base + "/missing.tar.gz"
         with self.assertRaises(ba.BootstrapError) as cm:
             self.restore(url, retry_for=0.5)

@@ -62,7 +62,7 @@ class LayoutTests(h.BATestCase):
                     self.assertEqual(os.readlink(os.path.join(dest, "links/data_link")), "../data")
                     self.assertTrue(os.path.isdir(os.path.join(dest, "empty_nested/inner")))
 
-    def test_dir_modes_kept(self):
+    def test_folder_modes_are_kept_by_every_engine(self):
         for engine in h.engines():
             with self.subTest(engine=engine):
                 base = self.subdir()
@@ -140,7 +140,7 @@ class LayoutTests(h.BATestCase):
                     self.restore(archive, dest, engine=engine)
                     self.assertTree(dest, h.expected_tree(members, strip_top=True))
 
-    def test_zstd(self):
+    def test_tar_zst_restores_with_every_engine(self):
         members = [D("top"), F("top/z.bin", h.rand_bytes(20_000, 9)), F("top/t.txt", b"zstd\n")]
         have_zstd = bool(shutil.which("zstd"))
         try:
@@ -190,61 +190,6 @@ class LayoutTests(h.BATestCase):
         self.assertEqual(r.engine, "python")
         os.environ["PATH"] = os.path.join(self.tmp, "empty-bin")
         self.assertEqual(h.engines(), ["python"])
-
-
-def _with_checksum(block, signed):
-    """A tar header block with its checksum recomputed, over unsigned or signed bytes."""
-    block = bytearray(block)
-    block[148:156] = b" " * 8
-    total = sum(b - 256 if signed and b > 127 else b for b in block)
-    block[148:156] = b"%06o\0 " % total
-    return bytes(block)
-
-
-class HeaderChecksumTests(h.BATestCase):
-    """Old tars summed header bytes as signed chars; both sums are valid, nothing else is."""
-
-    def archive(self, checksum_of):
-        raw = h.tar_bytes([F("caf\u00e9/\u00fcber.txt", b"hello\n")], fmt=tarfile.USTAR_FORMAT)
-        self.assertTrue(any(b > 127 for b in raw[:100]), "the name must have bytes over 127")
-        path = os.path.join(self.subdir(), "assets.tar")
-        h.write_bytes(path, checksum_of(raw[:512]) + raw[512:])
-        return path
-
-    def test_signed_checksum_is_accepted_by_every_engine(self):
-        archive = self.archive(lambda block: _with_checksum(block, signed=True))
-        for engine in h.engines():
-            with self.subTest(engine=engine):
-                dest = os.path.join(self.subdir(), "_assets")
-                self.restore(archive, dest, engine=engine)
-                with open(os.path.join(dest, "\u00fcber.txt"), "rb") as f:
-                    self.assertEqual(f.read(), b"hello\n")
-
-    def test_checksum_matching_neither_sum_is_corrupt(self):
-        def off_by_one(block):
-            block = _with_checksum(block, signed=False)
-            return block[:148] + b"%06o\0 " % (int(block[148:154], 8) + 1) + block[156:]
-        e = self.assertBAError("CorruptArchive", self.restore, self.archive(off_by_one))
-        self.assertIn("bad header checksum", str(e))
-        self.assertUntouched(self.dest, None)
-
-
-class ResultRecordTests(h.BATestCase):
-    """RestoreResult and SaveResult: keyword fields with defaults, fresh lists, a repr."""
-
-    def test_fields_defaults_and_repr(self):
-        first = h.ba.RestoreResult(action="restored", archive="a.tar", dest="/d")
-        second = h.ba.RestoreResult(action="restored", archive="a.tar", dest="/d")
-        self.assertEqual(first, second)
-        first.local_changes.append("x")
-        self.assertEqual(second.local_changes, [], "a list default is shared between results")
-        self.assertEqual((first.files, first.sha256, first.verified), (0, None, False))
-        self.assertTrue(repr(second).startswith(
-            "RestoreResult(action='restored', archive='a.tar', dest='/d', archive_bytes=0"))
-        with self.assertRaisesRegex(TypeError, "needs the field 'archive'"):
-            h.ba.SaveResult(action="saved")
-        with self.assertRaisesRegex(TypeError, "has no field 'bogus'"):
-            h.ba.SaveResult(action="saved", archive="a.tar", bogus=1)
 
 
 class CommandLineToolArchiveTests(h.BATestCase):

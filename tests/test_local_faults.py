@@ -1,10 +1,9 @@
 """Local faults around the destination (issue 8), in-process: a destination behind a symlink,
-names of ours already taken (lock, staging), SIGTERM. tests/e2e_local_faults.py runs the same
-promises as real processes, on tmpfs mounts and drivesim."""
+names of ours already taken (lock, staging); SIGTERM and Ctrl-C are in tests/test_cli.py.
+tests/e2e_local_faults.py runs the same promises as real processes, on tmpfs mounts and
+drivesim."""
 import os
-import signal
 import sys
-from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
@@ -137,47 +136,3 @@ class NamesOfOursTakenTests(FaultTestCase):
                 self.assertEqual(os.listdir(bait_dir), ["keep.txt"])
 
 
-class SigtermTests(FaultTestCase):
-    """SIGTERM unwinds a run like Ctrl-C (cleanups run) and exits 143; in-process the handler
-    is ours only while main() runs. tests/e2e_local_faults.py sends real signals mid-run."""
-
-    def test_sigterm_during_a_restore_exits_143_and_leaves_nothing(self):
-        real_extract = ba._restore_into
-
-        def killed(*a, **kw):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return real_extract(*a, **kw)
-        before = signal.getsignal(signal.SIGTERM)
-        with mock.patch.object(ba, "_restore_into", killed):
-            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest])
-        self.assertEqual(rc, 143)
-        self.assertIn("stopped by SIGTERM", err)
-        self.assertIn("Run the same command again", err)
-        self.assertFalse(os.path.lexists(self.dest))
-        self.assertEqual(os.listdir(self.work), [])
-        self.assertIs(signal.getsignal(signal.SIGTERM), before)
-        self.assertEqual(self.run_main(["--archive", self.archive, "--dest", self.dest,
-                                        "-q"])[0], 0)
-        self.assertTree(self.dest, WANT)
-
-    def test_a_handler_already_in_place_is_left_alone(self):
-        seen = []
-        previous = signal.signal(signal.SIGTERM, lambda *a: seen.append(a[0]))
-        self.addCleanup(signal.signal, signal.SIGTERM, previous)
-        real_extract = ba._restore_into
-
-        def killed(*a, **kw):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return real_extract(*a, **kw)
-        with mock.patch.object(ba, "_restore_into", killed):
-            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest, "-q"])
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(seen, [signal.SIGTERM])
-
-    def test_ctrl_c_exits_130_and_says_so(self):
-        with mock.patch.object(ba, "_restore_into", side_effect=KeyboardInterrupt):
-            rc, out, err = self.run_main(["--archive", self.archive, "--dest", self.dest])
-        self.assertEqual(rc, 130)
-        self.assertIn("interrupted (Ctrl-C)", err)
-        self.assertFalse(os.path.lexists(self.dest))
-        self.assertEqual(os.listdir(self.work), [])

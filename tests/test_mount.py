@@ -51,7 +51,7 @@ class SourceMissingTests(h.BATestCase):
         self.assertUntouched(self.dest, None)
         self.assertEqual(size, 12_345)
 
-    def test_missing_folder(self):
+    def test_archive_in_a_missing_folder_is_source_missing(self):
         archive = os.path.join(self.tmp, "no", "such", "folder", "assets.tar.gz")
         e = self.assertBAError("SourceMissing", self.restore, archive)
         self.assertIn("assets.tar.gz", str(e))

@@ -767,7 +767,7 @@ class SplitCommandTests(PartsTestCase):
         self.assertBAError("SourceMissing", self.split)
         self.assertEqual(os.listdir(self.drive), [])
 
-    def test_cli_split(self):
+    def test_split_command_cuts_the_archive_into_parts_that_restore(self):
         want, old_sha = self.single()
         rc, out, err = self.run_main(["split", "--archive", self.archive, "--part-size", "64K",
                                       "--dest", self.dest])

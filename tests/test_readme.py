@@ -149,27 +149,27 @@ class ErrorPointerTests(h.BATestCase):
         self.assertIn(f"\n### exit {code}: {ba.TROUBLESHOOTING[code]}\n", readme())
         self.assertEqual(sum(line.startswith("bootstrap_assets: ") for line in lines), 1, err)
 
-    def test_usage_error(self):
+    def test_usage_error_points_to_its_readme_section(self):
         rc, out, err = self.run_main(["restore", "--no-such-flag"])
         self.assertEqual(rc, 2, err)
         self.assertTrue(err.startswith("bootstrap_assets: error: unrecognized arguments"), err)
         self.assertPoints(err, 2)
 
-    def test_missing_archive(self):
+    def test_missing_archive_points_to_its_readme_section(self):
         rc, out, err = self.run_main(["--archive", os.path.join(self.src_dir, "none.tar"),
                                       "--dest", self.dest, "--drive-mount", self.tmp + "/no"])
         self.assertEqual(rc, 3, err)
         self.assertIn("does not exist", err)
         self.assertPoints(err, 3)
 
-    def test_operating_system_error(self):
+    def test_operating_system_error_points_to_its_readme_section(self):
         with mock.patch.object(ba, "restore", side_effect=PermissionError(13, "denied", "/x")):
             rc, out, err = self.run_main(["--archive", "/x", "--dest", self.dest])
         self.assertEqual(rc, 1, err)
         self.assertIn("[Errno 13] denied: '/x'", err)
         self.assertPoints(err, 1)
 
-    def test_interrupted(self):
+    def test_ctrl_c_points_to_its_readme_section(self):
         with mock.patch.object(ba, "restore", side_effect=KeyboardInterrupt):
             rc, out, err = self.run_main(["--archive", "/x", "--dest", self.dest])
         self.assertEqual(rc, 130, err)

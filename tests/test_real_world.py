@@ -9,7 +9,7 @@ import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+from helpers import D, F, L  # noqa: E402
 
 APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(40)
 
@@ -164,13 +164,6 @@ class EmptyArchiveTests(h.BATestCase):
                                                engine=engine, force=True)
                         self.assertIn("the archive holds no files", str(e))
                         self.assertUntouched(dest, before)
-
-    def test_empty_archive_exit_code_on_the_command_line(self):
-        archive = h.write_bytes(os.path.join(self.tmp, "assets.tar.gz"), h.archive_bytes([]))
-        rc, _, err = self.run_main(["restore", "--archive", archive, "--dest", self.dest, "--quiet"])
-        self.assertEqual(rc, 7, err)
-        self.assertIn("holds no files", err)
-        self.assertFalse(os.path.lexists(self.dest))
 
     def test_archive_of_empty_folders_is_not_empty(self):
         members = [D("_assets"), D("_assets/a"), D("_assets/b")]

@@ -1,5 +1,6 @@
 """save(): round trip, skipped entries, tar interop, formats, unchanged, sidecar, temporaries,
-out of space, missing source, lock, CLI, and crashes between the publishing steps.
+out of space, missing source, lock, and crashes between the publishing steps (the `save` and
+`status` commands are in tests/test_cli.py).
 
 Everything runs in-process on plain temp folders (drive_mount=""); drivesim and kill -9 of a
 real save are covered by the e2e suite.
@@ -48,7 +49,7 @@ class RoundTripTests(h.SaveTestCase):
                 self.assertEqual(rr.checksum_source, "sidecar")
         self.assertSidecarConsistent()
 
-    def test_archive_layout(self):
+    def test_members_under_one_top_folder_after_a_pax_header_without_the_marker(self):
         """Members under one top folder named like the local folder; a full save starts with a
         pax global header; the marker is never packed; the saved names are the tree's."""
         h.save_tree(self.local, big=False)
@@ -67,7 +68,7 @@ class RoundTripTests(h.SaveTestCase):
         # two full saves of the same tree have different hashes (the global header's comment)
         self.assertEqual(len({d for d, _ in h.sidecar_lines(self.archive)}), 2)
 
-    def test_tar_xf_interop(self):
+    def test_gnu_tar_extracts_every_saved_format(self):
         h.save_tree(self.local)
         want = h.saved_view(self.local)
         tar = shutil.which("tar")
@@ -131,7 +132,7 @@ class FormatTests(h.SaveTestCase):
         else:
             self.assertTrue(head.startswith(self.MAGIC[fmt]), "%s does not start like %s" % (path, fmt))
 
-    def test_formats(self):
+    def test_every_format_restores_with_every_engine_and_zstd_without_support_is_unsupported(self):
         h.save_tree(self.local, big=False)
         want = h.saved_view(self.local)
         for fmt in ("tar", "gz", "zst"):
@@ -160,7 +161,7 @@ class FormatTests(h.SaveTestCase):
                 os.unlink(os.path.join(self.local, "added-%s.txt" % fmt))
                 os.unlink(os.path.join(self.local, h.MARKER))
 
-    def test_gz_level(self):
+    def test_higher_gz_level_writes_no_more_bytes(self):
         h.write_bytes(os.path.join(self.local, "text.txt"), b"compress me please\n" * 20000)
         fast = self.save(archive=os.path.join(self.drive, "l1", "a.tar.gz"), format="gz", level=1,
                          incremental="never")
@@ -208,7 +209,7 @@ class FormatTests(h.SaveTestCase):
         self.assertRestores(h.saved_view(rnd), archive=a_rnd)
         self.assertRestores(h.saved_view(txt), archive=a_txt)
 
-    def test_bad_arguments(self):
+    def test_bad_arguments_are_usage_errors_and_write_nothing(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         for kw in (dict(format="bz2"), dict(format="zip"), dict(incremental="sometimes"),
                    dict(keep=0), dict(archive="https://example.com/assets.tar.gz")):
@@ -299,7 +300,7 @@ class SidecarAndTemporaryTests(h.SaveTestCase):
 
 class SourceAndLockTests(h.SaveTestCase):
 
-    def test_missing_source(self):
+    def test_missing_source_is_source_missing_and_makes_no_archive_folder(self):
         e = self.assertBAError("SourceMissing", self.save)
         self.assertIn(self.local, str(e))
         self.assertFalse(os.path.exists(self.drive), "the archive folder was created")
@@ -308,7 +309,7 @@ class SourceAndLockTests(h.SaveTestCase):
         self.assertEqual(rc, 3, err)
         self.assertNotIn("Traceback", err)
 
-    def test_empty_source(self):
+    def test_empty_source_is_source_missing_and_never_replaces_an_archive(self):
         os.makedirs(self.local)
         self.assertBAError("SourceMissing", self.save)
         self.assertFalse(os.path.exists(self.drive))
@@ -332,7 +333,7 @@ class SourceAndLockTests(h.SaveTestCase):
         self.assertBAError("SourceMissing", self.save)
         self.assertFalse(os.path.exists(self.drive))
 
-    def test_locked(self):
+    def test_save_into_a_locked_folder_is_locked_naming_the_holder(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         self.save()
         h.write_bytes(os.path.join(self.local, "b.txt"), b"b")
@@ -368,7 +369,7 @@ class NoSpaceTests(h.SaveTestCase):
         self.assertEqual(h.temporaries(self.archive), [], "temporary left")
         return e
 
-    def test_preflight(self):
+    def test_save_too_big_for_the_free_space_is_refused_before_writing(self):
         self.mount("size=1m")
         self.save()
         before = h.folder_state(self.drive)
@@ -572,90 +573,6 @@ class CrashTests(h.SaveTestCase):
             views["new"] = self.set_tree(5)
         prepare()
         self.sweep(prepare, views["old"], views["new"], "never")
-
-
-class CLITests(h.SaveTestCase):
-
-    def args(self, *extra):
-        return list(extra) + ["--dest", self.local, "--archive", self.archive, "--drive-mount", ""]
-
-    def test_save_status_restore_list(self):
-        h.save_tree(self.local, big=False)
-        rc, out, err = self.run_main(["save"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertIn("saved", out)
-        self.assertIn(self.archive, out)
-        want1 = h.saved_view(self.local)
-        rc, out, err = self.run_main(["save"] + self.args("--quiet"))
-        self.assertEqual((rc, out), (0, ""), err)
-        h.write_bytes(os.path.join(self.local, "new.txt"), b"new\n")
-        rc, out, err = self.run_main(["save"] + self.args("--full", "--keep", "3", "--level", "1"))
-        self.assertEqual(rc, 0, err)
-        self.assertTrue(os.path.exists(self.archive + ".1"))
-        h.write_bytes(os.path.join(self.local, "new2.txt"), b"new2\n")
-        rc, out, err = self.run_main(["save"] + self.args("--incremental", "--format", "gz",
-                                                          "--no-verify"))
-        self.assertEqual(rc, 0, err)
-        self.assertIn("layer", out)
-        want3 = h.saved_view(self.local)
-        rc, status_out, err = self.run_main(["status"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(status_out.strip().splitlines(),
-                         ba.status(self.archive, self.local, drive_mount=""))
-        rc, list_out, err = self.run_main(["restore", "--list"] + self.args())
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(list_out, status_out)
-        self.assertIn("--previous 1", list_out)
-        self.assertIn("1 layer", list_out)
-        for version, want in (("1", want1), ("0", want3)):
-            dest = self.out()
-            rc, out, err = self.run_main(["restore", "--previous", version, "--archive",
-                                          self.archive, "--dest", dest, "--drive-mount", ""])
-            self.assertEqual(rc, 0, err)
-            got = h.strip_special(h.snapshot(dest, dir_modes=True))
-            self.assertEqual(got, want, h.summarize(got, want))
-        for text in (out, err):
-            self.assertNotIn("Traceback", text)
-
-    def test_cli_errors(self):
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
-        cases = [
-            (["save", "--format", "rar"] + self.args(), 2),
-            (["save", "--keep", "0"] + self.args(), 2),
-            (["save", "--incremental", "--full"] + self.args(), 2),
-            (["save", "--level", "x"] + self.args(), 2),
-            (["save", "--archive", "http://example.com/a.tar.gz", "--dest", self.local], 2),
-            (["save", "--flush"] + self.args(), 2),
-            (["save", "--dest", os.path.join(self.tmp, "nope"), "--archive", self.archive,
-              "--drive-mount", ""], 3),
-            (["restore", "--previous", "4"] + self.args(), 3),
-            (["status", "--bogus"] + self.args(), 2),
-        ]
-        for argv, code in cases:
-            with self.subTest(argv=argv):
-                rc, out, err = self.run_main(argv)
-                self.assertEqual(rc, code, err)
-                self.assertNotIn("Traceback", err + out)
-                self.assertIn("error", err)
-        self.assertEqual(h.archive_family(self.archive), [])
-
-    def test_save_subprocess(self):
-        """`python bootstrap_assets.py save` as a real process: exit 0, then status."""
-        h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
-        env = h.clean_env()
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args(), env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "save"] + self.args("--quiet"),
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, b"", b""))
-        env.update(BOOTSTRAP_ASSETS_ARCHIVE=self.archive, BOOTSTRAP_ASSETS_DEST=self.local,
-                   BOOTSTRAP_ASSETS_DRIVE_MOUNT="")
-        r = subprocess.run([sys.executable, h.MODULE_PATH, "status"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
-        self.assertIn(b"current: assets.tar.gz", r.stdout)
-        self.assertIn(b"no local changes", r.stdout)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class NoSpaceTests(h.BATestCase):
         self.assertEqual(left, [], "left behind on the full filesystem")
         return e
 
-    def test_bytes(self):
+    def test_archive_larger_than_the_free_bytes_is_nospace_and_leaves_nothing(self):
         mnt = self.mnt("size=%dm" % self.fs_mb())
         members = [D("top"), F("top/big1.bin", bytes(self.room() // 2 + 1_000_000)),
                    F("top/big2.bin", bytes(self.room() // 2 + 1_000_000)), F("top/small.txt", b"s")]
@@ -62,7 +62,7 @@ class NoSpaceTests(h.BATestCase):
                 h.write_bytes(archive, h.archive_bytes(big), mtime=h.MTIME + 100)
                 self._check_nospace(archive, dest, before, engine=engine)
 
-    def test_inodes(self):
+    def test_more_members_than_free_inodes_is_nospace_and_leaves_nothing(self):
         mnt = self.mnt("size=%dm,nr_inodes=40" % self.fs_mb())
         members = [D("top")] + [F("top/f%03d.txt" % i, b"x") for i in range(100)]
         archive = h.write_bytes(os.path.join(self.src_dir, "a.tar.gz"), h.archive_bytes(members))
@@ -70,7 +70,7 @@ class NoSpaceTests(h.BATestCase):
             with self.subTest(engine=engine):
                 self._check_nospace(archive, os.path.join(mnt, "_assets"), None, engine=engine)
 
-    def test_gzip_bomb(self):
+    def test_gzip_bomb_is_nospace_and_leaves_nothing(self):
         """A 4 MB .tar.gz declaring a 4 GiB member: NoSpace, nothing left behind."""
         mnt = self.mnt("size=%dm" % (self.fs_mb() + 8))
         data = h.gzip_bomb_tar_gz(prefix_members=[D("top"), F("top/first.txt", b"first\n")],

@@ -31,7 +31,7 @@ class TransientErrorTests(h.BATestCase):
         self.assertTree(dest, h.expected_tree(MEMBERS, strip_top=True))
         self.assertNoStaging(dest)
 
-    def test_eio_then_works(self):
+    def test_eio_for_a_while_is_retried_until_it_works(self):
         for engine in h.engines():
             with self.subTest(engine=engine):
                 self._check(errno.EIO, "gz", (2, 3, 4), engine, sidecar=True)

@@ -65,7 +65,7 @@ class VersionTests(h.SaveTestCase):
                     self.assertRestores(views[4 - version], archive=archive, version=version)
                 self.assertSidecarConsistent(archive)
 
-    def test_status_lines(self):
+    def test_status_lists_current_versions_and_the_folder_state(self):
         lines = ba.status(self.archive, self.local, drive_mount="")
         self.assertEqual(lines[0], "archive %s" % self.archive)
         self.assertTrue(any("current: missing" in l for l in lines), lines)
@@ -140,7 +140,7 @@ class LayerTests(h.SaveTestCase):
         os.chmod(os.path.join(L, "d", "y.txt"), 0o600)
         os.utime(os.path.join(L, "d", "y.txt"), (h.MTIME, h.MTIME))  # a content-free change
 
-    def test_layer_content(self):
+    def test_layer_holds_the_changes_and_a_deleted_list_first(self):
         base = self.make_base()
         self.mutate()
         r = self.save()
@@ -328,7 +328,7 @@ class LayerOverRestoredArchiveTests(h.SaveTestCase):
                 self.assertRestores(want, archive=archive, engine=engine)
         self.assertSidecarConsistent(archive)
 
-    def test_layouts(self):
+    def test_archive_of_any_layout_with_or_without_sidecar_takes_a_layer(self):
         cases = [("top folder named like the local one", "_assets", "top", True),
                  ("top folder with another name", "assets_v1", "top", True),
                  ("./ contents", "_assets", "contents", True),
