@@ -142,14 +142,11 @@ class RestoreOverMount(E2ECase):
         first = ba.restore(self.archive, dest, quiet=True)
         self.assertEqual(first.action, "restored")
         before = self.bytes_read()
-        t0 = time.monotonic()
         second = ba.restore(self.archive, dest, quiet=True)
-        wall = time.monotonic() - t0
         read = self.bytes_read() - before
         self.assertEqual(second.action, "unchanged")
         self.assertEqual(second.local_changes, [])
         self.assertLess(read, V1.size / 10, f"the no-op re-run read {read} bytes off the mount")
-        self.assertLess(wall, 0.5, "the no-op re-run should take < 0.5 s")
         self.assertRestored(dest, V1)
         # and through the CLI
         p = cli("--archive", self.archive, "--dest", dest)
