@@ -3626,6 +3626,11 @@ def _with_context(exc, text):
     return exc
 
 
+# What _extract_one read: the archive's format and sha256, the bytes read, and the writer
+# to go on with (a zip replaces a GNU tar writer with the python one).
+_Extracted = collections.namedtuple("_Extracted", "format sha256 read writer")
+
+
 def _extract_one(source, extraction, writer, expected, checksum_source, container):
     """One archive of the chain, read once: hash, decompress and extract overlap."""
     hasher, counter = hashlib.sha256(), _Counter()
@@ -3683,7 +3688,7 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
     finally:
         for stage in reversed(stages):
             stage.close()
-    return fmt, hasher.hexdigest(), counter.bytes, writer
+    return _Extracted(fmt, hasher.hexdigest(), counter.bytes, writer)
 
 
 def _check_hash(hasher, expected, checksum_source, source):
@@ -4117,11 +4122,36 @@ class SaveResult(_Record):
 
 
 # ---------------------------------------------------------------------------- save: walk --
+class _SaveEntry(collections.namedtuple("_SaveEntry", "path manifest stat")):
+    """One thing a save packs: its path relative to the folder, its manifest entry
+    (["d", mode], ["f", size, mtime_ns, mode] or ["l", target], as the marker records it)
+    and its lstat."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self):
+        return self.manifest[0]
+
+    @property
+    def size(self):
+        return self.manifest[1] if self.manifest[0] == "f" else 0
+
+
+def _file_bytes(entries):
+    return sum(entry.size for entry in entries)
+
+
+def _file_count(entries):
+    """Files and symlinks: what a result reports as files (folders are not counted)."""
+    return sum(entry.kind != "d" for entry in entries)
+
+
 def _save_entries(folder):
     """(entries, warnings): what a save packs, parents before children, symlinks last.
 
-    Entries are (relative path, manifest entry, stat). Symlinks come last so that every
-    folder they point through already exists when a restore checks them.
+    Entries are _SaveEntry records (relative path, manifest entry, stat). Symlinks come last
+    so that every folder they point through already exists when a restore checks them.
     """
     real_folder = os.path.realpath(folder)
     entries, links, warnings, pending = [], [], [], [""]
@@ -4144,9 +4174,9 @@ def _save_entries(folder):
                     warnings.append(f"skipped {path}: a symlink to {target!r}, which leaves "
                                     f"the folder (restore would refuse it)")
                 else:
-                    links.append((path, manifest_entry, st))
+                    links.append(_SaveEntry(path, manifest_entry, st))
             else:
-                entries.append((path, manifest_entry, st))
+                entries.append(_SaveEntry(path, manifest_entry, st))
                 if manifest_entry[0] == "d":
                     pending.append(path)
     return entries + links, warnings
@@ -4810,7 +4840,7 @@ def _save_to_bucket(job, entries, incremental):
     if plan:
         return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
-    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    total = _file_bytes(entries)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
     digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
@@ -4828,7 +4858,7 @@ def _save_to_bucket(job, entries, incremental):
                              "manifest": manifest})
     return SaveResult(action="saved", archive=job.archive, written=job.archive,
                       bytes_written=size, bytes_packed=total,
-                      files=sum(e[1][0] != "d" for e in entries),
+                      files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
                       verified=job.verify, versions=versions, warnings=job.warnings)
 
@@ -4861,7 +4891,7 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
     does the sidecar name it: restore applies no layer its sidecar does not name."""
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(job.dest, changed, job.format, job.level)
-    total = sum(e[1][1] for e in changed if e[1][0] == "f")
+    total = _file_bytes(changed)
     folder = store.key.rpartition("/")[0]
     name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
     key = f"{folder}/{name}" if folder else name
@@ -4886,7 +4916,7 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
     _write_marker(job.dest, {"archive": dict(recorded, chain=chain), "manifest": manifest})
     return SaveResult(action="layer", archive=job.archive, layer=number, written=address,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
-                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
+                      files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
                       verified=job.verify, warnings=job.warnings)
 
@@ -5115,7 +5145,7 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
             progress.label, progress.total = f"applying {layer.name}", layer.size
             writer = _extract_one(layer, extraction, writer, layer_expected,
-                                  checksum_source, container)[3]
+                                  checksum_source, container).writer
             read += layer.size
             chain.append(layer.identity)
         writer.finish()
@@ -5298,14 +5328,14 @@ def _layer_plan(dest, entries, marker, chain, incremental):
     prefix = f"{top}/" if top else "./"
     old = marker["manifest"]
     current = {path: entry for path, entry, _ in entries}
-    changed = [e for e in entries if old.get(e[0]) != e[1]]
+    changed = [e for e in entries if old.get(e.path) != e.manifest]
     # Deleted first, then re-added: paths that changed kind, and retargeted symlinks (a
     # restore never lets a member replace a symlink).
     deleted = sorted(f"{prefix}{path}" for path in old
                      if path not in current or old[path][0] != current[path][0]
                      or (old[path][0] == "l" and old[path] != current[path]))
     layer_bytes = sum(layer["size"] for layer in chain[1:])
-    change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
+    change_bytes = _file_bytes(changed)
     if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
         return None
     return {"prefix": prefix, "changed": changed, "deleted": deleted,
@@ -5341,7 +5371,7 @@ def _save_failure(exc, archive):
 
 def _save_full(job, entries, manifest, sidecar):
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
-    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
     _check_room(job.archive, estimate)
     _check_local_room(job, estimate)
@@ -5360,7 +5390,7 @@ def _save_full(job, entries, manifest, sidecar):
     _flush_if_asked(job.flush_drive, job.drive_mount)
     return SaveResult(action="saved", archive=job.archive, written=job.archive,
                       bytes_written=size, bytes_packed=total,
-                      files=sum(e[1][0] != "d" for e in entries),
+                      files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
                       verified=job.verify, versions=versions, warnings=job.warnings,
                       parts=len(files) if len(files) > 1 else 0)
@@ -5369,7 +5399,7 @@ def _save_full(job, entries, manifest, sidecar):
 def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(job.dest, changed, job.format, job.level)
-    total = sum(e[1][1] for e in changed if e[1][0] == "f")
+    total = _file_bytes(changed)
     estimate = total + BLOCK * 2 * (len(changed) + 2)
     _check_room(job.archive, estimate)
     _check_local_room(job, estimate, layer=True)
@@ -5388,7 +5418,7 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     _flush_if_asked(job.flush_drive, job.drive_mount)
     return SaveResult(action="layer", archive=job.archive, layer=number, written=layer_path,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
-                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
+                      files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
                       verified=job.verify, warnings=job.warnings)
 
