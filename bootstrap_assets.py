@@ -257,6 +257,20 @@ class _Backoff:
         return True
 
 
+def _retried(action, retry_for, failures, judge, give_up, stop=None):
+    """action(), tried again while it fails transiently, with _Backoff's waits, for up to
+    retry_for seconds. For each of the failures (exception classes) caught, judge(exc)
+    raises what a failure that is not transient becomes, or returns the seconds to wait at
+    least (what the other side asked for); once the time is up, give_up(exc) is raised."""
+    backoff = _Backoff(retry_for, stop=stop)
+    while True:
+        try:
+            return action()
+        except failures as exc:
+            if not backoff.wait(judge(exc)):
+                raise give_up(exc) from None
+
+
 def _mb_per_s(nbytes, seconds):
     return nbytes / seconds / 1e6 if seconds else 0.0
 
@@ -345,6 +359,20 @@ def _mount_point(path):
     except OSError:
         return os.path.dirname(path)
     return folder
+
+
+def _no_space(where, doing, needs, free, fix):
+    """The NoSpace error, its words built alike everywhere: "Not enough space on WHERE
+    DOING: NEEDS, FREE. FIX"; where=None is the local disk Drive's cache is on ("Not enough
+    local space DOING: NEEDS; FREE. FIX"); needs=None says the space ran out while doing
+    it ("Ran out of space on WHERE while DOING (FREE). FIX")."""
+    if needs is None:
+        text = f"Ran out of space on {where} while {doing} ({free})"
+    elif where is None:
+        text = f"Not enough local space {doing}: {needs}; {free}"
+    else:
+        text = f"Not enough space on {where} {doing}: {needs}, {free}"
+    return NoSpace(f"{text}. {fix}")
 
 
 def _remove_tree(path):
@@ -953,19 +981,28 @@ def _read_sidecar(archive, retry_for, raw=False):
     """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
     with raw, its bytes (None when there is none)."""
     sidecar = archive + ".sha256"
-    backoff = _Backoff(retry_for)
-    while True:
+
+    def read():
         try:
             with open(sidecar, "rb") as f:
-                content = f.read(MAX_SIDECAR)
-            return content if raw else _sidecar_entries(content, sidecar)
+                return f.read(MAX_SIDECAR)
         except FileNotFoundError:
-            return None if raw else {}
-        except OSError as exc:
-            if exc.errno not in TRANSIENT_ERRNOS or not backoff.wait():
-                if exc.errno == errno.ENOTCONN:
-                    raise _dead_mount_error(sidecar, None, exc.strerror) from None
-                raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
+            return None
+
+    def failed(exc):
+        if exc.errno == errno.ENOTCONN:
+            return _dead_mount_error(sidecar, None, exc.strerror)
+        return BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}")
+
+    def judge(exc):
+        if exc.errno not in TRANSIENT_ERRNOS:
+            raise failed(exc) from None
+        return 0.0
+
+    content = _retried(read, retry_for, OSError, judge, failed)
+    if raw:
+        return content
+    return {} if content is None else _sidecar_entries(content, sidecar)
 
 
 def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
@@ -1041,29 +1078,28 @@ class _PathSource:
         return len(self.files) if self.identity.get("parts") else 0
 
     def _retrying(self, action, doing, path, offset=None):
-        backoff = _Backoff(self.retry_for)
-        while True:
-            try:
-                return action()
-            except FileNotFoundError:
+        def judge(exc):
+            if isinstance(exc, FileNotFoundError):
                 raise SourceMissing(f"The archive {path} does not exist."
                                     f"{_describe_missing(path)}") from None
-            except OSError as exc:
-                if exc.errno not in TRANSIENT_ERRNOS:
-                    raise BootstrapError(f"Cannot read {path}: {exc}") from None
-                if not backoff.wait():
-                    where = f" at byte {offset:,}" if offset is not None else ""
-                    if exc.errno == errno.ENOTCONN:
-                        raise _dead_mount_error(path, self.drive_mount,
-                                                f"{os.strerror(exc.errno)}, for "
-                                                f"{self.retry_for:g} s{where}") from None
-                    quota = _quota_hint(path, self.drive_cache)
-                    if quota:
-                        raise BootstrapError(quota) from None
-                    raise BootstrapError(
-                        f"{doing.capitalize()} {path} kept failing for {self.retry_for:g} s"
-                        f"{where}: {exc}. The mount may be unhealthy; run this again, or "
-                        f"remount Drive.") from None
+            if exc.errno not in TRANSIENT_ERRNOS:
+                raise BootstrapError(f"Cannot read {path}: {exc}") from None
+            return 0.0
+
+        def give_up(exc):
+            where = f" at byte {offset:,}" if offset is not None else ""
+            if exc.errno == errno.ENOTCONN:
+                return _dead_mount_error(path, self.drive_mount,
+                                         f"{os.strerror(exc.errno)}, for "
+                                         f"{self.retry_for:g} s{where}")
+            quota = _quota_hint(path, self.drive_cache)
+            if quota:
+                return BootstrapError(quota)
+            return BootstrapError(
+                f"{doing.capitalize()} {path} kept failing for {self.retry_for:g} s"
+                f"{where}: {exc}. The mount may be unhealthy; run this again, or "
+                f"remount Drive.")
+        return _retried(action, self.retry_for, OSError, judge, give_up)
 
     @staticmethod
     def identity_of(path):
@@ -1281,23 +1317,22 @@ class _HttpSource:
 
     def _retrying(self, action, doing, offset=None, stop=None):
         import http.client
-        backoff = _Backoff(self.retry_for, stop=stop)
-        while True:
-            wait = 0.0
-            try:
-                return action()
-            except _HttpStatus as exc:
-                refusal = self._refusal(exc)
-                if refusal is not None:
-                    raise refusal from None
-                failure, wait = exc, exc.retry_after or 0.0
-            except (OSError, http.client.HTTPException) as exc:
-                failure = exc
-            if not backoff.wait(wait):
-                where = f" at byte {offset:,}" if offset is not None else ""
-                raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
-                                     f"{self.retry_for:g} s{where}: {failure}. Check the "
-                                     f"network and run this again.")
+
+        def judge(exc):
+            if not isinstance(exc, _HttpStatus):
+                return 0.0
+            refusal = self._refusal(exc)
+            if refusal is not None:
+                raise refusal from None
+            return exc.retry_after or 0.0
+
+        def give_up(exc):
+            where = f" at byte {offset:,}" if offset is not None else ""
+            return BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
+                                  f"{self.retry_for:g} s{where}: {exc}. Check the "
+                                  f"network and run this again.")
+        return _retried(action, self.retry_for,
+                        (_HttpStatus, OSError, http.client.HTTPException), judge, give_up, stop)
 
     def _sidecar_url(self):
         import urllib.parse
@@ -3043,17 +3078,16 @@ class _SpaceGuard:
     def take(self, nbytes, what):
         need = nbytes + (-nbytes) % 4096 + 4096
         if need > self.left():
-            raise NoSpace(self.message(what, nbytes))
+            raise self.refusal(what, nbytes)
         self.used += need
 
-    def message(self, what, nbytes):
+    def refusal(self, what, nbytes):
         cache = (f" and {_human(self.in_cache)} for Drive's local copy of the parts still "
                  f"to be read" if self.in_cache else "")
-        return (f"Not enough space on {_mount_point(self.folder)} for {what}: it needs "
-                f"{_human(nbytes)}, {_human(max(self.left(), 0))} is left (of "
-                f"{_human(self.free)} free when the restore began, keeping "
-                f"{_human(SPACE_MARGIN)} spare{cache}). Free some space, or use --dest on a "
-                f"larger disk.")
+        return _no_space(_mount_point(self.folder), f"for {what}", f"it needs {_human(nbytes)}",
+                         f"{_human(max(self.left(), 0))} is left (of {_human(self.free)} free "
+                         f"when the restore began, keeping {_human(SPACE_MARGIN)} "
+                         f"spare{cache})", "Free some space, or use --dest on a larger disk.")
 
 
 class _PythonWriter:
@@ -3909,27 +3943,25 @@ def _restore_space_plan(source, parent, cache):
     if need <= free + reclaimable:
         return reclaimable, in_cache
     where = _mount_point(parent)
+    doing = f"to restore {source.path}"
     if not cache:
-        raise NoSpace(f"Not enough space on {where} to restore {source.path}: it needs "
-                      f"the archive's size ({_human(source.size)}) or more for the files, "
-                      f"plus {_human(SPACE_MARGIN)} this tool always leaves free, and "
-                      f"{_human(free)} is free. Free some space, or use --dest on a larger "
-                      f"disk.")
-    text = (f"Not enough space on {where} to restore {source.path}: it needs about "
-            f"{_human(need)} there ({_human(source.size)} or more of extracted files, plus "
-            f"{_human(in_cache)} for Drive's local copy of what is being read), and "
-            f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's cache "
-            f"({cache.folder}). Drive keeps a local copy of a file on this disk for as long as "
-            f"it is open")
+        raise _no_space(where, doing, f"it needs the archive's size ({_human(source.size)}) "
+                        f"or more for the files, plus {_human(SPACE_MARGIN)} this tool always "
+                        f"leaves free", f"and {_human(free)} is free",
+                        "Free some space, or use --dest on a larger disk.")
+    fix = "Drive keeps a local copy of a file on this disk for as long as it is open"
     if len(getattr(source, "files", ())) == 1:
-        text += (f", so an archive read as one file needs its size twice. Fix: split it into "
-                 f"parts once, in place on Drive: python bootstrap_assets.py split --archive "
-                 f"'{source.path}' (then a restore needs about two parts of room beyond the "
-                 f"files), or use --dest on a larger disk.")
+        fix += (f", so an archive read as one file needs its size twice. Fix: split it into "
+                f"parts once, in place on Drive: python bootstrap_assets.py split --archive "
+                f"'{source.path}' (then a restore needs about two parts of room beyond the "
+                f"files), or use --dest on a larger disk.")
     else:
-        text += ". Fix: free some space, use --dest on a larger disk, or save with a smaller "\
-                "--part-size."
-    raise NoSpace(text)
+        fix += ". Fix: free some space, use --dest on a larger disk, or save with a smaller "\
+               "--part-size."
+    raise _no_space(where, doing, f"it needs about {_human(need)} there ({_human(source.size)} "
+                    f"or more of extracted files, plus {_human(in_cache)} for Drive's local "
+                    f"copy of what is being read)", f"and {_human(free)} is free, with "
+                    f"{_human(reclaimable)} more held by Drive's cache ({cache.folder})", fix)
 
 
 def _cache_note(in_cache):
@@ -4481,9 +4513,9 @@ def _check_room(archive, nbytes):
     folder = os.path.dirname(archive)
     free = _free_bytes(folder)
     if nbytes > free:
-        raise NoSpace(f"Not enough space on {_mount_point(folder)} to save {archive}: about "
-                      f"{_human(nbytes)} is needed, {_human(free)} is free. Free some space "
-                      f"on Drive (empty its trash too). Nothing was written.")
+        raise _no_space(_mount_point(folder), f"to save {archive}",
+                        f"about {_human(nbytes)} is needed", f"{_human(free)} is free",
+                        "Free some space on Drive (empty its trash too). Nothing was written.")
 
 
 def _check_local_room(job, estimate, layer=False):
@@ -4498,12 +4530,12 @@ def _check_local_room(job, estimate, layer=False):
         return
     fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
            "a time)" if one_file and not layer else "use a smaller --part-size")
-    raise NoSpace(f"Not enough local space to save {job.archive}: Drive keeps a local copy "
-                  f"of a file being written on {_mount_point(job.dest)} until it is closed "
-                  f"and uploaded, and this save would hold about {_human(in_cache)} there; "
-                  f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
-                  f"cache ({job.cache.folder}). Nothing was written. Fix: {fix}, or free "
-                  f"some local space.")
+    raise _no_space(None, f"to save {job.archive}", f"Drive keeps a local copy of a file "
+                    f"being written on {_mount_point(job.dest)} until it is closed and "
+                    f"uploaded, and this save would hold about {_human(in_cache)} there",
+                    f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
+                    f"cache ({job.cache.folder})",
+                    f"Nothing was written. Fix: {fix}, or free some local space.")
 
 
 def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
@@ -5156,12 +5188,12 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
     except OSError as exc:
         if exc.errno in NO_SPACE_ERRNOS:
-            raise NoSpace(f"Ran out of space on {_mount_point(container)} while restoring "
-                          f"{source.path} into {dest} ({_human(extraction.total)} extracted, "
-                          f"{_human(_free_bytes(container))} and "
-                          f"{os.statvfs(container).f_favail:,} inodes free now"
-                          f"{_cache_note(in_cache)}). Nothing was changed at {dest}. Free "
-                          f"some space, or use --dest on a larger disk.") from None
+            raise _no_space(_mount_point(container), f"restoring {source.path} into {dest}",
+                            None, f"{_human(extraction.total)} extracted, "
+                            f"{_human(_free_bytes(container))} and "
+                            f"{os.statvfs(container).f_favail:,} inodes free now"
+                            f"{_cache_note(in_cache)}", f"Nothing was changed at {dest}. Free "
+                            f"some space, or use --dest on a larger disk.") from None
         raise BootstrapError(f"Restoring {source.path} failed while writing under "
                              f"{container}: {exc}. Nothing was changed at {dest}.") from None
     finally:
@@ -5355,10 +5387,10 @@ def _save_failure(exc, archive):
     except OSError:
         free = "the mount does not answer"
     if exc.errno in NO_SPACE_ERRNOS:
-        return NoSpace(f"Ran out of space on {_mount_point(folder)} while saving {archive} "
-                       f"({exc.strerror}; {free}). The previous archive and its checksum are "
-                       f"intact. Free some space on Drive (empty its trash too), then save "
-                       f"again.")
+        return _no_space(_mount_point(folder), f"saving {archive}", None,
+                         f"{exc.strerror}; {free}", "The previous archive and its checksum "
+                         "are intact. Free some space on Drive (empty its trash too), then "
+                         "save again.")
     if exc.errno == errno.ENOTCONN:
         return _dead_mount_error(archive, None, exc.strerror)
     if exc.errno in NOT_WRITABLE_ERRNOS:
@@ -5506,13 +5538,13 @@ def _check_split_room(source, part_size, cache):
     free, reclaimable = _free_bytes(cache.folder), cache.reclaimable()
     need = source.size + 2 * part_size + SPACE_MARGIN
     if need > free + reclaimable:
-        raise NoSpace(f"Not enough local space to split {source.path}: Drive keeps a local "
-                      f"copy of the file while it is read and of each part while it is "
-                      f"written, about {_human(need)} on {_mount_point(cache.folder)}; "
-                      f"{_human(free)} is free, with {_human(reclaimable)} more held by "
-                      f"Drive's cache ({cache.folder}). Nothing was written. Fix: free some "
-                      f"local space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
-                      f"--numeric-suffixes=1 FILE FILE.part-) and upload the parts.")
+        raise _no_space(None, f"to split {source.path}", f"Drive keeps a local copy of the "
+                        f"file while it is read and of each part while it is written, about "
+                        f"{_human(need)} on {_mount_point(cache.folder)}", f"{_human(free)} "
+                        f"is free, with {_human(reclaimable)} more held by Drive's cache "
+                        f"({cache.folder})", "Nothing was written. Fix: free some local "
+                        "space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
+                        "--numeric-suffixes=1 FILE FILE.part-) and upload the parts.")
 
 
 def _follow_split(dest, old_identity, new_identity, digest):
