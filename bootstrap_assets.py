@@ -3665,7 +3665,7 @@ def _with_context(exc, text):
 _Extracted = collections.namedtuple("_Extracted", "format sha256 read writer")
 
 
-def _extract_one(source, extraction, writer, expected, checksum_source, container):
+def _extract_one(source, extraction, writer, expected, checksum_source, staging):
     """One archive of the chain, read once: hash, decompress and extract overlap."""
     hasher, counter = hashlib.sha256(), _Counter()
     raw = _Stage(lambda: _hashing(source, hasher, counter), "read", READ_AHEAD_DEPTH)
@@ -3685,13 +3685,13 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
             if not isinstance(writer, _PythonWriter):
                 writer.finish()  # zip is always extracted by the python engine
                 writer = _PythonWriter(extraction.root)
-            spool = os.path.join(container, "archive.zip")
+            spool = os.path.join(staging, "archive.zip")
             with open(spool, "wb") as f:
                 for piece in chunks:
                     f.write(piece)
                     extraction.progress.update(counter.bytes, 0)
             _check_hash(hasher, expected, checksum_source, source)
-            extraction.space.free = _free_bytes(container)
+            extraction.space.free = _free_bytes(staging)
             _extract_zip(spool, extraction, writer, counter)
             os.unlink(spool)
         else:
@@ -5129,16 +5129,17 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                 f"{dest}.old-<timestamp>, never deleted).")
         cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
         plan = _restore_space_plan(source, parent, cache)
-        container = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
-                                         f"{os.urandom(4).hex()}")
-        os.mkdir(container, 0o700)
+        # the staging folder beside dest: everything of this restore, removed at the end
+        staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
+                                       f"{os.urandom(4).hex()}")
+        os.mkdir(staging, 0o700)
         try:
-            result = _restore_into(source, archive, sidecar, container, dest, engine, expected,
+            result = _restore_into(source, archive, sidecar, staging, dest, engine, expected,
                                    checksum_source, quiet, retry_for, drive_mount, plan)
-            result.moved_aside = _install(result.dest, dest, container, force)
+            result.moved_aside = _install(result.dest, dest, staging, force)
         finally:
-            _remove_tree(container)
-        _clean_stale_staging(dest, keep=container)
+            _remove_tree(staging)
+        _clean_stale_staging(dest, keep=staging)
     result.dest = dest
     result.note = "; ".join(text for text in (note, result.note) if text) or None
     result.local_changes = changes
@@ -5146,21 +5147,22 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     return result
 
 
-def _restore_into(source, archive, sidecar, container, dest, engine, expected, checksum_source,
+def _restore_into(source, archive, sidecar, staging, dest, engine, expected, checksum_source,
                   quiet, retry_for, drive_mount, plan):
-    """Extract the archive and its layers into container; return a RestoreResult whose dest
-    is the finished folder (inside container)."""
-    root = os.path.join(container, "root")
-    os.mkdir(root, 0o700)
+    """Extract the archive and its layers into staging; return a RestoreResult whose dest
+    is the finished folder (inside staging)."""
+    extraction_root = os.path.join(staging, "root")  # where the members are written
+    os.mkdir(extraction_root, 0o700)
     progress = _Progress(f"restoring {source.name}", source.size, quiet)
     reclaimable, in_cache = plan
-    extraction = _Extraction(root, _SpaceGuard(container, reclaimable, in_cache), progress,
-                             dest)
+    extraction = _Extraction(extraction_root, _SpaceGuard(staging, reclaimable, in_cache),
+                             progress, dest)
     cache_shares_disk = bool(in_cache)
-    writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root, cache_shares_disk)
+    writer = _GnuTarWriter(extraction_root) if engine == "tar" else \
+        _PythonWriter(extraction_root, cache_shares_disk)
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
-                                                   checksum_source, container)
+                                                   checksum_source, staging)
         if extraction.holds_nothing():
             raise CorruptArchive(f"Cannot restore {source.path}: the archive holds no files "
                                  f"(it is empty, or holds only an empty folder). Nothing was "
@@ -5172,12 +5174,12 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
         for layer_path, _ in layers:
             if engine == "tar":
                 writer.finish()
-                writer = _GnuTarWriter(root)
+                writer = _GnuTarWriter(extraction_root)
             layer = _open_source(layer_path, retry_for, drive_mount)
             layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
             progress.label, progress.total = f"applying {layer.name}", layer.size
             writer = _extract_one(layer, extraction, writer, layer_expected,
-                                  checksum_source, container).writer
+                                  checksum_source, staging).writer
             read += layer.size
             chain.append(layer.identity)
         writer.finish()
@@ -5188,37 +5190,38 @@ def _restore_into(source, archive, sidecar, container, dest, engine, expected, c
             raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
     except OSError as exc:
         if exc.errno in NO_SPACE_ERRNOS:
-            raise _no_space(_mount_point(container), f"restoring {source.path} into {dest}",
+            raise _no_space(_mount_point(staging), f"restoring {source.path} into {dest}",
                             None, f"{_human(extraction.total)} extracted, "
-                            f"{_human(_free_bytes(container))} and "
-                            f"{os.statvfs(container).f_favail:,} inodes free now"
+                            f"{_human(_free_bytes(staging))} and "
+                            f"{os.statvfs(staging).f_favail:,} inodes free now"
                             f"{_cache_note(in_cache)}", f"Nothing was changed at {dest}. Free "
                             f"some space, or use --dest on a larger disk.") from None
         raise BootstrapError(f"Restoring {source.path} failed while writing under "
-                             f"{container}: {exc}. Nothing was changed at {dest}.") from None
+                             f"{staging}: {exc}. Nothing was changed at {dest}.") from None
     finally:
         if writer is not None:
             writer.abort()
         progress.close()
-    content = extraction.content_root()
-    prefix = os.path.relpath(content, root)
+    # the tree to install: the archive's lone top folder (see content_root), or the root
+    finished = extraction.content_root()
+    prefix = os.path.relpath(finished, extraction_root)
     try:
         for name in MARKER_FILES:  # a file of that name is ours to replace; anything else not
-            path = os.path.join(content, name)
+            path = os.path.join(finished, name)
             if os.path.lexists(path) and not os.path.isfile(path) or os.path.islink(path):
                 raise UnsafeArchive(f"member {name!r} takes the name of this tool's marker "
                                     f"file, as something other than a file (rule: the "
                                     f"marker's name is the tool's)")
-        manifest = _scan(content, check=True)
+        manifest = _scan(finished, check=True)
     except UnsafeArchive as exc:
         raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    _write_marker(content, {
+    _write_marker(finished, {
         "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
                     "verified": expected is not None, "checksum_source": checksum_source,
                     "format": fmt, "prefix": "" if prefix == "." else prefix},
         "manifest": manifest,
     })
-    return RestoreResult(action="restored", archive=source.path, dest=content,
+    return RestoreResult(action="restored", archive=source.path, dest=finished,
                          archive_bytes=read, layers=len(layers),
                          files=sum(entry[0] != "d" for entry in manifest.values()),
                          bytes_extracted=extraction.total, sha256=base_sha,
