@@ -25,6 +25,39 @@ Ways in:
 
 Standard library only; CPython 3.9 to 3.14; Linux and macOS. GNU tar and zstd are used when
 present, never required. Exit codes are listed with the exceptions below.
+
+The file, top to bottom (one `# ---- name --` banner each):
+    exceptions                      every failure, with its exit code
+    small helpers                   records, backoff and retries, sizes, the NoSpace message
+    settings                        flags, environment, then CONFIG; Kaggle's own places
+    locate: the Drive mount         is it mounted, why a file is missing, Drive's cache
+    names on the mount              versions, layers, parts, and the .sha256 sidecar
+    locate: a path                  a file (or its parts) on a mount, read with retries
+    locate: a URL                   ranged, parallel HTTP reads
+    locate: object stores           s3:// and gs://; _open_source picks the source
+    stream and hash: the pipe       stages in threads; sha256 as the bytes are read
+    decompress: formats             detection; gzip, bz2, xz, zstd; external programs
+    tar, read by hand               headers, pax, long names, sparse files: _tar_members
+    validate: every member          names, the tree model, no writing through links, _scan
+    write: the writers              the space guard, the python engine, the GNU tar engine
+    extraction: one pass            source to writer for tar and zip; the hash check
+    the destination and its marker  what dest holds, the lock, staging, the marker
+    install                         the finished folder into place, the old one aside
+    report: progress and results    progress lines, RestoreResult, SaveResult
+    save: walk                      what a save packs
+    save: pack                      the tar stream
+    save: compress                  gz or zst, and whether it pays
+    save: write                     files or parts on the mount, room checks, _write_stream
+    save: read back                 what reached the mount, hashed again
+    save: publish                   the crash-safe swap, versions, the sidecar
+    save: publish to a bucket       the same on s3:// and gs://
+    restore                         restore()
+    save                            save(): a full archive or a layer
+    split                           split(): an archive into parts, in place
+    status                          status()
+    autosave                        autosave(), Autosave
+    demo                            demo()
+    CLI                             main(): the parser, errors to exit codes
 """
 
 # ------------------------------------------------------------------------------------------
@@ -403,7 +436,7 @@ def _remove_tree(path):
             pending.pop()
 
 
-# ----------------------------------------------- settings: Colab's and Kaggle's defaults --
+# ------------------------------------------------------------------------------ settings --
 # The CONFIG block's values as shipped: Colab's places. Left as shipped in a Kaggle
 # notebook, they give way to Kaggle's (see _settings).
 _COLAB_ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
@@ -673,7 +706,7 @@ class _DriveCache:
         return total
 
 
-# ------------------------------- names on the mount: versions, layers, parts, the sidecar --
+# -------------------------------------------------------------------- names on the mount --
 def _part_name(name, number):
     return f"{name}{PART_INFIX}{number:04d}"
 
@@ -3405,7 +3438,7 @@ def _pick_engine(engine):
     return engine
 
 
-# -------------------------------------------- extraction: one pass from source to writer --
+# ------------------------------------------------------------------ extraction: one pass --
 class _Extraction:
     """What the members of one restore (a base archive and its layers) have built so far."""
 
