@@ -25,6 +25,39 @@ Ways in:
 
 Standard library only; CPython 3.9 to 3.14; Linux and macOS. GNU tar and zstd are used when
 present, never required. Exit codes are listed with the exceptions below.
+
+The file, top to bottom (one `# ---- name --` banner each):
+    exceptions                      every failure, with its exit code
+    small helpers                   records, backoff and retries, sizes, the NoSpace message
+    settings                        flags, environment, then CONFIG; Kaggle's own places
+    locate: the Drive mount         is it mounted, why a file is missing, Drive's cache
+    names on the mount              versions, layers, parts, and the .sha256 sidecar
+    locate: a path                  a file (or its parts) on a mount, read with retries
+    locate: a URL                   ranged, parallel HTTP reads
+    locate: object stores           s3:// and gs://; _open_source picks the source
+    stream and hash: the pipe       stages in threads; sha256 as the bytes are read
+    decompress: formats             detection; gzip, bz2, xz, zstd; external programs
+    tar, read by hand               headers, pax, long names, sparse files: _tar_members
+    validate: every member          names, the tree model, no writing through links, _scan
+    write: the writers              the space guard, the python engine, the GNU tar engine
+    extraction: one pass            source to writer for tar and zip; the hash check
+    the destination and its marker  what dest holds, the lock, staging, the marker
+    install                         the finished folder into place, the old one aside
+    report: progress and results    progress lines, RestoreResult, SaveResult
+    save: walk                      what a save packs
+    save: pack                      the tar stream
+    save: compress                  gz or zst, and whether it pays
+    save: write                     files or parts on the mount, room checks, _write_stream
+    save: read back                 what reached the mount, hashed again
+    save: publish                   the crash-safe swap, versions, the sidecar
+    save: publish to a bucket       the same on s3:// and gs://
+    restore                         restore()
+    save                            save(): a full archive or a layer
+    split                           split(): an archive into parts, in place
+    status                          status()
+    autosave                        autosave(), Autosave
+    demo                            demo()
+    CLI                             main(): the parser, errors to exit codes
 """
 
 # ------------------------------------------------------------------------------------------
@@ -213,7 +246,7 @@ class AccessDenied(BootstrapError):
     exit_code = 12
 
 
-# ------------------------------------------------------------------------ small helpers --
+# ------------------------------------------------------------------------- small helpers --
 class _Record(types.SimpleNamespace):
     """Fields given by keyword over the defaults the class annotates (each list default
     fresh per record), with a readable repr and equality: what a dataclass gives, without
@@ -255,6 +288,20 @@ class _Backoff:
             return not self.stop.wait(pause)
         time.sleep(pause)
         return True
+
+
+def _retried(action, retry_for, failures, judge, give_up, stop=None):
+    """action(), tried again while it fails transiently, with _Backoff's waits, for up to
+    retry_for seconds. For each of the failures (exception classes) caught, judge(exc)
+    raises what a failure that is not transient becomes, or returns the seconds to wait at
+    least (what the other side asked for); once the time is up, give_up(exc) is raised."""
+    backoff = _Backoff(retry_for, stop=stop)
+    while True:
+        try:
+            return action()
+        except failures as exc:
+            if not backoff.wait(judge(exc)):
+                raise give_up(exc) from None
 
 
 def _mb_per_s(nbytes, seconds):
@@ -347,6 +394,20 @@ def _mount_point(path):
     return folder
 
 
+def _no_space(where, doing, needs, free, fix):
+    """The NoSpace error, its words built alike everywhere: "Not enough space on WHERE
+    DOING: NEEDS, FREE. FIX"; where=None is the local disk Drive's cache is on ("Not enough
+    local space DOING: NEEDS; FREE. FIX"); needs=None says the space ran out while doing
+    it ("Ran out of space on WHERE while DOING (FREE). FIX")."""
+    if needs is None:
+        text = f"Ran out of space on {where} while {doing} ({free})"
+    elif where is None:
+        text = f"Not enough local space {doing}: {needs}; {free}"
+    else:
+        text = f"Not enough space on {where} {doing}: {needs}, {free}"
+    return NoSpace(f"{text}. {fix}")
+
+
 def _remove_tree(path):
     """Delete a tree of ours, including read-only folders an archive may have made.
 
@@ -375,111 +436,118 @@ def _remove_tree(path):
             pending.pop()
 
 
-def _parse_sha256(text, origin):
-    text = (text or "").strip().lower()
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise UsageError(f"{origin} must be 64 hex digits (a sha256), got {text[:80]!r}.")
-    return text
+# ------------------------------------------------------------------------------ settings --
+# The CONFIG block's values as shipped: Colab's places. Left as shipped in a Kaggle
+# notebook, they give way to Kaggle's (see _settings).
+_COLAB_ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
+_COLAB_DEST = "/content/_assets"
+_KAGGLE_ROOT = "/kaggle"  # a module constant so that tests can point it elsewhere
+# Set in every Kaggle notebook's kernel (interactive or a "Save Version" run)
+KAGGLE_ENV = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz",
+                    ".tar.zst", ".tzst", ".zip")
+KAGGLE_SEARCH_DEPTH = 3  # /kaggle/input/DATASET/FOLDER/FILE: deeper is a dataset's content
+KAGGLE_LISTED = 20  # archives an error lists; a dataset of many zips would flood the cell
 
 
-def _sidecar_entries(content, where):
-    """{file name: {sha256, ...}} from `sha256sum` lines (`<hex>  <name>`, `<hex> *<name>`,
-    or a bare hex). While a save swaps files, a name may carry two hashes: its content
-    before and after, so that whatever instant a crash hits, every file verifies."""
-    entries = {}
-    for line in content.decode("utf-8", "surrogateescape").splitlines():
-        words = line.split(None, 1)
-        if not words or words[0].startswith("#"):  # comments (sha256sum -c skips them too)
-            continue
+def _on_kaggle():
+    """A Kaggle notebook: its environment variables, and the folder its datasets are in."""
+    return (any(os.environ.get(name) for name in KAGGLE_ENV)
+            and os.path.isdir(os.path.join(_KAGGLE_ROOT, "input")))
+
+
+def _kaggle_dest():
+    """/kaggle/temp/_assets: what /kaggle/working holds becomes the notebook's output when a
+    version is saved (20 GB at most); /kaggle/temp is the session's scratch space."""
+    return os.path.join(_KAGGLE_ROOT, "temp", "_assets")
+
+
+def _archives_under(root):
+    """Archives (or the first part of one) under root, down to KAGGLE_SEARCH_DEPTH, sorted."""
+    found = []
+
+    def visit(folder, depth):
         try:
-            digest = _parse_sha256(words[0], f"A line of the checksum file {where}")
-        except UsageError as exc:
-            raise BootstrapError(f"{exc} Fix or delete that file.") from None
-        name = words[1].strip().lstrip("*") if len(words) > 1 else ""
-        entries.setdefault(name, set()).add(digest)
-    if not entries:
-        raise BootstrapError(f"The checksum file {where} is empty. Delete it, or write the "
-                             f"archive's hash into it with: sha256sum ARCHIVE > {where}")
-    return entries
-
-
-def _expected_hashes(entries, name, fallback=True):
-    """The hashes the sidecar accepts for name; a lone line about another file also covers
-    a renamed archive (but not a line about one of its own versions or layers)."""
-    if name in entries:
-        return frozenset(entries[name])
-    if not fallback:
-        return None
-    if "" in entries:
-        return frozenset(entries[""])
-    if len(entries) == 1 and not next(iter(entries)).startswith(name + "."):
-        return frozenset(next(iter(entries.values())))
-    return None
-
-
-def _sidecar_identities(content):
-    """{sha256: [size, mtime_ns]} from the `# identity` comment lines save writes.
-
-    They let the next save tell which of two hashes a name holds after a crash mid-save
-    (renames keep a file's size and mtime), without reading the file.
-    """
-    identities = {}
-    for line in content.decode("utf-8", "surrogateescape").splitlines():
-        words = line.split()
-        if len(words) == 5 and words[:2] == ["#", "identity"] and all(
-                w.isdigit() for w in words[3:]):
-            identities[words[2]] = [int(words[3]), int(words[4])]
-    return identities
-
-
-def _sidecar_part_sets(content):
-    """{version name: {(whole sha256, (part sha256, ...) or None)}} from the `# parts`
-    comment lines save writes for an archive stored as parts. A name carries two sets while
-    a save renames files, like a file's line; None: the parts' own hashes are not known."""
-    sets = {}
-    for line in content.decode("utf-8", "surrogateescape").splitlines():
-        words = line.split(None, 4)
-        if len(words) < 5 or words[:2] != ["#", "parts"]:
-            continue
-        hashes = None if words[3] == "-" else tuple(words[3].split(","))
-        digests = [words[2]] + list(hashes or ())
-        if all(len(d) == 64 and not d.strip("0123456789abcdef") for d in digests):
-            sets.setdefault(words[4].strip(), set()).add((words[2], hashes))
-    return sets
-
-
-def _sidecar_journal(content):
-    """The `# journal` line of a sidecar written while a save moves files (see _publish)."""
-    for line in (content or b"").decode("utf-8", "surrogateescape").splitlines():
-        if line.startswith("# journal "):
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
             try:
-                journal = json.loads(line[len("# journal "):])
-            except ValueError:
-                return None
-            return journal if isinstance(journal, dict) else None
-    return None
+                is_folder = entry.is_dir()
+            except OSError:
+                continue
+            if is_folder:
+                if depth < KAGGLE_SEARCH_DEPTH:
+                    visit(entry.path, depth + 1)
+            elif entry.name.endswith(PART_INFIX + "0001"):
+                found.append(entry.path[:-len(PART_INFIX + "0001")])
+            elif entry.name.lower().endswith(ARCHIVE_SUFFIXES):
+                found.append(entry.path)
+
+    visit(root, 1)
+    return found
 
 
-def _read_sidecar(archive, retry_for, raw=False):
-    """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
-    with raw, its bytes (None when there is none)."""
-    sidecar = archive + ".sha256"
-    backoff = _Backoff(retry_for)
-    while True:
-        try:
-            with open(sidecar, "rb") as f:
-                content = f.read(MAX_SIDECAR)
-            return content if raw else _sidecar_entries(content, sidecar)
-        except FileNotFoundError:
-            return None if raw else {}
-        except OSError as exc:
-            if exc.errno not in TRANSIENT_ERRNOS or not backoff.wait():
-                if exc.errno == errno.ENOTCONN:
-                    raise _dead_mount_error(sidecar, None, exc.strerror) from None
-                raise BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}") from None
+def _kaggle_save_fix(name):
+    working = os.path.join(_KAGGLE_ROOT, "working")
+    return (f"pass --archive {working}/{name} (what {working} holds is kept as the "
+            f"notebook's output when you save a version; make that output a dataset to "
+            f"restore it in a later session)")
 
 
-# ------------------------------------------------------------------- finding the source --
+def _kaggle_archive(saving):
+    """The archive when none is given in a Kaggle notebook: the one archive under
+    /kaggle/input, where Kaggle mounts the notebook's datasets (read-only); else an error
+    that names the flag to pass, and the archives there to pass it with."""
+    import shlex
+    inputs = os.path.join(_KAGGLE_ROOT, "input")
+    found = _archives_under(inputs)
+    if saving:
+        name = os.path.basename(found[0]) if len(found) == 1 else "assets.tar.gz"
+        raise UsageError(f"In a Kaggle notebook, save needs --archive: {inputs}, where the "
+                         f"datasets are, is read-only. Fix: {_kaggle_save_fix(name)}.")
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SourceMissing(
+            f"In a Kaggle notebook, no archive was given and {inputs} holds none (no "
+            f"{', '.join(ARCHIVE_SUFFIXES)} file in its datasets, down to "
+            f"{KAGGLE_SEARCH_DEPTH} folders deep). Fix: add the dataset that holds your "
+            f"archive to the notebook (Add Input) and run again, or pass --archive with its "
+            f"path or URL.")
+    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found[:KAGGLE_LISTED])
+    if len(found) > KAGGLE_LISTED:
+        choices += f"\n  ... and {len(found) - KAGGLE_LISTED} more under {inputs}"
+    raise UsageError(f"In a Kaggle notebook, no archive was given and {inputs} holds "
+                     f"{len(found)}. Fix: pass the one to restore:\n{choices}")
+
+
+def _settings(archive, dest, drive_mount, saving=False):
+    """Arguments, else environment variables, else the CONFIG block; in a Kaggle notebook,
+    Kaggle's places for what the CONFIG block holds as shipped."""
+    kaggle = _on_kaggle()
+    archive = archive or os.environ.get(ENV_ARCHIVE) or (
+        _kaggle_archive(saving) if kaggle and ARCHIVE == _COLAB_ARCHIVE else ARCHIVE)
+    if not _is_url(archive):
+        archive = os.path.abspath(os.path.expanduser(archive))
+    dest = dest or os.environ.get(ENV_DEST) or (
+        _kaggle_dest() if kaggle and DEST == _COLAB_DEST else DEST)
+    dest = os.path.abspath(os.path.expanduser(dest))
+    if os.path.islink(dest):
+        # A link the user made (/content/_assets -> a larger disk) is kept: the folder is
+        # its target, and the staging folder goes beside the target, so that the final
+        # rename stays on one filesystem and replaces the folder, not the link.
+        dest = os.path.realpath(dest)
+    if saving and kaggle and _is_within(archive, os.path.join(_KAGGLE_ROOT, "input")):
+        raise UsageError(f"Cannot save to {archive}: {_KAGGLE_ROOT}/input, where Kaggle "
+                         f"mounts the datasets, is read-only. Nothing was written. Fix: "
+                         f"{_kaggle_save_fix(os.path.basename(archive))}.")
+    if drive_mount is None:
+        drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
+    return archive, dest, drive_mount
+
+
+# --------------------------------------------------------------- locate: the Drive mount --
 def _drive_mount_fix(drive_mount):
     return (f"In a notebook cell, run: from google.colab import drive; "
             f"drive.mount('{drive_mount}')")
@@ -638,6 +706,7 @@ class _DriveCache:
         return total
 
 
+# -------------------------------------------------------------------- names on the mount --
 def _part_name(name, number):
     return f"{name}{PART_INFIX}{number:04d}"
 
@@ -715,6 +784,36 @@ def _no_such_version(archive, version):
         f"{f' to {name}.{kept}' if kept > 1 else ''}), so there is no --previous {version} "
         f"to restore. Pass --previous {kept if kept == 1 else f'1 to {kept}'}; "
         f"`python bootstrap_assets.py status` lists them with their dates.")
+
+
+def _version_path(archive, version):
+    return f"{archive}.{version}" if version else archive
+
+
+def _layer_prefix(archive_path, base_sha):
+    """Layers are named after their base's hash, so renaming a base never separates them."""
+    return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
+
+
+def _find_layers(archive_path, base_sha):
+    """The layer files of the base with this hash, in order (stops at the first gap).
+
+    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
+    """
+    folder = os.path.dirname(archive_path)
+    return [os.path.join(folder, name) for name in
+            _layer_names(os.listdir(folder), _layer_prefix(archive_path, base_sha))]
+
+
+def _layer_names(names, prefix):
+    """prefix1, prefix2, ... among names, up to the first gap."""
+    numbers = {int(n[len(prefix):]) for n in names
+               if n.startswith(prefix) and n[len(prefix):].isdigit()}
+    layers, k = [], 1
+    while k in numbers:
+        layers.append(f"{prefix}{k}")
+        k += 1
+    return layers
 
 
 def _archive_files(archive, version, sidecar):
@@ -809,6 +908,164 @@ def _identity(path, files):
             "parts": [[os.path.basename(p), size, mtime] for p, size, mtime in files]}
 
 
+def _parse_sha256(text, origin):
+    text = (text or "").strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UsageError(f"{origin} must be 64 hex digits (a sha256), got {text[:80]!r}.")
+    return text
+
+
+def _sidecar_entries(content, where):
+    """{file name: {sha256, ...}} from `sha256sum` lines (`<hex>  <name>`, `<hex> *<name>`,
+    or a bare hex). While a save swaps files, a name may carry two hashes: its content
+    before and after, so that whatever instant a crash hits, every file verifies."""
+    entries = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split(None, 1)
+        if not words or words[0].startswith("#"):  # comments (sha256sum -c skips them too)
+            continue
+        try:
+            digest = _parse_sha256(words[0], f"A line of the checksum file {where}")
+        except UsageError as exc:
+            raise BootstrapError(f"{exc} Fix or delete that file.") from None
+        name = words[1].strip().lstrip("*") if len(words) > 1 else ""
+        entries.setdefault(name, set()).add(digest)
+    if not entries:
+        raise BootstrapError(f"The checksum file {where} is empty. Delete it, or write the "
+                             f"archive's hash into it with: sha256sum ARCHIVE > {where}")
+    return entries
+
+
+def _expected_hashes(entries, name, fallback=True):
+    """The hashes the sidecar accepts for name; a lone line about another file also covers
+    a renamed archive (but not a line about one of its own versions or layers)."""
+    if name in entries:
+        return frozenset(entries[name])
+    if not fallback:
+        return None
+    if "" in entries:
+        return frozenset(entries[""])
+    if len(entries) == 1 and not next(iter(entries)).startswith(name + "."):
+        return frozenset(next(iter(entries.values())))
+    return None
+
+
+def _sidecar_identities(content):
+    """{sha256: [size, mtime_ns]} from the `# identity` comment lines save writes.
+
+    They let the next save tell which of two hashes a name holds after a crash mid-save
+    (renames keep a file's size and mtime), without reading the file.
+    """
+    identities = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split()
+        if len(words) == 5 and words[:2] == ["#", "identity"] and all(
+                w.isdigit() for w in words[3:]):
+            identities[words[2]] = [int(words[3]), int(words[4])]
+    return identities
+
+
+def _sidecar_part_sets(content):
+    """{version name: {(whole sha256, (part sha256, ...) or None)}} from the `# parts`
+    comment lines save writes for an archive stored as parts. A name carries two sets while
+    a save renames files, like a file's line; None: the parts' own hashes are not known."""
+    sets = {}
+    for line in content.decode("utf-8", "surrogateescape").splitlines():
+        words = line.split(None, 4)
+        if len(words) < 5 or words[:2] != ["#", "parts"]:
+            continue
+        hashes = None if words[3] == "-" else tuple(words[3].split(","))
+        digests = [words[2]] + list(hashes or ())
+        if all(len(d) == 64 and not d.strip("0123456789abcdef") for d in digests):
+            sets.setdefault(words[4].strip(), set()).add((words[2], hashes))
+    return sets
+
+
+def _sidecar_journal(content):
+    """The `# journal` line of a sidecar written while a save moves files (see _publish)."""
+    for line in (content or b"").decode("utf-8", "surrogateescape").splitlines():
+        if line.startswith("# journal "):
+            try:
+                journal = json.loads(line[len("# journal "):])
+            except ValueError:
+                return None
+            return journal if isinstance(journal, dict) else None
+    return None
+
+
+def _sidecar_text(entries, part_sets, identities, journal=None):
+    """A sha256sum line for every file, a `# parts` line for every version stored as parts,
+    and while files move, the `# journal` of those moves."""
+    lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
+                    for digest in sorted(entries[name]))
+    lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
+                     for name in sorted(part_sets)
+                     for whole, hashes in sorted(part_sets[name], key=str))
+    listed = {digest for hashes in entries.values() for digest in hashes}
+    lines += "".join(f"# identity {digest} {size} {mtime_ns}\n"
+                     for digest, (size, mtime_ns) in sorted(identities.items())
+                     if digest in listed)
+    if journal:
+        lines += f"# journal {json.dumps(journal)}\n"
+    return lines
+
+
+def _read_sidecar(archive, retry_for, raw=False):
+    """The entries of ARCHIVE.sha256 (one file for the archive, its versions and layers);
+    with raw, its bytes (None when there is none)."""
+    sidecar = archive + ".sha256"
+
+    def read():
+        try:
+            with open(sidecar, "rb") as f:
+                return f.read(MAX_SIDECAR)
+        except FileNotFoundError:
+            return None
+
+    def failed(exc):
+        if exc.errno == errno.ENOTCONN:
+            return _dead_mount_error(sidecar, None, exc.strerror)
+        return BootstrapError(f"Cannot read the checksum file {sidecar}: {exc}")
+
+    def judge(exc):
+        if exc.errno not in TRANSIENT_ERRNOS:
+            raise failed(exc) from None
+        return 0.0
+
+    content = _retried(read, retry_for, OSError, judge, failed)
+    if raw:
+        return content
+    return {} if content is None else _sidecar_entries(content, sidecar)
+
+
+def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
+    """[(path or address, identity)] of the layers of the base with this hash, in order:
+    files beside an archive on a mount; objects beside one in a bucket (store: the
+    bucket's, when the caller has it), of those its sidecar names (a layer is named only
+    once complete); none for a URL."""
+    if not base_sha or (_is_url(archive) and not _is_bucket(archive)):
+        return []
+    if not _is_bucket(archive):
+        return [(path, _PathSource.identity_of(path)) for path in
+                _find_layers(archive, base_sha)]
+    store = store or _bucket(archive, retry_for)
+    return [(store.address(key), {"path": store.address(key), **held})
+            for key, held in _bucket_layers(store, base_sha, sidecar)]
+
+
+def _chain_on_drive(archive, base_sha, sidecar):
+    """Identities of the base and its layers as they are on the mount now."""
+    try:
+        found = _archive_files(archive, 0, sidecar)
+    except (SourceMissing, CorruptArchive):
+        found = None
+    if found is None:
+        return None
+    layers = _find_layers(archive, base_sha) if base_sha else []
+    return [_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers]
+
+
+# ------------------------------------------------------------------------ locate: a path --
 class _PathSource:
     """An archive on a filesystem (Drive, gcsfuse, NFS, local), one file or its parts in
     order, read as one stream with retries.
@@ -854,29 +1111,28 @@ class _PathSource:
         return len(self.files) if self.identity.get("parts") else 0
 
     def _retrying(self, action, doing, path, offset=None):
-        backoff = _Backoff(self.retry_for)
-        while True:
-            try:
-                return action()
-            except FileNotFoundError:
+        def judge(exc):
+            if isinstance(exc, FileNotFoundError):
                 raise SourceMissing(f"The archive {path} does not exist."
                                     f"{_describe_missing(path)}") from None
-            except OSError as exc:
-                if exc.errno not in TRANSIENT_ERRNOS:
-                    raise BootstrapError(f"Cannot read {path}: {exc}") from None
-                if not backoff.wait():
-                    where = f" at byte {offset:,}" if offset is not None else ""
-                    if exc.errno == errno.ENOTCONN:
-                        raise _dead_mount_error(path, self.drive_mount,
-                                                f"{os.strerror(exc.errno)}, for "
-                                                f"{self.retry_for:g} s{where}") from None
-                    quota = _quota_hint(path, self.drive_cache)
-                    if quota:
-                        raise BootstrapError(quota) from None
-                    raise BootstrapError(
-                        f"{doing.capitalize()} {path} kept failing for {self.retry_for:g} s"
-                        f"{where}: {exc}. The mount may be unhealthy; run this again, or "
-                        f"remount Drive.") from None
+            if exc.errno not in TRANSIENT_ERRNOS:
+                raise BootstrapError(f"Cannot read {path}: {exc}") from None
+            return 0.0
+
+        def give_up(exc):
+            where = f" at byte {offset:,}" if offset is not None else ""
+            if exc.errno == errno.ENOTCONN:
+                return _dead_mount_error(path, self.drive_mount,
+                                         f"{os.strerror(exc.errno)}, for "
+                                         f"{self.retry_for:g} s{where}")
+            quota = _quota_hint(path, self.drive_cache)
+            if quota:
+                return BootstrapError(quota)
+            return BootstrapError(
+                f"{doing.capitalize()} {path} kept failing for {self.retry_for:g} s"
+                f"{where}: {exc}. The mount may be unhealthy; run this again, or "
+                f"remount Drive.")
+        return _retried(action, self.retry_for, OSError, judge, give_up)
 
     @staticmethod
     def identity_of(path):
@@ -932,6 +1188,7 @@ class _PathSource:
                 f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
 
 
+# ------------------------------------------------------------------------- locate: a URL --
 class _HttpStatus(Exception):
     """An HTTP answer that is not the data asked for; _HttpSource decides what it means."""
 
@@ -1093,23 +1350,22 @@ class _HttpSource:
 
     def _retrying(self, action, doing, offset=None, stop=None):
         import http.client
-        backoff = _Backoff(self.retry_for, stop=stop)
-        while True:
-            wait = 0.0
-            try:
-                return action()
-            except _HttpStatus as exc:
-                refusal = self._refusal(exc)
-                if refusal is not None:
-                    raise refusal from None
-                failure, wait = exc, exc.retry_after or 0.0
-            except (OSError, http.client.HTTPException) as exc:
-                failure = exc
-            if not backoff.wait(wait):
-                where = f" at byte {offset:,}" if offset is not None else ""
-                raise BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
-                                     f"{self.retry_for:g} s{where}: {failure}. Check the "
-                                     f"network and run this again.")
+
+        def judge(exc):
+            if not isinstance(exc, _HttpStatus):
+                return 0.0
+            refusal = self._refusal(exc)
+            if refusal is not None:
+                raise refusal from None
+            return exc.retry_after or 0.0
+
+        def give_up(exc):
+            where = f" at byte {offset:,}" if offset is not None else ""
+            return BootstrapError(f"{doing.capitalize()} {self.path} kept failing for "
+                                  f"{self.retry_for:g} s{where}: {exc}. Check the "
+                                  f"network and run this again.")
+        return _retried(action, self.retry_for,
+                        (_HttpStatus, OSError, http.client.HTTPException), judge, give_up, stop)
 
     def _sidecar_url(self):
         import urllib.parse
@@ -1339,17 +1595,7 @@ class _RangedDownload:
                                          f"{exc}. Check the network and run this again.")
 
 
-def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
-                 connections=DEFAULT_CONNECTIONS):
-    if _is_bucket(archive):
-        kind = _GCSSource if archive.startswith("gs://") else _S3Source
-        return kind(archive, retry_for, connections, version)
-    if _is_url(archive):
-        return _HttpSource(archive, retry_for, connections)
-    return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
-
-
-# ------------------------------------------------------------------------ object stores --
+# ----------------------------------------------------------------- locate: object stores --
 # An s3:// archive is one object, KEY, with its sidecar KEY.sha256 and previous versions
 # KEY.1, KEY.2 beside it, as on Drive. A store has no rename: a save uploads to a temporary
 # key, verifies it, then copies it into place (see _publish_in_bucket).
@@ -2013,199 +2259,17 @@ def _bucket_layers(store, base_sha, sidecar):
     return layers
 
 
-def _save_to_bucket(job, entries, incremental):
-    """A save to a bucket: a layer of the changes, or a full archive (see _layer_plan)."""
-    store = _bucket(job.archive, job.retry_for)
-    name = store.key
-    manifest = {path: entry for path, entry, _ in entries}
-    marker = _read_marker(job.dest)
-    recorded = (marker or {}).get("archive", {})
-    content = store.read(name + ".sha256")
-    sidecar = _sidecar_entries(content, store.address(name + ".sha256")) if content else {}
-    current = store.head(name)
-    chain = None
-    if current:
-        chain = [{"path": job.archive, **current}] + [
-            identity for _, identity in _layers_of(job.archive, recorded.get("sha256"),
-                                                   sidecar, job.retry_for, store)]
-    same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
-    if same_chain and marker["manifest"] == manifest and incremental != "never":
-        return SaveResult(action="unchanged", archive=job.archive,
-                          seconds=time.monotonic() - job.started, warnings=job.warnings)
-    plan = _layer_plan(job.dest, entries, marker, chain, incremental) if same_chain else None
-    store.clean_stale(name)
-    if plan:
-        return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
-    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
-    total = sum(e[1][1] for e in entries if e[1][0] == "f")
-    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
-    top = os.path.basename(job.dest)
-    digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
-                                               fmt, level, total)
-    try:
-        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
-    except BaseException:
-        _drop_temporary(store, temporary)
-        raise
-    published = store.head(name)
-    chain = [{"path": job.archive, **published}]
-    _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
-                                         "verified": True, "checksum_source": "sidecar",
-                                         "format": fmt, "prefix": top},
-                             "manifest": manifest})
-    return SaveResult(action="saved", archive=job.archive, written=job.archive,
-                      bytes_written=size, bytes_packed=total,
-                      files=sum(e[1][0] != "d" for e in entries),
-                      seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
-                      verified=job.verify, versions=versions, warnings=job.warnings)
+def _open_source(archive, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0,
+                 connections=DEFAULT_CONNECTIONS):
+    if _is_bucket(archive):
+        kind = _GCSSource if archive.startswith("gs://") else _S3Source
+        return kind(archive, retry_for, connections, version)
+    if _is_url(archive):
+        return _HttpSource(archive, retry_for, connections)
+    return _PathSource(archive, retry_for, drive_mount, sidecar, drive_cache, version)
 
 
-def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total):
-    """Pack and upload to a new temporary key and verify it there -> (sha256, size, key);
-    on failure the temporary object is removed (or left for the next save's clean_stale)."""
-    temporary = f"{store.key}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        digest, size = _write_stream(job, None, prefix, entries, deleted, base_id, fmt, level,
-                                     total, lambda pieces, progress, share:
-                                     store.upload(temporary, pieces, progress, share))
-        _verify_in_bucket(job, store, temporary, digest, size)
-    except BaseException:
-        _drop_temporary(store, temporary)
-        raise
-    return digest, size, temporary
-
-
-def _drop_temporary(store, temporary):
-    try:
-        store.delete(temporary)
-    except BootstrapError:
-        pass  # the next save removes it (clean_stale)
-
-
-def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
-    """Upload the changes as the next layer of the base, KEY.<base hash>.layer-N: a new
-    name, so no version shifts. The layer is copied into place complete, and only then
-    does the sidecar name it: restore applies no layer its sidecar does not name."""
-    changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
-    fmt, level = _choose_format(job.dest, changed, job.format, job.level)
-    total = sum(e[1][1] for e in changed if e[1][0] == "f")
-    folder = store.key.rpartition("/")[0]
-    name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
-    key = f"{folder}/{name}" if folder else name
-    digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
-                                               None, fmt, level, total)
-    where = store.address(store.key + ".sha256")
-    entries = {n: set(h) for n, h in
-               (_sidecar_entries(content, where) if content else {}).items() if n}
-    # A base restored without a sidecar line gets one: its hash was computed as it was read.
-    entries.setdefault(store.key.rpartition("/")[2], {recorded["sha256"]})
-    try:
-        if name in entries:  # a line left by a layer since removed: unnamed before replaced
-            del entries[name]
-            store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
-        store.copy(temporary, key, size)
-        entries[name] = {digest}
-        store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
-    finally:
-        _drop_temporary(store, temporary)
-    address = store.address(key)
-    chain = chain + [{"path": address, **store.head(key)}]
-    _write_marker(job.dest, {"archive": dict(recorded, chain=chain), "manifest": manifest})
-    return SaveResult(action="layer", archive=job.archive, layer=number, written=address,
-                      bytes_written=size, bytes_packed=total, deleted=len(deleted),
-                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
-                      seconds=time.monotonic() - job.started, sha256=digest,
-                      verified=job.verify, warnings=job.warnings)
-
-
-def _verify_in_bucket(job, store, temporary, digest, size):
-    """Read the uploaded object back (ranged, in parallel) and compare its hash with the
-    one computed as it was uploaded; with --no-verify, compare only its size."""
-    if not job.verify:
-        held = store.head(temporary)
-        if held is None or held["size"] != size:
-            raise ChecksumMismatch(f"The store holds {held['size'] if held else 'nothing'} "
-                                   f"bytes at {store.address(temporary)}, {size:,} were "
-                                   f"uploaded. The previous archive is untouched; save again.")
-        return
-    source = _open_source(store.address(temporary), job.retry_for, None)
-    hasher = hashlib.sha256()
-    for data in source.chunks():
-        hasher.update(data)
-    if hasher.hexdigest() != digest:
-        raise ChecksumMismatch(
-            f"The archive uploaded to {store.address(temporary)} does not read back as "
-            f"written (sha256 {digest} written, {hasher.hexdigest()} read). The previous "
-            f"archive is untouched; save again.")
-
-
-def _publish_in_bucket(store, temporary, digest, size, keep, content):
-    """Put a verified upload in place, keeping `keep` previous versions, by server-side
-    copies (a store has no rename), each complete or not at all.
-
-    First the sidecar is replaced by one accepting, for every name about to change, both
-    what it holds and what it will hold; then the versions shift up one by copies (the
-    oldest first overwritten), the current archive is copied to KEY.1 and the upload to
-    KEY; then what is beyond `keep` and the temporary object are deleted and the final
-    sidecar written. So at every instant each name holds a complete object its sidecar
-    accepts, and the current archive is replaced only by a verified one. Layers of a base
-    no longer kept go with it."""
-    name = store.key
-    before = {key: set(hashes) for key, hashes in
-              (_sidecar_entries(content, store.address(name + ".sha256")) if content
-               else {}).items() if key}
-    folder = name.rpartition("/")[0]
-    keys = [key.rpartition("/")[2] for key in store.keys(name)]
-    base = name.rpartition("/")[2]
-    oldest = _versions_among(keys, base)
-    moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(min(oldest, keep - 1), 0, -1)]
-    if base in keys:
-        moves.append((base, f"{base}.1"))
-    versions = {base} | {f"{base}.{i}" for i in range(1, max(oldest, keep) + 1)}
-    after = {key: hashes for key, hashes in before.items() if key not in versions}
-    for source, target in moves:
-        if before.get(source):
-            after[target] = set(before[source])
-    after[base] = {digest}
-    doomed = [f"{base}.{i}" for i in range(keep + 1, oldest + 1)]
-    kept = ({base} | {target for _, target in moves} |
-            {f"{base}.{i}" for i in range(1, min(oldest, keep) + 1)})
-    orphans = _orphan_layers(base, keys, [after.get(key) for key in sorted(kept)])
-    for key in orphans:
-        after.pop(key, None)
-    transition = {key: before.get(key, set()) | after.get(key, set())
-                  for key in set(before) | set(after)}
-
-    def full(key):
-        return f"{folder}/{key}" if folder else key
-    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
-    for source, target in moves:
-        held = store.head(full(source))
-        if held is not None:
-            store.copy(full(source), full(target), held["size"])
-    store.copy(temporary, name, size)
-    for key in doomed + orphans:
-        store.delete(full(key))
-    store.delete(temporary)
-    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
-    return sorted({base} | {target for _, target in moves})
-
-
-def _orphan_layers(base, names, kept_hashes):
-    """The layers among names whose base is none of the kept versions (kept_hashes: the
-    hashes each kept version may have), last layer first so that what remains of a chain
-    never has a gap; none while a kept version's hash is unknown."""
-    if not all(kept_hashes):
-        return []
-    prefixes = tuple(_layer_prefix(base, digest) for hashes in kept_hashes for digest in hashes)
-    layers = [n for n in names if n.startswith(base + ".") and LAYER_INFIX in n and
-              ".tmp-" not in n and n.rpartition(LAYER_INFIX)[2].isdigit()]
-    return sorted((n for n in layers if not n.startswith(prefixes)),
-                  key=lambda n: (n.rpartition(LAYER_INFIX)[0],
-                                 -int(n.rpartition(LAYER_INFIX)[2])))
-
-
-# ------------------------------------------------------------------ the streaming pipe --
+# ------------------------------------------------------------- stream and hash: the pipe --
 _END = object()
 
 
@@ -2284,7 +2348,7 @@ def _hashing(source, hasher, counter, offset=0):
         yield data
 
 
-# ------------------------------------------------------------------ formats and decompression --
+# ------------------------------------------------------------------- decompress: formats --
 def _detect_format(head, where):
     """The archive's format from its first bytes: names lie, magic numbers don't."""
     if not head:
@@ -2561,23 +2625,6 @@ _FORBIDDEN_KINDS = {b"3": "a character device", b"4": "a block device", b"6": "a
 _PAX_KEYS_THAT_NAME = ("path", "linkpath", "size")
 
 
-def _member_parts(name, rule_subject):
-    if "\0" in name:
-        raise UnsafeArchive(f"member {rule_subject!r} has a NUL byte in its name (rule: "
-                            f"names are plain paths)")
-    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in name.split("/")):
-        raise UnsafeArchive(f"member {rule_subject[:300]!r} has a name part longer than "
-                            f"{MAX_NAME_BYTES} bytes (rule: names every filesystem can hold)")
-    if name.startswith("/"):
-        raise UnsafeArchive(f"member {rule_subject!r} has an absolute path (rule: every "
-                            f"member must stay inside the destination)")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise UnsafeArchive(f"member {rule_subject!r} has a '..' component (rule: every "
-                            f"member must stay inside the destination)")
-    return parts
-
-
 def _decimal(text, what, name):
     if not text.isdigit() or len(text) > 20:
         raise CorruptArchive(f"member {name!r} has an unreadable {what} {bytes(text[:40])!r} "
@@ -2834,7 +2881,24 @@ def _tar_members(stream):
         pax, long_name, long_link, in_order = {}, None, None, []
 
 
-# -------------------------------------------------------------------- member validation --
+# ---------------------------------------------------------------- validate: every member --
+def _member_parts(name, rule_subject):
+    if "\0" in name:
+        raise UnsafeArchive(f"member {rule_subject!r} has a NUL byte in its name (rule: "
+                            f"names are plain paths)")
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in name.split("/")):
+        raise UnsafeArchive(f"member {rule_subject[:300]!r} has a name part longer than "
+                            f"{MAX_NAME_BYTES} bytes (rule: names every filesystem can hold)")
+    if name.startswith("/"):
+        raise UnsafeArchive(f"member {rule_subject!r} has an absolute path (rule: every "
+                            f"member must stay inside the destination)")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchive(f"member {rule_subject!r} has a '..' component (rule: every "
+                            f"member must stay inside the destination)")
+    return parts
+
+
 def _below(target, folder):
     """The components of the absolute path target below folder (given as it is named, or
     by its real path), or None when target is not inside it. A target with '..' is never
@@ -2963,6 +3027,70 @@ class _TreeModel:
         member.replaces = earlier is not None
 
 
+def _check_inside(path, parts):
+    """Belt and braces beside the tree model: each folder met for the first time is a
+    real folder, not a link. Its parents were met before it, so the whole chain from
+    root holds no link: one lstat per folder, where a realpath per folder would cost
+    (depth x depth) lstats in a tree thousands of folders deep."""
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise UnsafeArchive(f"member {'/'.join(parts)!r} would be written outside the "
+                            f"destination through {path!r} (rule: nothing is extracted "
+                            f"through a link)")
+
+
+def _manifest_entry(st, path):
+    """A manifest entry: ["d", mode], ["f", size, mtime_ns, mode] or ["l", target]; None for
+    anything else. Restore and save both build entries here, so their manifests compare."""
+    if stat.S_ISDIR(st.st_mode):
+        return ["d", stat.S_IMODE(st.st_mode)]
+    if stat.S_ISREG(st.st_mode):
+        return ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
+    if stat.S_ISLNK(st.st_mode):
+        return ["l", os.readlink(path)]
+    return None
+
+
+def _scan(root, check=False):
+    """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
+
+    Entries: ["d", mode], ["f", size, mtime_ns, mode], ["l", target]. This is the manifest
+    kept in the marker and what local changes are judged by. With check it is also the last
+    guard after extraction, whatever engine ran: only files, folders and links that resolve
+    inside root, no setuid/setgid/sticky bits, everything owned by us.
+    """
+    entries, pending = {}, [""]
+    real_root = os.path.realpath(root)
+    uid = os.geteuid()
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(root, rel)) as listing:
+            for entry in listing:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if path in MARKER_FILES:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                entries[path] = _manifest_entry(st, entry.path) or ["?"]
+                if stat.S_ISDIR(st.st_mode):
+                    pending.append(path)
+                elif stat.S_ISLNK(st.st_mode):
+                    if check and not _is_within(os.path.realpath(entry.path), real_root):
+                        raise UnsafeArchive(f"member {path!r} is a symlink to "
+                                            f"{entries[path][1]!r}, which points outside the "
+                                            f"destination (rule: links must stay inside it)")
+                elif check and entries[path] == ["?"]:
+                    raise UnsafeArchive(f"member {path!r} came out as a special file (rule: "
+                                        f"only regular files, folders and links)")
+                if check and not stat.S_ISLNK(st.st_mode):
+                    if st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+                        raise UnsafeArchive(f"member {path!r} came out with a setuid, setgid "
+                                            f"or sticky bit (rule: those bits are cleared)")
+                if check and st.st_uid != uid:
+                    raise UnsafeArchive(f"member {path!r} came out owned by uid {st.st_uid} "
+                                        f"(rule: files belong to the user running the tool)")
+    return entries
+
+
+# -------------------------------------------------------------------- write: the writers --
 class _SpaceGuard:
     """Tracks what the extraction will take, so a bomb fails before it fills the disk.
 
@@ -2983,20 +3111,18 @@ class _SpaceGuard:
     def take(self, nbytes, what):
         need = nbytes + (-nbytes) % 4096 + 4096
         if need > self.left():
-            raise NoSpace(self.message(what, nbytes))
+            raise self.refusal(what, nbytes)
         self.used += need
 
-    def message(self, what, nbytes):
+    def refusal(self, what, nbytes):
         cache = (f" and {_human(self.in_cache)} for Drive's local copy of the parts still "
                  f"to be read" if self.in_cache else "")
-        return (f"Not enough space on {_mount_point(self.folder)} for {what}: it needs "
-                f"{_human(nbytes)}, {_human(max(self.left(), 0))} is left (of "
-                f"{_human(self.free)} free when the restore began, keeping "
-                f"{_human(SPACE_MARGIN)} spare{cache}). Free some space, or use --dest on a "
-                f"larger disk.")
+        return _no_space(_mount_point(self.folder), f"for {what}", f"it needs {_human(nbytes)}",
+                         f"{_human(max(self.left(), 0))} is left (of {_human(self.free)} free "
+                         f"when the restore began, keeping {_human(SPACE_MARGIN)} "
+                         f"spare{cache})", "Free some space, or use --dest on a larger disk.")
 
 
-# -------------------------------------------------------------------------- the writers --
 class _PythonWriter:
     """Extracts validated members with plain os calls: the engine that works everywhere."""
 
@@ -3032,18 +3158,8 @@ class _PythonWriter:
             if path not in self.dirs:
                 if not os.path.isdir(path):
                     os.mkdir(path, 0o700)
-                self._check_inside(path, parts)
+                _check_inside(path, parts)
                 self.dirs[path] = (0o777 & ~self.umask, None)
-
-    def _check_inside(self, path, parts):
-        """Belt and braces beside the tree model: each folder met for the first time is a
-        real folder, not a link. Its parents were met before it, so the whole chain from
-        root holds no link: one lstat per folder, where a realpath per folder would cost
-        (depth x depth) lstats in a tree thousands of folders deep."""
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            raise UnsafeArchive(f"member {'/'.join(parts)!r} would be written outside the "
-                                f"destination through {path!r} (rule: nothing is extracted "
-                                f"through a link)")
 
     def add(self, member, pieces):
         self._make_parents(member.parts)
@@ -3052,7 +3168,7 @@ class _PythonWriter:
             if path not in self.dirs:
                 if not os.path.isdir(path):
                     os.mkdir(path, 0o700)
-                self._check_inside(path, member.parts)
+                _check_inside(path, member.parts)
             self.dirs[path] = (member.mode, member.mtime)
             return
         if member.replaces:  # a repeated member: the later one wins, as in tar
@@ -3322,329 +3438,7 @@ def _pick_engine(engine):
     return engine
 
 
-# ------------------------------------------------------------------ progress and results --
-class _Progress:
-    """One self-redrawing line in a terminal or notebook cell; sparse plain lines in a log."""
-
-    def __init__(self, label, total, quiet, stream=None):
-        self.stream = stream or sys.stderr
-        self.label, self.total = label, total
-        self.quiet = quiet
-        self.live = not quiet and (self.stream.isatty() or _in_notebook_output())
-        self.started = time.monotonic()
-        self.shown = 0.0
-        self.drawn = False
-
-    def update(self, done, files, force=False, share=None):
-        """done: bytes so far; share: with it, done counts bytes written and share (0 to 1)
-        is how far the run is, when the final size is not known in advance (compressed)."""
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self.shown < (PROGRESS_EVERY if self.live else PLAIN_PROGRESS_EVERY):
-            return
-        self.shown = now
-        elapsed = max(now - self.started, 1e-6)
-        rate = done / elapsed
-        line = f"{self.label}: {_human(done)}"
-        if share is not None:
-            eta = elapsed * (1 - share) / share if share > 0 else 0
-            line += f" written ({100 * share:.0f}%)  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
-        elif self.total > 0:
-            eta = (self.total - done) / rate if rate else 0
-            line += f" / {_human(self.total)} ({100 * done / self.total:.0f}%)"
-            line += f"  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
-        else:
-            line += f"  {rate / 1e6:.1f} MB/s"
-        if files is not None:
-            line += f"  {files:,} files"
-        if self.live:
-            self.stream.write("\r" + line.ljust(79))
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self):
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-class RestoreResult(_Record):
-    """What restore() did, with its figures."""
-
-    action: str  # "restored" or "unchanged"
-    archive: str
-    dest: str
-    archive_bytes: int = 0
-    files: int = 0
-    bytes_extracted: int = 0
-    seconds: float = 0.0
-    sha256: str = None
-    verified: bool = False
-    checksum_source: str = None
-    engine: str = None
-    format: str = None
-    moved_aside: str = None
-    local_changes: list = []
-    layers: int = 0
-    parts: int = 0  # the files the archive is stored as (0: one file)
-    note: str = None
-
-    @property
-    def mb_per_s(self):
-        return _mb_per_s(self.archive_bytes, self.seconds)
-
-    def summary(self):
-        if self.action == "unchanged":
-            text = f"{self.dest} is already restored from {self.archive}; nothing to do"
-            if self.local_changes:
-                text += (f" (kept {len(self.local_changes)} local change(s), e.g. "
-                         f"{self.local_changes[0]}; --force restores a fresh copy and moves "
-                         f"this one aside)")
-            return text + f" [{self.seconds:.2f} s]"
-        check = (f"sha256 verified ({self.checksum_source})" if self.verified else
-                 "NOT verified: no --sha256 and no .sha256 file beside the archive")
-        layers = f" + {self.layers} layer(s)" if self.layers else ""
-        parts = f" in {self.parts} parts" if self.parts else ""
-        text = (f"restored {_human(self.archive_bytes)}{parts}{layers} ({self.files:,} files, "
-                f"{_human(self.bytes_extracted)}) to {self.dest} in {self.seconds:.1f} s "
-                f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
-        if self.moved_aside:
-            text += f"; the previous folder was moved to {self.moved_aside}"
-        if self.note:
-            text += f". Note: {self.note}"
-        return text
-
-
-# ------------------------------------------------------------ the destination and its marker --
-def _manifest_entry(st, path):
-    """A manifest entry: ["d", mode], ["f", size, mtime_ns, mode] or ["l", target]; None for
-    anything else. Restore and save both build entries here, so their manifests compare."""
-    if stat.S_ISDIR(st.st_mode):
-        return ["d", stat.S_IMODE(st.st_mode)]
-    if stat.S_ISREG(st.st_mode):
-        return ["f", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
-    if stat.S_ISLNK(st.st_mode):
-        return ["l", os.readlink(path)]
-    return None
-
-
-def _scan(root, check=False):
-    """{relative path: entry} for a tree; with check, refuse anything unsafe in it.
-
-    Entries: ["d", mode], ["f", size, mtime_ns, mode], ["l", target]. This is the manifest
-    kept in the marker and what local changes are judged by. With check it is also the last
-    guard after extraction, whatever engine ran: only files, folders and links that resolve
-    inside root, no setuid/setgid/sticky bits, everything owned by us.
-    """
-    entries, pending = {}, [""]
-    real_root = os.path.realpath(root)
-    uid = os.geteuid()
-    while pending:
-        rel = pending.pop()
-        with os.scandir(os.path.join(root, rel)) as listing:
-            for entry in listing:
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                if path in MARKER_FILES:
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                entries[path] = _manifest_entry(st, entry.path) or ["?"]
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append(path)
-                elif stat.S_ISLNK(st.st_mode):
-                    if check and not _is_within(os.path.realpath(entry.path), real_root):
-                        raise UnsafeArchive(f"member {path!r} is a symlink to "
-                                            f"{entries[path][1]!r}, which points outside the "
-                                            f"destination (rule: links must stay inside it)")
-                elif check and entries[path] == ["?"]:
-                    raise UnsafeArchive(f"member {path!r} came out as a special file (rule: "
-                                        f"only regular files, folders and links)")
-                if check and not stat.S_ISLNK(st.st_mode):
-                    if st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
-                        raise UnsafeArchive(f"member {path!r} came out with a setuid, setgid "
-                                            f"or sticky bit (rule: those bits are cleared)")
-                if check and st.st_uid != uid:
-                    raise UnsafeArchive(f"member {path!r} came out owned by uid {st.st_uid} "
-                                        f"(rule: files belong to the user running the tool)")
-    return entries
-
-
-def _read_marker(dest):
-    try:
-        with open(os.path.join(dest, MARKER_NAME), encoding="utf-8") as f:
-            marker = json.load(f)
-        return marker if isinstance(marker, dict) and "manifest" in marker else None
-    except (OSError, ValueError):
-        return None
-
-
-def _local_changes(dest, manifest):
-    """What differs between dest and the manifest recorded when we installed it."""
-    current = _scan(dest)
-    changes = []
-    for path in sorted(current):
-        if path not in manifest:
-            changes.append(f"added {path}")
-        elif current[path] != manifest[path]:
-            changes.append(f"modified {path}")
-    changes += [f"deleted {path}" for path in sorted(manifest) if path not in current]
-    return changes
-
-
-def _inspect_dest(dest):
-    """("absent" | "empty" | "ours" | "foreign", marker, local changes)."""
-    if not os.path.lexists(dest):
-        return "absent", None, []
-    if not os.path.isdir(dest) or os.path.islink(dest):
-        return "foreign", None, [f"{dest} is not a folder"]
-    marker = _read_marker(dest)
-    if marker is None:
-        with os.scandir(dest) as listing:
-            if next(listing, None) is None:
-                return "empty", None, []
-        return "foreign", None, ["it was not made by bootstrap_assets (no marker file)"]
-    return "ours", marker, _local_changes(dest, marker["manifest"])
-
-
-def _changes_text(changes):
-    shown = "; ".join(changes[:8])
-    return shown + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
-
-
-def _not_writable(folder, exc, fix):
-    return BootstrapError(f"Cannot write in {folder}: the folder is not writable "
-                          f"({exc.strerror}). Nothing was changed. Fix: {fix}.")
-
-
-class _NewFolders:
-    """Creates a folder and its missing parents; when the run then fails, removes the ones
-    it created (those still empty), so that a failed run leaves the machine as it was."""
-
-    def __init__(self, path, fix):
-        self.path, self.fix = path, fix
-        self.created = []
-
-    def __enter__(self):
-        missing, folder = [], self.path
-        while not os.path.isdir(folder):
-            missing.append(folder)
-            folder = os.path.dirname(folder)
-        for folder in reversed(missing):
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                if os.path.isdir(folder):  # another run made it meanwhile
-                    continue
-                self._remove_created()
-                raise UsageError(f"{folder} is a file, not a folder, so {self.path} cannot "
-                                 f"be created. Nothing was changed. Fix: "
-                                 f"{self.fix}.") from None
-            except OSError as exc:
-                self._remove_created()
-                if exc.errno in NOT_WRITABLE_ERRNOS:
-                    raise _not_writable(os.path.dirname(folder), exc, self.fix) from None
-                raise
-            self.created.append(folder)
-        return self
-
-    def __exit__(self, failed, *_):
-        if failed is not None:
-            self._remove_created()
-
-    def _remove_created(self):
-        for folder in reversed(self.created):
-            try:
-                os.rmdir(folder)
-            except OSError:  # not empty (someone else's now), or gone: leave the rest
-                break
-        self.created = []
-
-
-class _Lock:
-    """An exclusive lock beside the destination, so two runs never interleave. fix: what
-    to do when that folder is not writable."""
-
-    def __init__(self, path, timeout, what, fix="pass --dest with a folder in a writable place"):
-        self.path, self.timeout, self.what, self.fix = path, timeout, what, fix
-        self.fd = None
-
-    def __enter__(self):
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                # O_NOFOLLOW: a link planted at the lock's name must not make us truncate
-                # and overwrite the file it points to
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
-                                  | getattr(os, "O_CLOEXEC", 0), 0o644)
-            except OSError as exc:
-                if exc.errno in NOT_WRITABLE_ERRNOS:
-                    raise _not_writable(os.path.dirname(self.path), exc, self.fix) from None
-                if exc.errno in (errno.ELOOP, errno.EISDIR):
-                    raise BootstrapError(
-                        f"{self.path} is in the way: this tool keeps its lock file under that "
-                        f"name, and there is {_kind_of(self.path)} there, not made by it. "
-                        f"Nothing was changed. Fix: move {self.path} away, then run this "
-                        f"again.") from None
-                raise
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
-                    os.close(self.fd)
-                    raise Locked(f"Another run is working on {self.what} (lock {self.path} is "
-                                 f"held by {holder or 'an unknown process'}). Wait for it to "
-                                 f"finish, then run this again.") from None
-                os.close(self.fd)
-                time.sleep(0.1)
-                continue
-            # The holder before us removes the file as it lets go: a lock taken on a file
-            # that is no longer at self.path locks nothing, so take the new one.
-            try:
-                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(self.fd)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}: "
-                           f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
-                  .encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            os.unlink(self.path)  # a run leaves nothing behind; see __enter__ for the race
-        except OSError:
-            pass
-        finally:
-            os.close(self.fd)  # closing releases the flock
-
-
-def _kind_of(path):
-    st = os.lstat(path)
-    return ("a symlink" if stat.S_ISLNK(st.st_mode) else "a folder" if
-            stat.S_ISDIR(st.st_mode) else "a special file")
-
-
-def _staging_prefix(dest):
-    return f".{os.path.basename(dest)}.staging-"
-
-
-def _clean_stale_staging(dest, keep):
-    """Remove staging folders left by runs that died (we hold the lock: none is live).
-    Only folders: a file or a symlink under such a name was not made by a run of ours."""
-    parent, prefix = os.path.dirname(dest), _staging_prefix(dest)
-    for name in os.listdir(parent):
-        path = os.path.join(parent, name)
-        if name.startswith(prefix) and path != keep and os.path.isdir(path) and \
-                not os.path.islink(path):
-            _remove_tree(path)
-
-
-# ------------------------------------------------------------------ extraction, one pass --
+# ------------------------------------------------------------------ extraction: one pass --
 class _Extraction:
     """What the members of one restore (a base archive and its layers) have built so far."""
 
@@ -3899,441 +3693,12 @@ def _with_context(exc, text):
     return exc
 
 
-def _layer_prefix(archive_path, base_sha):
-    """Layers are named after their base's hash, so renaming a base never separates them."""
-    return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
+# What _extract_one read: the archive's format and sha256, the bytes read, and the writer
+# to go on with (a zip replaces a GNU tar writer with the python one).
+_Extracted = collections.namedtuple("_Extracted", "format sha256 read writer")
 
 
-def _find_layers(archive_path, base_sha):
-    """The layer files of the base with this hash, in order (stops at the first gap).
-
-    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
-    """
-    folder = os.path.dirname(archive_path)
-    return [os.path.join(folder, name) for name in
-            _layer_names(os.listdir(folder), _layer_prefix(archive_path, base_sha))]
-
-
-def _layer_names(names, prefix):
-    """prefix1, prefix2, ... among names, up to the first gap."""
-    numbers = {int(n[len(prefix):]) for n in names
-               if n.startswith(prefix) and n[len(prefix):].isdigit()}
-    layers, k = [], 1
-    while k in numbers:
-        layers.append(f"{prefix}{k}")
-        k += 1
-    return layers
-
-
-def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
-    """[(path or address, identity)] of the layers of the base with this hash, in order:
-    files beside an archive on a mount; objects beside one in a bucket (store: the
-    bucket's, when the caller has it), of those its sidecar names (a layer is named only
-    once complete); none for a URL."""
-    if not base_sha or (_is_url(archive) and not _is_bucket(archive)):
-        return []
-    if not _is_bucket(archive):
-        return [(path, _PathSource.identity_of(path)) for path in
-                _find_layers(archive, base_sha)]
-    store = store or _bucket(archive, retry_for)
-    return [(store.address(key), {"path": store.address(key), **held})
-            for key, held in _bucket_layers(store, base_sha, sidecar)]
-
-
-def _version_path(archive, version):
-    return f"{archive}.{version}" if version else archive
-
-
-# ---------------------------------------------------------------------------- operations --
-def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
-            connections=DEFAULT_CONNECTIONS):
-    """Make dest a verified copy of the archive's contents; return a RestoreResult.
-
-    archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
-    version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N;
-    the command line's --previous N).
-    An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
-    Layers written by `save --incremental` are applied on top of their base, each verified.
-    drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
-    the destination's disk (default: Colab's). connections: how many Range requests read
-    a URL at once (1: one stream). Unset arguments come from the environment
-    (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
-    block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
-    """
-    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
-    given = sha256 or SHA256
-    given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
-    engine = _pick_engine(engine or ENGINE)
-    if version < 0:
-        raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
-    if version and _is_url(archive) and not _is_bucket(archive):
-        raise UsageError("--previous works with archives on a mount or a bucket, not with "
-                         "URLs.")
-    if connections < 1:
-        raise UsageError(f"--connections must be 1 (one stream) or more, not {connections}.")
-    _check_dest_is_folder(dest)
-    parent = os.path.dirname(dest)
-    fix = (f"pass --dest with a folder in a writable place, e.g. --dest "
-           f"/tmp/{os.path.basename(dest)}")
-    started = time.monotonic()
-    note = None
-    with _NewFolders(parent, fix), _Lock(_lock_path(dest), lock_timeout, dest, fix):
-        raw_sidecar = None
-        if not _is_url(archive):
-            _check_drive_mounted(archive, drive_mount)
-            raw_sidecar = _read_sidecar(archive, retry_for, raw=True)
-        cache_folder = _cache_setting(drive_cache)
-        try:
-            source = _open_source(archive, retry_for, drive_mount, raw_sidecar, cache_folder,
-                                  version, connections)
-        except SourceMissing:
-            if version or _is_url(archive):
-                raise
-            # A save was interrupted between moving the current archive to .1 and putting
-            # the new one in its place: .1 is the newest complete archive.
-            try:
-                source = _open_source(archive, retry_for, drive_mount, raw_sidecar,
-                                      cache_folder, 1)
-            except SourceMissing:
-                source = None
-            if source is None:
-                raise
-            note = (f"{archive} is missing or incomplete (a save was interrupted?); restored "
-                    f"the newest complete version, {source.path}")
-        if given and not _is_bucket(archive):  # a bucket's sidecar also names its layers
-            sidecar = {}
-        elif _is_url(archive):
-            sidecar = source.read_sidecar()
-        else:
-            sidecar = _sidecar_entries(raw_sidecar, archive + ".sha256") if raw_sidecar \
-                is not None else {}
-        expected = given or getattr(source, "whole", None) or _expected_hashes(sidecar,
-                                                                                source.name)
-        checksum_source = "--sha256" if given else ("sidecar" if expected else None)
-        state, marker, changes = _inspect_dest(dest)
-        if state == "ours" and not force:
-            recorded = marker.get("archive", {})
-            layers = _layers_of(archive, recorded.get("sha256"), sidecar, retry_for,
-                                getattr(source, "store", None))
-            chain = [source.identity] + [identity for _, identity in layers]
-            if (recorded.get("chain") == chain and
-                    (expected is None or recorded.get("sha256") in expected)):
-                return RestoreResult(
-                    action="unchanged", archive=source.path, dest=dest,
-                    archive_bytes=source.size, sha256=recorded.get("sha256"),
-                    verified=bool(recorded.get("verified")),
-                    checksum_source=recorded.get("checksum_source"),
-                    local_changes=changes, seconds=time.monotonic() - started)
-        if (state == "foreign" or changes) and not force:
-            raise DestinationChanged(
-                f"{dest} has local changes that restoring {source.path} would replace: "
-                f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
-                f"again with --force to restore anyway (the current folder is then moved to "
-                f"{dest}.old-<timestamp>, never deleted).")
-        cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
-        plan = _restore_space_plan(source, parent, cache)
-        container = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
-                                         f"{os.urandom(4).hex()}")
-        os.mkdir(container, 0o700)
-        try:
-            result = _restore_into(source, archive, sidecar, container, dest, engine, expected,
-                                   checksum_source, quiet, retry_for, drive_mount, plan)
-            fresh_state, _, fresh_changes = _inspect_dest(dest)
-            if fresh_state == "foreign" or fresh_changes:
-                if not force:
-                    raise DestinationChanged(
-                        f"{dest} changed while the archive was being restored: "
-                        f"{_changes_text(fresh_changes)}. Nothing was changed; run again.")
-                result.moved_aside = _move_aside(dest)
-            elif fresh_state == "ours":
-                os.rename(dest, os.path.join(container, "replaced"))
-            elif fresh_state == "empty":
-                os.rmdir(dest)
-            os.rename(result.dest, dest)
-        finally:
-            _remove_tree(container)
-        _clean_stale_staging(dest, keep=container)
-    result.dest = dest
-    result.note = "; ".join(text for text in (note, result.note) if text) or None
-    result.local_changes = changes
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _check_dest_is_folder(dest):
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise UsageError(
-            f"The destination {dest} is {'a file' if os.path.isfile(dest) else 'there'}, "
-            f"not a folder: --dest (or {ENV_DEST}, or DEST in the CONFIG block) names the "
-            f"folder to restore into, created if missing. Nothing was changed. Fix: pass "
-            f"--dest with that folder's path (the archive itself goes to --archive), or move "
-            f"the file {dest} away.")
-
-
-def _restore_space_plan(source, parent, cache):
-    """(reclaimable, in_cache): refuse up front a restore that cannot fit on parent's disk.
-
-    The extracted files take at least the archive's size. When Drive's cache shares that
-    disk it also holds what is being read: a single file whole until it is closed, parts
-    about two at a time. What the cache holds already comes back as the disk fills.
-    """
-    free = _free_bytes(parent)
-    reclaimable = cache.reclaimable() if cache else 0
-    in_cache = 0
-    if cache:
-        sizes = [size for _, size, _ in getattr(source, "files", [])] or [source.size]
-        in_cache = source.size if len(sizes) == 1 else 2 * max(sizes)
-    need = source.size + in_cache + SPACE_MARGIN
-    if need <= free + reclaimable:
-        return reclaimable, in_cache
-    where = _mount_point(parent)
-    if not cache:
-        raise NoSpace(f"Not enough space on {where} to restore {source.path}: it needs "
-                      f"the archive's size ({_human(source.size)}) or more for the files, "
-                      f"plus {_human(SPACE_MARGIN)} this tool always leaves free, and "
-                      f"{_human(free)} is free. Free some space, or use --dest on a larger "
-                      f"disk.")
-    text = (f"Not enough space on {where} to restore {source.path}: it needs about "
-            f"{_human(need)} there ({_human(source.size)} or more of extracted files, plus "
-            f"{_human(in_cache)} for Drive's local copy of what is being read), and "
-            f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's cache "
-            f"({cache.folder}). Drive keeps a local copy of a file on this disk for as long as "
-            f"it is open")
-    if len(getattr(source, "files", ())) == 1:
-        text += (f", so an archive read as one file needs its size twice. Fix: split it into "
-                 f"parts once, in place on Drive: python bootstrap_assets.py split --archive "
-                 f"'{source.path}' (then a restore needs about two parts of room beyond the "
-                 f"files), or use --dest on a larger disk.")
-    else:
-        text += ". Fix: free some space, use --dest on a larger disk, or save with a smaller "\
-                "--part-size."
-    raise NoSpace(text)
-
-
-# ------------------------------------------------------------------------------- Kaggle --
-# The CONFIG block's values as shipped: Colab's places. Left as shipped in a Kaggle
-# notebook, they give way to Kaggle's (see _settings).
-_COLAB_ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
-_COLAB_DEST = "/content/_assets"
-_KAGGLE_ROOT = "/kaggle"  # a module constant so that tests can point it elsewhere
-# Set in every Kaggle notebook's kernel (interactive or a "Save Version" run)
-KAGGLE_ENV = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL")
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz",
-                    ".tar.zst", ".tzst", ".zip")
-KAGGLE_SEARCH_DEPTH = 3  # /kaggle/input/DATASET/FOLDER/FILE: deeper is a dataset's content
-KAGGLE_LISTED = 20  # archives an error lists; a dataset of many zips would flood the cell
-
-
-def _on_kaggle():
-    """A Kaggle notebook: its environment variables, and the folder its datasets are in."""
-    return (any(os.environ.get(name) for name in KAGGLE_ENV)
-            and os.path.isdir(os.path.join(_KAGGLE_ROOT, "input")))
-
-
-def _kaggle_dest():
-    """/kaggle/temp/_assets: what /kaggle/working holds becomes the notebook's output when a
-    version is saved (20 GB at most); /kaggle/temp is the session's scratch space."""
-    return os.path.join(_KAGGLE_ROOT, "temp", "_assets")
-
-
-def _archives_under(root):
-    """Archives (or the first part of one) under root, down to KAGGLE_SEARCH_DEPTH, sorted."""
-    found = []
-
-    def visit(folder, depth):
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError:
-            return
-        for entry in entries:
-            try:
-                is_folder = entry.is_dir()
-            except OSError:
-                continue
-            if is_folder:
-                if depth < KAGGLE_SEARCH_DEPTH:
-                    visit(entry.path, depth + 1)
-            elif entry.name.endswith(PART_INFIX + "0001"):
-                found.append(entry.path[:-len(PART_INFIX + "0001")])
-            elif entry.name.lower().endswith(ARCHIVE_SUFFIXES):
-                found.append(entry.path)
-
-    visit(root, 1)
-    return found
-
-
-def _kaggle_save_fix(name):
-    working = os.path.join(_KAGGLE_ROOT, "working")
-    return (f"pass --archive {working}/{name} (what {working} holds is kept as the "
-            f"notebook's output when you save a version; make that output a dataset to "
-            f"restore it in a later session)")
-
-
-def _kaggle_archive(saving):
-    """The archive when none is given in a Kaggle notebook: the one archive under
-    /kaggle/input, where Kaggle mounts the notebook's datasets (read-only); else an error
-    that names the flag to pass, and the archives there to pass it with."""
-    import shlex
-    inputs = os.path.join(_KAGGLE_ROOT, "input")
-    found = _archives_under(inputs)
-    if saving:
-        name = os.path.basename(found[0]) if len(found) == 1 else "assets.tar.gz"
-        raise UsageError(f"In a Kaggle notebook, save needs --archive: {inputs}, where the "
-                         f"datasets are, is read-only. Fix: {_kaggle_save_fix(name)}.")
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise SourceMissing(
-            f"In a Kaggle notebook, no archive was given and {inputs} holds none (no "
-            f"{', '.join(ARCHIVE_SUFFIXES)} file in its datasets, down to "
-            f"{KAGGLE_SEARCH_DEPTH} folders deep). Fix: add the dataset that holds your "
-            f"archive to the notebook (Add Input) and run again, or pass --archive with its "
-            f"path or URL.")
-    choices = "\n".join(f"  --archive {shlex.quote(path)}" for path in found[:KAGGLE_LISTED])
-    if len(found) > KAGGLE_LISTED:
-        choices += f"\n  ... and {len(found) - KAGGLE_LISTED} more under {inputs}"
-    raise UsageError(f"In a Kaggle notebook, no archive was given and {inputs} holds "
-                     f"{len(found)}. Fix: pass the one to restore:\n{choices}")
-
-
-def _settings(archive, dest, drive_mount, saving=False):
-    """Arguments, else environment variables, else the CONFIG block; in a Kaggle notebook,
-    Kaggle's places for what the CONFIG block holds as shipped."""
-    kaggle = _on_kaggle()
-    archive = archive or os.environ.get(ENV_ARCHIVE) or (
-        _kaggle_archive(saving) if kaggle and ARCHIVE == _COLAB_ARCHIVE else ARCHIVE)
-    if not _is_url(archive):
-        archive = os.path.abspath(os.path.expanduser(archive))
-    dest = dest or os.environ.get(ENV_DEST) or (
-        _kaggle_dest() if kaggle and DEST == _COLAB_DEST else DEST)
-    dest = os.path.abspath(os.path.expanduser(dest))
-    if os.path.islink(dest):
-        # A link the user made (/content/_assets -> a larger disk) is kept: the folder is
-        # its target, and the staging folder goes beside the target, so that the final
-        # rename stays on one filesystem and replaces the folder, not the link.
-        dest = os.path.realpath(dest)
-    if saving and kaggle and _is_within(archive, os.path.join(_KAGGLE_ROOT, "input")):
-        raise UsageError(f"Cannot save to {archive}: {_KAGGLE_ROOT}/input, where Kaggle "
-                         f"mounts the datasets, is read-only. Nothing was written. Fix: "
-                         f"{_kaggle_save_fix(os.path.basename(archive))}.")
-    if drive_mount is None:
-        drive_mount = os.environ.get(ENV_DRIVE_MOUNT, DRIVE_MOUNT)
-    return archive, dest, drive_mount
-
-
-def _lock_path(dest):
-    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.lock")
-
-
-def _move_aside(dest):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside, n = f"{dest}.old-{stamp}", 1
-    while os.path.lexists(aside):
-        n += 1
-        aside = f"{dest}.old-{stamp}-{n}"
-    os.rename(dest, aside)
-    return aside
-
-
-def _restore_into(source, archive, sidecar, container, dest, engine, expected, checksum_source,
-                  quiet, retry_for, drive_mount, plan):
-    """Extract the archive and its layers into container; return a RestoreResult whose dest
-    is the finished folder (inside container)."""
-    root = os.path.join(container, "root")
-    os.mkdir(root, 0o700)
-    progress = _Progress(f"restoring {source.name}", source.size, quiet)
-    reclaimable, in_cache = plan
-    extraction = _Extraction(root, _SpaceGuard(container, reclaimable, in_cache), progress,
-                             dest)
-    cache_shares_disk = bool(in_cache)
-    writer = _GnuTarWriter(root) if engine == "tar" else _PythonWriter(root, cache_shares_disk)
-    try:
-        fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
-                                                   checksum_source, container)
-        if extraction.holds_nothing():
-            raise CorruptArchive(f"Cannot restore {source.path}: the archive holds no files "
-                                 f"(it is empty, or holds only an empty folder). Nothing was "
-                                 f"changed at {dest}. Fix: save again from the folder that has "
-                                 f"the files, or pass --archive with the right archive.")
-        layers = _layers_of(archive, base_sha, sidecar, retry_for,
-                            getattr(source, "store", None))
-        chain = [source.identity]
-        for layer_path, _ in layers:
-            if engine == "tar":
-                writer.finish()
-                writer = _GnuTarWriter(root)
-            layer = _open_source(layer_path, retry_for, drive_mount)
-            layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
-            progress.label, progress.total = f"applying {layer.name}", layer.size
-            writer = _extract_one(layer, extraction, writer, layer_expected,
-                                  checksum_source, container)[3]
-            read += layer.size
-            chain.append(layer.identity)
-        writer.finish()
-        engine_used, writer = writer.name, None
-        try:
-            extraction.install_absolute_links()
-        except UnsafeArchive as exc:
-            raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    except OSError as exc:
-        if exc.errno in NO_SPACE_ERRNOS:
-            raise NoSpace(f"Ran out of space on {_mount_point(container)} while restoring "
-                          f"{source.path} into {dest} ({_human(extraction.total)} extracted, "
-                          f"{_human(_free_bytes(container))} and "
-                          f"{os.statvfs(container).f_favail:,} inodes free now"
-                          f"{_cache_note(in_cache)}). Nothing was changed at {dest}. Free "
-                          f"some space, or use --dest on a larger disk.") from None
-        raise BootstrapError(f"Restoring {source.path} failed while writing under "
-                             f"{container}: {exc}. Nothing was changed at {dest}.") from None
-    finally:
-        if writer is not None:
-            writer.abort()
-        progress.close()
-    content = extraction.content_root()
-    prefix = os.path.relpath(content, root)
-    try:
-        for name in MARKER_FILES:  # a file of that name is ours to replace; anything else not
-            path = os.path.join(content, name)
-            if os.path.lexists(path) and not os.path.isfile(path) or os.path.islink(path):
-                raise UnsafeArchive(f"member {name!r} takes the name of this tool's marker "
-                                    f"file, as something other than a file (rule: the "
-                                    f"marker's name is the tool's)")
-        manifest = _scan(content, check=True)
-    except UnsafeArchive as exc:
-        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    _write_marker(content, {
-        "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
-                    "verified": expected is not None, "checksum_source": checksum_source,
-                    "format": fmt, "prefix": "" if prefix == "." else prefix},
-        "manifest": manifest,
-    })
-    return RestoreResult(action="restored", archive=source.path, dest=content,
-                         archive_bytes=read, layers=len(layers),
-                         files=sum(entry[0] != "d" for entry in manifest.values()),
-                         bytes_extracted=extraction.total, sha256=base_sha,
-                         verified=expected is not None, checksum_source=checksum_source,
-                         engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
-                         note=(f"skipped {extraction.skipped_metadata} macOS metadata entries "
-                               f"(__MACOSX/, ._name)" if extraction.skipped_metadata else None))
-
-
-def _cache_note(in_cache):
-    return (f"; Drive's cache shares this disk and did not give back room for "
-            f"{CACHE_WAIT:g} s" if in_cache else "")
-
-
-def _write_marker(folder, fields):
-    marker = {"tool": f"bootstrap_assets {VERSION}",
-              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    marker.update(fields)
-    path = os.path.join(folder, MARKER_NAME)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(json.dumps(marker))  # dumps has a C encoder; dump encodes in Python
-    os.replace(path + ".tmp", path)
-
-
-def _extract_one(source, extraction, writer, expected, checksum_source, container):
+def _extract_one(source, extraction, writer, expected, checksum_source, staging):
     """One archive of the chain, read once: hash, decompress and extract overlap."""
     hasher, counter = hashlib.sha256(), _Counter()
     raw = _Stage(lambda: _hashing(source, hasher, counter), "read", READ_AHEAD_DEPTH)
@@ -4353,13 +3718,13 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
             if not isinstance(writer, _PythonWriter):
                 writer.finish()  # zip is always extracted by the python engine
                 writer = _PythonWriter(extraction.root)
-            spool = os.path.join(container, "archive.zip")
+            spool = os.path.join(staging, "archive.zip")
             with open(spool, "wb") as f:
                 for piece in chunks:
                     f.write(piece)
                     extraction.progress.update(counter.bytes, 0)
             _check_hash(hasher, expected, checksum_source, source)
-            extraction.space.free = _free_bytes(container)
+            extraction.space.free = _free_bytes(staging)
             _extract_zip(spool, extraction, writer, counter)
             os.unlink(spool)
         else:
@@ -4390,7 +3755,7 @@ def _extract_one(source, extraction, writer, expected, checksum_source, containe
     finally:
         for stage in reversed(stages):
             stage.close()
-    return fmt, hasher.hexdigest(), counter.bytes, writer
+    return _Extracted(fmt, hasher.hexdigest(), counter.bytes, writer)
 
 
 def _check_hash(hasher, expected, checksum_source, source):
@@ -4406,12 +3771,452 @@ def _check_hash(hasher, expected, checksum_source, source):
                "Save again, or upload the file that was saved."))
 
 
-# ------------------------------------------------------------------------------ saving --
+# -------------------------------------------------------- the destination and its marker --
+def _read_marker(dest):
+    try:
+        with open(os.path.join(dest, MARKER_NAME), encoding="utf-8") as f:
+            marker = json.load(f)
+        return marker if isinstance(marker, dict) and "manifest" in marker else None
+    except (OSError, ValueError):
+        return None
+
+
+def _local_changes(dest, manifest):
+    """What differs between dest and the manifest recorded when we installed it."""
+    current = _scan(dest)
+    changes = []
+    for path in sorted(current):
+        if path not in manifest:
+            changes.append(f"added {path}")
+        elif current[path] != manifest[path]:
+            changes.append(f"modified {path}")
+    changes += [f"deleted {path}" for path in sorted(manifest) if path not in current]
+    return changes
+
+
+def _inspect_dest(dest):
+    """("absent" | "empty" | "ours" | "foreign", marker, local changes)."""
+    if not os.path.lexists(dest):
+        return "absent", None, []
+    if not os.path.isdir(dest) or os.path.islink(dest):
+        return "foreign", None, [f"{dest} is not a folder"]
+    marker = _read_marker(dest)
+    if marker is None:
+        with os.scandir(dest) as listing:
+            if next(listing, None) is None:
+                return "empty", None, []
+        return "foreign", None, ["it was not made by bootstrap_assets (no marker file)"]
+    return "ours", marker, _local_changes(dest, marker["manifest"])
+
+
+def _changes_text(changes):
+    shown = "; ".join(changes[:8])
+    return shown + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+
+
+def _not_writable(folder, exc, fix):
+    return BootstrapError(f"Cannot write in {folder}: the folder is not writable "
+                          f"({exc.strerror}). Nothing was changed. Fix: {fix}.")
+
+
+class _NewFolders:
+    """Creates a folder and its missing parents; when the run then fails, removes the ones
+    it created (those still empty), so that a failed run leaves the machine as it was."""
+
+    def __init__(self, path, fix):
+        self.path, self.fix = path, fix
+        self.created = []
+
+    def __enter__(self):
+        missing, folder = [], self.path
+        while not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                if os.path.isdir(folder):  # another run made it meanwhile
+                    continue
+                self._remove_created()
+                raise UsageError(f"{folder} is a file, not a folder, so {self.path} cannot "
+                                 f"be created. Nothing was changed. Fix: "
+                                 f"{self.fix}.") from None
+            except OSError as exc:
+                self._remove_created()
+                if exc.errno in NOT_WRITABLE_ERRNOS:
+                    raise _not_writable(os.path.dirname(folder), exc, self.fix) from None
+                raise
+            self.created.append(folder)
+        return self
+
+    def __exit__(self, failed, *_):
+        if failed is not None:
+            self._remove_created()
+
+    def _remove_created(self):
+        for folder in reversed(self.created):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (someone else's now), or gone: leave the rest
+                break
+        self.created = []
+
+
+class _Lock:
+    """An exclusive lock beside the destination, so two runs never interleave. fix: what
+    to do when that folder is not writable."""
+
+    def __init__(self, path, timeout, what, fix="pass --dest with a folder in a writable place"):
+        self.path, self.timeout, self.what, self.fix = path, timeout, what, fix
+        self.fd = None
+
+    def __enter__(self):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                # O_NOFOLLOW: a link planted at the lock's name must not make us truncate
+                # and overwrite the file it points to
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                                  | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as exc:
+                if exc.errno in NOT_WRITABLE_ERRNOS:
+                    raise _not_writable(os.path.dirname(self.path), exc, self.fix) from None
+                if exc.errno in (errno.ELOOP, errno.EISDIR):
+                    raise BootstrapError(
+                        f"{self.path} is in the way: this tool keeps its lock file under that "
+                        f"name, and there is {_kind_of(self.path)} there, not made by it. "
+                        f"Nothing was changed. Fix: move {self.path} away, then run this "
+                        f"again.") from None
+                raise
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
+                    os.close(self.fd)
+                    raise Locked(f"Another run is working on {self.what} (lock {self.path} is "
+                                 f"held by {holder or 'an unknown process'}). Wait for it to "
+                                 f"finish, then run this again.") from None
+                os.close(self.fd)
+                time.sleep(0.1)
+                continue
+            # The holder before us removes the file as it lets go: a lock taken on a file
+            # that is no longer at self.path locks nothing, so take the new one.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}: "
+                           f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
+                  .encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(self.path)  # a run leaves nothing behind; see __enter__ for the race
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)  # closing releases the flock
+
+
+def _lock_path(dest):
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.lock")
+
+
+def _kind_of(path):
+    st = os.lstat(path)
+    return ("a symlink" if stat.S_ISLNK(st.st_mode) else "a folder" if
+            stat.S_ISDIR(st.st_mode) else "a special file")
+
+
+def _staging_prefix(dest):
+    return f".{os.path.basename(dest)}.staging-"
+
+
+def _clean_stale_staging(dest, keep):
+    """Remove staging folders left by runs that died (we hold the lock: none is live).
+    Only folders: a file or a symlink under such a name was not made by a run of ours."""
+    parent, prefix = os.path.dirname(dest), _staging_prefix(dest)
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if name.startswith(prefix) and path != keep and os.path.isdir(path) and \
+                not os.path.islink(path):
+            _remove_tree(path)
+
+
+def _check_dest_is_folder(dest):
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UsageError(
+            f"The destination {dest} is {'a file' if os.path.isfile(dest) else 'there'}, "
+            f"not a folder: --dest (or {ENV_DEST}, or DEST in the CONFIG block) names the "
+            f"folder to restore into, created if missing. Nothing was changed. Fix: pass "
+            f"--dest with that folder's path (the archive itself goes to --archive), or move "
+            f"the file {dest} away.")
+
+
+def _restore_space_plan(source, parent, cache):
+    """(reclaimable, in_cache): refuse up front a restore that cannot fit on parent's disk.
+
+    The extracted files take at least the archive's size. When Drive's cache shares that
+    disk it also holds what is being read: a single file whole until it is closed, parts
+    about two at a time. What the cache holds already comes back as the disk fills.
+    """
+    free = _free_bytes(parent)
+    reclaimable = cache.reclaimable() if cache else 0
+    in_cache = 0
+    if cache:
+        sizes = [size for _, size, _ in getattr(source, "files", [])] or [source.size]
+        in_cache = source.size if len(sizes) == 1 else 2 * max(sizes)
+    need = source.size + in_cache + SPACE_MARGIN
+    if need <= free + reclaimable:
+        return reclaimable, in_cache
+    where = _mount_point(parent)
+    doing = f"to restore {source.path}"
+    if not cache:
+        raise _no_space(where, doing, f"it needs the archive's size ({_human(source.size)}) "
+                        f"or more for the files, plus {_human(SPACE_MARGIN)} this tool always "
+                        f"leaves free", f"and {_human(free)} is free",
+                        "Free some space, or use --dest on a larger disk.")
+    fix = "Drive keeps a local copy of a file on this disk for as long as it is open"
+    if len(getattr(source, "files", ())) == 1:
+        fix += (f", so an archive read as one file needs its size twice. Fix: split it into "
+                f"parts once, in place on Drive: python bootstrap_assets.py split --archive "
+                f"'{source.path}' (then a restore needs about two parts of room beyond the "
+                f"files), or use --dest on a larger disk.")
+    else:
+        fix += ". Fix: free some space, use --dest on a larger disk, or save with a smaller "\
+               "--part-size."
+    raise _no_space(where, doing, f"it needs about {_human(need)} there ({_human(source.size)} "
+                    f"or more of extracted files, plus {_human(in_cache)} for Drive's local "
+                    f"copy of what is being read)", f"and {_human(free)} is free, with "
+                    f"{_human(reclaimable)} more held by Drive's cache ({cache.folder})", fix)
+
+
+def _cache_note(in_cache):
+    return (f"; Drive's cache shares this disk and did not give back room for "
+            f"{CACHE_WAIT:g} s" if in_cache else "")
+
+
+def _write_marker(folder, fields):
+    marker = {"tool": f"bootstrap_assets {VERSION}",
+              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    marker.update(fields)
+    path = os.path.join(folder, MARKER_NAME)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(marker))  # dumps has a C encoder; dump encodes in Python
+    os.replace(path + ".tmp", path)
+
+
+# ------------------------------------------------------------------------------- install --
+def _install(finished, dest, staging, force):
+    """Rename the finished folder to dest, unless dest changed while it was being made.
+    The folder it replaces goes into staging (removed with it) if it is ours, or aside to
+    dest.old-<timestamp> under force; return that path, or None."""
+    moved_aside = None
+    fresh_state, _, fresh_changes = _inspect_dest(dest)
+    if fresh_state == "foreign" or fresh_changes:
+        if not force:
+            raise DestinationChanged(
+                f"{dest} changed while the archive was being restored: "
+                f"{_changes_text(fresh_changes)}. Nothing was changed; run again.")
+        moved_aside = _move_aside(dest)
+    elif fresh_state == "ours":
+        os.rename(dest, os.path.join(staging, "replaced"))
+    elif fresh_state == "empty":
+        os.rmdir(dest)
+    os.rename(finished, dest)
+    return moved_aside
+
+
+def _move_aside(dest):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = f"{dest}.old-{stamp}", 1
+    while os.path.lexists(aside):
+        n += 1
+        aside = f"{dest}.old-{stamp}-{n}"
+    os.rename(dest, aside)
+    return aside
+
+
+# ---------------------------------------------------------- report: progress and results --
+class _Progress:
+    """One self-redrawing line in a terminal or notebook cell; sparse plain lines in a log."""
+
+    def __init__(self, label, total, quiet, stream=None):
+        self.stream = stream or sys.stderr
+        self.label, self.total = label, total
+        self.quiet = quiet
+        self.live = not quiet and (self.stream.isatty() or _in_notebook_output())
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.drawn = False
+
+    def update(self, done, files, force=False, share=None):
+        """done: bytes so far; share: with it, done counts bytes written and share (0 to 1)
+        is how far the run is, when the final size is not known in advance (compressed)."""
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self.shown < (PROGRESS_EVERY if self.live else PLAIN_PROGRESS_EVERY):
+            return
+        self.shown = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = done / elapsed
+        line = f"{self.label}: {_human(done)}"
+        if share is not None:
+            eta = elapsed * (1 - share) / share if share > 0 else 0
+            line += f" written ({100 * share:.0f}%)  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
+        elif self.total > 0:
+            eta = (self.total - done) / rate if rate else 0
+            line += f" / {_human(self.total)} ({100 * done / self.total:.0f}%)"
+            line += f"  {rate / 1e6:.1f} MB/s  ETA {eta:.0f} s"
+        else:
+            line += f"  {rate / 1e6:.1f} MB/s"
+        if files is not None:
+            line += f"  {files:,} files"
+        if self.live:
+            self.stream.write("\r" + line.ljust(79))
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class RestoreResult(_Record):
+    """What restore() did, with its figures."""
+
+    action: str  # "restored" or "unchanged"
+    archive: str
+    dest: str
+    archive_bytes: int = 0
+    files: int = 0
+    bytes_extracted: int = 0
+    seconds: float = 0.0
+    sha256: str = None
+    verified: bool = False
+    checksum_source: str = None
+    engine: str = None
+    format: str = None
+    moved_aside: str = None
+    local_changes: list = []
+    layers: int = 0
+    parts: int = 0  # the files the archive is stored as (0: one file)
+    note: str = None
+
+    @property
+    def mb_per_s(self):
+        return _mb_per_s(self.archive_bytes, self.seconds)
+
+    def summary(self):
+        if self.action == "unchanged":
+            text = f"{self.dest} is already restored from {self.archive}; nothing to do"
+            if self.local_changes:
+                text += (f" (kept {len(self.local_changes)} local change(s), e.g. "
+                         f"{self.local_changes[0]}; --force restores a fresh copy and moves "
+                         f"this one aside)")
+            return text + f" [{self.seconds:.2f} s]"
+        check = (f"sha256 verified ({self.checksum_source})" if self.verified else
+                 "NOT verified: no --sha256 and no .sha256 file beside the archive")
+        layers = f" + {self.layers} layer(s)" if self.layers else ""
+        parts = f" in {self.parts} parts" if self.parts else ""
+        text = (f"restored {_human(self.archive_bytes)}{parts}{layers} ({self.files:,} files, "
+                f"{_human(self.bytes_extracted)}) to {self.dest} in {self.seconds:.1f} s "
+                f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
+        if self.moved_aside:
+            text += f"; the previous folder was moved to {self.moved_aside}"
+        if self.note:
+            text += f". Note: {self.note}"
+        return text
+
+
+class SaveResult(_Record):
+    """What save() did, with its figures."""
+
+    # "saved" (a full archive), "layer" (an incremental layer), "split" (split()), "unchanged"
+    action: str
+    archive: str
+    written: str = None
+    bytes_written: int = 0
+    bytes_packed: int = 0
+    files: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    sha256: str = None
+    format: str = None
+    verified: bool = False
+    layer: int = 0
+    parts: int = 0  # the files the archive was written as (0: one file)
+    versions: list = []
+    warnings: list = []
+    note: str = None
+
+    @property
+    def mb_per_s(self):
+        return _mb_per_s(self.bytes_written, self.seconds)
+
+    def summary(self):
+        if self.action == "unchanged":
+            return (f"{self.note or f'nothing changed since the last save to {self.archive}'}"
+                    f"; nothing written [{self.seconds:.2f} s]")
+        check = ("read back and verified" if self.verified else
+                 "NOT read back (--no-verify)")
+        if self.action == "split":
+            return (f"split {self.archive} into {self.parts} parts "
+                    f"({_human(self.bytes_written)} in {self.seconds:.1f} s, "
+                    f"{self.mb_per_s:.1f} MB/s); {check}; the whole has the same sha256 as "
+                    f"before, {self.sha256[:16]}...; {self.note}")
+        what = (f"layer {self.layer} ({self.files:,} changed, {self.deleted:,} deleted)"
+                if self.action == "layer" else f"a full archive ({self.files:,} files)")
+        parts = f" in {self.parts} parts" if self.parts else ""
+        text = (f"saved {what}: {_human(self.bytes_written)}{parts} to {self.written} in "
+                f"{self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s, {self.format}); {check}; "
+                f"sha256 {self.sha256[:16]}...")
+        if self.warnings:
+            text += "\nwarnings: " + "; ".join(self.warnings)
+        return text
+
+
+# ---------------------------------------------------------------------------- save: walk --
+class _SaveEntry(collections.namedtuple("_SaveEntry", "path manifest stat")):
+    """One thing a save packs: its path relative to the folder, its manifest entry
+    (["d", mode], ["f", size, mtime_ns, mode] or ["l", target], as the marker records it)
+    and its lstat."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self):
+        return self.manifest[0]
+
+    @property
+    def size(self):
+        return self.manifest[1] if self.manifest[0] == "f" else 0
+
+
+def _file_bytes(entries):
+    return sum(entry.size for entry in entries)
+
+
+def _file_count(entries):
+    """Files and symlinks: what a result reports as files (folders are not counted)."""
+    return sum(entry.kind != "d" for entry in entries)
+
+
 def _save_entries(folder):
     """(entries, warnings): what a save packs, parents before children, symlinks last.
 
-    Entries are (relative path, manifest entry, stat). Symlinks come last so that every
-    folder they point through already exists when a restore checks them.
+    Entries are _SaveEntry records (relative path, manifest entry, stat). Symlinks come last
+    so that every folder they point through already exists when a restore checks them.
     """
     real_folder = os.path.realpath(folder)
     entries, links, warnings, pending = [], [], [], [""]
@@ -4434,9 +4239,9 @@ def _save_entries(folder):
                     warnings.append(f"skipped {path}: a symlink to {target!r}, which leaves "
                                     f"the folder (restore would refuse it)")
                 else:
-                    links.append((path, manifest_entry, st))
+                    links.append(_SaveEntry(path, manifest_entry, st))
             else:
-                entries.append((path, manifest_entry, st))
+                entries.append(_SaveEntry(path, manifest_entry, st))
                 if manifest_entry[0] == "d":
                     pending.append(path)
     return entries + links, warnings
@@ -4452,6 +4257,7 @@ def _saved_link_target(folder, path, target):
     return None if inside is None else _relative_target(tuple(path.split("/")[:-1]), inside)
 
 
+# ---------------------------------------------------------------------------- save: pack --
 def _tar_header(name, entry, st):
     info = tarfile.TarInfo(name)
     info.mtime = int(st.st_mtime)
@@ -4516,6 +4322,7 @@ def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
     yield bytes(2 * BLOCK)
 
 
+# ------------------------------------------------------------------------ save: compress --
 def _coalesced(pieces):
     """Join small pieces (tar headers, small files) so the stages hand over ~1 MiB at a time."""
     pending, size = [], 0
@@ -4587,82 +4394,7 @@ def _choose_format(folder, entries, fmt, level):
     return "gz", level if level is not None else DEFAULT_LEVELS["gz"]
 
 
-class _ReadBack:
-    """Reads the file being written back from the mount, trailing the writer, and hashes it.
-
-    Reads and writes have separate bandwidth on a Drive mount, so verifying this way costs
-    little more than the write itself. Cached pages are dropped first, so the bytes come
-    from the mount, not from this machine's memory.
-    """
-
-    def __init__(self, path, retry_for):
-        self.path, self.retry_for = path, retry_for
-        self.hasher = hashlib.sha256()
-        self.target, self.final = 0, False
-        self.error = None
-        self.ready = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name="read-back", daemon=True)
-        self.thread.start()
-
-    def advance(self, written, final=False):
-        with self.ready:
-            self.target, self.final = written, final
-            self.ready.notify()
-
-    def _run(self):
-        offset, fd, backoff = 0, None, None
-        try:
-            while True:
-                with self.ready:
-                    while offset >= self.target and not self.final:
-                        self.ready.wait()
-                    if offset >= self.target and self.final:
-                        return
-                    want = min(CHUNK, self.target - offset)
-                try:
-                    if fd is None:
-                        fd = os.open(self.path, os.O_RDONLY)
-                    if hasattr(os, "posix_fadvise"):
-                        os.posix_fadvise(fd, offset, want, os.POSIX_FADV_DONTNEED)
-                    data = os.pread(fd, want, offset)
-                except OSError as exc:
-                    if exc.errno not in TRANSIENT_ERRNOS:
-                        raise
-                    backoff = backoff or _Backoff(self.retry_for)
-                    if not backoff.wait():
-                        raise
-                    if fd is not None:
-                        os.close(fd)
-                        fd = None
-                    continue
-                if not data:  # written, but not visible to readers yet
-                    backoff = backoff or _Backoff(self.retry_for, first=0.01)
-                    if not backoff.wait():
-                        raise OSError(errno.EIO, f"the {want:,} bytes written at offset "
-                                                 f"{offset:,} cannot be read")
-                    continue
-                backoff = None
-                self.hasher.update(data)
-                offset += len(data)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            if fd is not None:
-                os.close(fd)
-
-    def digest(self, written):
-        self.advance(written, final=True)
-        self.thread.join()
-        if self.error is not None:
-            raise BootstrapError(f"Reading {self.path} back to verify it failed: "
-                                 f"{self.error}. The previous archive is untouched.")
-        return self.hasher.hexdigest()
-
-    def abandon(self):
-        self.advance(0, final=True)
-        self.thread.join()
-
-
+# --------------------------------------------------------------------------- save: write --
 class _OutputFile:
     """One new file on the mount: written, hashed, fsynced, closed, and read back."""
 
@@ -4810,6 +4542,138 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
     return whole.hexdigest(), written, files
 
 
+def _check_room(archive, nbytes):
+    folder = os.path.dirname(archive)
+    free = _free_bytes(folder)
+    if nbytes > free:
+        raise _no_space(_mount_point(folder), f"to save {archive}",
+                        f"about {_human(nbytes)} is needed", f"{_human(free)} is free",
+                        "Free some space on Drive (empty its trash too). Nothing was written.")
+
+
+def _check_local_room(job, estimate, layer=False):
+    """Refuse a save whose file would not fit in Drive's cache on the local disk: the mount
+    keeps a local copy of a file being written until it is closed and uploaded."""
+    if job.cache is None:
+        return
+    one_file = layer or not job.part_size or estimate <= job.part_size
+    in_cache = estimate if one_file else 2 * job.part_size
+    free, reclaimable = _free_bytes(job.dest), job.cache.reclaimable()
+    if in_cache + SPACE_MARGIN <= free + reclaimable:
+        return
+    fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
+           "a time)" if one_file and not layer else "use a smaller --part-size")
+    raise _no_space(None, f"to save {job.archive}", f"Drive keeps a local copy of a file "
+                    f"being written on {_mount_point(job.dest)} until it is closed and "
+                    f"uploaded, and this save would hold about {_human(in_cache)} there",
+                    f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
+                    f"cache ({job.cache.folder})",
+                    f"Nothing was written. Fix: {fix}, or free some local space.")
+
+
+def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
+                  write=None):
+    """walk -> tar -> compress -> hash -> write, each stage in its own thread.
+    temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
+    share): what writes elsewhere than to files (a bucket's upload)."""
+    folder = os.path.dirname(job.archive)
+    counter = _Counter()
+    progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
+    packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
+                                             counter, job.warnings)), "pack")
+    stages = [packed]
+    if fmt != "tar":
+        stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
+    share = lambda: counter.bytes / total if total else 1.0  # noqa: E731
+    try:
+        if write:
+            return write(stages[-1], progress, share)
+        return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
+                              job.part_size, job.verify, job.retry_for, progress, share)
+    finally:
+        for stage in reversed(stages):
+            stage.close()
+        progress.close()
+
+
+# ----------------------------------------------------------------------- save: read back --
+class _ReadBack:
+    """Reads the file being written back from the mount, trailing the writer, and hashes it.
+
+    Reads and writes have separate bandwidth on a Drive mount, so verifying this way costs
+    little more than the write itself. Cached pages are dropped first, so the bytes come
+    from the mount, not from this machine's memory.
+    """
+
+    def __init__(self, path, retry_for):
+        self.path, self.retry_for = path, retry_for
+        self.hasher = hashlib.sha256()
+        self.target, self.final = 0, False
+        self.error = None
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="read-back", daemon=True)
+        self.thread.start()
+
+    def advance(self, written, final=False):
+        with self.ready:
+            self.target, self.final = written, final
+            self.ready.notify()
+
+    def _run(self):
+        offset, fd, backoff = 0, None, None
+        try:
+            while True:
+                with self.ready:
+                    while offset >= self.target and not self.final:
+                        self.ready.wait()
+                    if offset >= self.target and self.final:
+                        return
+                    want = min(CHUNK, self.target - offset)
+                try:
+                    if fd is None:
+                        fd = os.open(self.path, os.O_RDONLY)
+                    if hasattr(os, "posix_fadvise"):
+                        os.posix_fadvise(fd, offset, want, os.POSIX_FADV_DONTNEED)
+                    data = os.pread(fd, want, offset)
+                except OSError as exc:
+                    if exc.errno not in TRANSIENT_ERRNOS:
+                        raise
+                    backoff = backoff or _Backoff(self.retry_for)
+                    if not backoff.wait():
+                        raise
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    continue
+                if not data:  # written, but not visible to readers yet
+                    backoff = backoff or _Backoff(self.retry_for, first=0.01)
+                    if not backoff.wait():
+                        raise OSError(errno.EIO, f"the {want:,} bytes written at offset "
+                                                 f"{offset:,} cannot be read")
+                    continue
+                backoff = None
+                self.hasher.update(data)
+                offset += len(data)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def digest(self, written):
+        self.advance(written, final=True)
+        self.thread.join()
+        if self.error is not None:
+            raise BootstrapError(f"Reading {self.path} back to verify it failed: "
+                                 f"{self.error}. The previous archive is untouched.")
+        return self.hasher.hexdigest()
+
+    def abandon(self):
+        self.advance(0, final=True)
+        self.thread.join()
+
+
+# ------------------------------------------------------------------------- save: publish --
 def _write_sidecar(archive, entries, part_sets, identities, journal=None):
     """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
     lines = _sidecar_text(entries, part_sets, identities, journal)
@@ -4819,23 +4683,6 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, archive + ".sha256")
-
-
-def _sidecar_text(entries, part_sets, identities, journal=None):
-    """A sha256sum line for every file, a `# parts` line for every version stored as parts,
-    and while files move, the `# journal` of those moves."""
-    lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
-                    for digest in sorted(entries[name]))
-    lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
-                     for name in sorted(part_sets)
-                     for whole, hashes in sorted(part_sets[name], key=str))
-    listed = {digest for hashes in entries.values() for digest in hashes}
-    lines += "".join(f"# identity {digest} {size} {mtime_ns}\n"
-                     for digest, (size, mtime_ns) in sorted(identities.items())
-                     if digest in listed)
-    if journal:
-        lines += f"# journal {json.dumps(journal)}\n"
-    return lines
 
 
 def _carry_out(archive, journal, identities):
@@ -5025,65 +4872,399 @@ def _clean_stale_temporaries(archive, content=False):
             os.unlink(os.path.join(folder, name))
 
 
-class SaveResult(_Record):
-    """What save() did, with its figures."""
-
-    # "saved" (a full archive), "layer" (an incremental layer), "split" (split()), "unchanged"
-    action: str
-    archive: str
-    written: str = None
-    bytes_written: int = 0
-    bytes_packed: int = 0
-    files: int = 0
-    deleted: int = 0
-    seconds: float = 0.0
-    sha256: str = None
-    format: str = None
-    verified: bool = False
-    layer: int = 0
-    parts: int = 0  # the files the archive was written as (0: one file)
-    versions: list = []
-    warnings: list = []
-    note: str = None
-
-    @property
-    def mb_per_s(self):
-        return _mb_per_s(self.bytes_written, self.seconds)
-
-    def summary(self):
-        if self.action == "unchanged":
-            return (f"{self.note or f'nothing changed since the last save to {self.archive}'}"
-                    f"; nothing written [{self.seconds:.2f} s]")
-        check = ("read back and verified" if self.verified else
-                 "NOT read back (--no-verify)")
-        if self.action == "split":
-            return (f"split {self.archive} into {self.parts} parts "
-                    f"({_human(self.bytes_written)} in {self.seconds:.1f} s, "
-                    f"{self.mb_per_s:.1f} MB/s); {check}; the whole has the same sha256 as "
-                    f"before, {self.sha256[:16]}...; {self.note}")
-        what = (f"layer {self.layer} ({self.files:,} changed, {self.deleted:,} deleted)"
-                if self.action == "layer" else f"a full archive ({self.files:,} files)")
-        parts = f" in {self.parts} parts" if self.parts else ""
-        text = (f"saved {what}: {_human(self.bytes_written)}{parts} to {self.written} in "
-                f"{self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s, {self.format}); {check}; "
-                f"sha256 {self.sha256[:16]}...")
-        if self.warnings:
-            text += "\nwarnings: " + "; ".join(self.warnings)
-        return text
+def _flush_if_asked(flush_drive, drive_mount):
+    """Colab uploads after files are closed; flushing waits for that upload to finish."""
+    if flush_drive:
+        from google.colab import drive
+        drive.flush_and_unmount()
+        drive.mount(drive_mount)
 
 
-def _chain_on_drive(archive, base_sha, sidecar):
-    """Identities of the base and its layers as they are on the mount now."""
+# ------------------------------------------------------------- save: publish to a bucket --
+def _save_to_bucket(job, entries, incremental):
+    """A save to a bucket: a layer of the changes, or a full archive (see _layer_plan)."""
+    store = _bucket(job.archive, job.retry_for)
+    name = store.key
+    manifest = {path: entry for path, entry, _ in entries}
+    marker = _read_marker(job.dest)
+    recorded = (marker or {}).get("archive", {})
+    content = store.read(name + ".sha256")
+    sidecar = _sidecar_entries(content, store.address(name + ".sha256")) if content else {}
+    current = store.head(name)
+    chain = None
+    if current:
+        chain = [{"path": job.archive, **current}] + [
+            identity for _, identity in _layers_of(job.archive, recorded.get("sha256"),
+                                                   sidecar, job.retry_for, store)]
+    same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
+    if same_chain and marker["manifest"] == manifest and incremental != "never":
+        return SaveResult(action="unchanged", archive=job.archive,
+                          seconds=time.monotonic() - job.started, warnings=job.warnings)
+    plan = _layer_plan(job.dest, entries, marker, chain, incremental) if same_chain else None
+    store.clean_stale(name)
+    if plan:
+        return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
+    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+    total = _file_bytes(entries)
+    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    top = os.path.basename(job.dest)
+    digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
+                                               fmt, level, total)
     try:
-        found = _archive_files(archive, 0, sidecar)
-    except (SourceMissing, CorruptArchive):
-        found = None
-    if found is None:
-        return None
-    layers = _find_layers(archive, base_sha) if base_sha else []
-    return [_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers]
+        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
+    except BaseException:
+        _drop_temporary(store, temporary)
+        raise
+    published = store.head(name)
+    chain = [{"path": job.archive, **published}]
+    _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
+                                         "verified": True, "checksum_source": "sidecar",
+                                         "format": fmt, "prefix": top},
+                             "manifest": manifest})
+    return SaveResult(action="saved", archive=job.archive, written=job.archive,
+                      bytes_written=size, bytes_packed=total,
+                      files=_file_count(entries),
+                      seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
+                      verified=job.verify, versions=versions, warnings=job.warnings)
 
 
+def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total):
+    """Pack and upload to a new temporary key and verify it there -> (sha256, size, key);
+    on failure the temporary object is removed (or left for the next save's clean_stale)."""
+    temporary = f"{store.key}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        digest, size = _write_stream(job, None, prefix, entries, deleted, base_id, fmt, level,
+                                     total, lambda pieces, progress, share:
+                                     store.upload(temporary, pieces, progress, share))
+        _verify_in_bucket(job, store, temporary, digest, size)
+    except BaseException:
+        _drop_temporary(store, temporary)
+        raise
+    return digest, size, temporary
+
+
+def _drop_temporary(store, temporary):
+    try:
+        store.delete(temporary)
+    except BootstrapError:
+        pass  # the next save removes it (clean_stale)
+
+
+def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
+    """Upload the changes as the next layer of the base, KEY.<base hash>.layer-N: a new
+    name, so no version shifts. The layer is copied into place complete, and only then
+    does the sidecar name it: restore applies no layer its sidecar does not name."""
+    changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
+    fmt, level = _choose_format(job.dest, changed, job.format, job.level)
+    total = _file_bytes(changed)
+    folder = store.key.rpartition("/")[0]
+    name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
+    key = f"{folder}/{name}" if folder else name
+    digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
+                                               None, fmt, level, total)
+    where = store.address(store.key + ".sha256")
+    entries = {n: set(h) for n, h in
+               (_sidecar_entries(content, where) if content else {}).items() if n}
+    # A base restored without a sidecar line gets one: its hash was computed as it was read.
+    entries.setdefault(store.key.rpartition("/")[2], {recorded["sha256"]})
+    try:
+        if name in entries:  # a line left by a layer since removed: unnamed before replaced
+            del entries[name]
+            store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+        store.copy(temporary, key, size)
+        entries[name] = {digest}
+        store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+    finally:
+        _drop_temporary(store, temporary)
+    address = store.address(key)
+    chain = chain + [{"path": address, **store.head(key)}]
+    _write_marker(job.dest, {"archive": dict(recorded, chain=chain), "manifest": manifest})
+    return SaveResult(action="layer", archive=job.archive, layer=number, written=address,
+                      bytes_written=size, bytes_packed=total, deleted=len(deleted),
+                      files=_file_count(changed), format=fmt,
+                      seconds=time.monotonic() - job.started, sha256=digest,
+                      verified=job.verify, warnings=job.warnings)
+
+
+def _verify_in_bucket(job, store, temporary, digest, size):
+    """Read the uploaded object back (ranged, in parallel) and compare its hash with the
+    one computed as it was uploaded; with --no-verify, compare only its size."""
+    if not job.verify:
+        held = store.head(temporary)
+        if held is None or held["size"] != size:
+            raise ChecksumMismatch(f"The store holds {held['size'] if held else 'nothing'} "
+                                   f"bytes at {store.address(temporary)}, {size:,} were "
+                                   f"uploaded. The previous archive is untouched; save again.")
+        return
+    source = _open_source(store.address(temporary), job.retry_for, None)
+    hasher = hashlib.sha256()
+    for data in source.chunks():
+        hasher.update(data)
+    if hasher.hexdigest() != digest:
+        raise ChecksumMismatch(
+            f"The archive uploaded to {store.address(temporary)} does not read back as "
+            f"written (sha256 {digest} written, {hasher.hexdigest()} read). The previous "
+            f"archive is untouched; save again.")
+
+
+def _publish_in_bucket(store, temporary, digest, size, keep, content):
+    """Put a verified upload in place, keeping `keep` previous versions, by server-side
+    copies (a store has no rename), each complete or not at all.
+
+    First the sidecar is replaced by one accepting, for every name about to change, both
+    what it holds and what it will hold; then the versions shift up one by copies (the
+    oldest first overwritten), the current archive is copied to KEY.1 and the upload to
+    KEY; then what is beyond `keep` and the temporary object are deleted and the final
+    sidecar written. So at every instant each name holds a complete object its sidecar
+    accepts, and the current archive is replaced only by a verified one. Layers of a base
+    no longer kept go with it."""
+    name = store.key
+    before = {key: set(hashes) for key, hashes in
+              (_sidecar_entries(content, store.address(name + ".sha256")) if content
+               else {}).items() if key}
+    folder = name.rpartition("/")[0]
+    keys = [key.rpartition("/")[2] for key in store.keys(name)]
+    base = name.rpartition("/")[2]
+    oldest = _versions_among(keys, base)
+    moves = [(f"{base}.{i}", f"{base}.{i + 1}") for i in range(min(oldest, keep - 1), 0, -1)]
+    if base in keys:
+        moves.append((base, f"{base}.1"))
+    versions = {base} | {f"{base}.{i}" for i in range(1, max(oldest, keep) + 1)}
+    after = {key: hashes for key, hashes in before.items() if key not in versions}
+    for source, target in moves:
+        if before.get(source):
+            after[target] = set(before[source])
+    after[base] = {digest}
+    doomed = [f"{base}.{i}" for i in range(keep + 1, oldest + 1)]
+    kept = ({base} | {target for _, target in moves} |
+            {f"{base}.{i}" for i in range(1, min(oldest, keep) + 1)})
+    orphans = _orphan_layers(base, keys, [after.get(key) for key in sorted(kept)])
+    for key in orphans:
+        after.pop(key, None)
+    transition = {key: before.get(key, set()) | after.get(key, set())
+                  for key in set(before) | set(after)}
+
+    def full(key):
+        return f"{folder}/{key}" if folder else key
+    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
+    for source, target in moves:
+        held = store.head(full(source))
+        if held is not None:
+            store.copy(full(source), full(target), held["size"])
+    store.copy(temporary, name, size)
+    for key in doomed + orphans:
+        store.delete(full(key))
+    store.delete(temporary)
+    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
+    return sorted({base} | {target for _, target in moves})
+
+
+def _orphan_layers(base, names, kept_hashes):
+    """The layers among names whose base is none of the kept versions (kept_hashes: the
+    hashes each kept version may have), last layer first so that what remains of a chain
+    never has a gap; none while a kept version's hash is unknown."""
+    if not all(kept_hashes):
+        return []
+    prefixes = tuple(_layer_prefix(base, digest) for hashes in kept_hashes for digest in hashes)
+    layers = [n for n in names if n.startswith(base + ".") and LAYER_INFIX in n and
+              ".tmp-" not in n and n.rpartition(LAYER_INFIX)[2].isdigit()]
+    return sorted((n for n in layers if not n.startswith(prefixes)),
+                  key=lambda n: (n.rpartition(LAYER_INFIX)[0],
+                                 -int(n.rpartition(LAYER_INFIX)[2])))
+
+
+# ------------------------------------------------------------------------------- restore --
+def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
+            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
+            connections=DEFAULT_CONNECTIONS):
+    """Make dest a verified copy of the archive's contents; return a RestoreResult.
+
+    archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
+    version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N;
+    the command line's --previous N).
+    An archive stored as parts (ARCHIVE.part-0001, ...) is found by the archive's name.
+    Layers written by `save --incremental` are applied on top of their base, each verified.
+    drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
+    the destination's disk (default: Colab's). connections: how many Range requests read
+    a URL at once (1: one stream). Unset arguments come from the environment
+    (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
+    block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
+    """
+    archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    given = sha256 or SHA256
+    given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
+    engine = _pick_engine(engine or ENGINE)
+    if version < 0:
+        raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
+    if version and _is_url(archive) and not _is_bucket(archive):
+        raise UsageError("--previous works with archives on a mount or a bucket, not with "
+                         "URLs.")
+    if connections < 1:
+        raise UsageError(f"--connections must be 1 (one stream) or more, not {connections}.")
+    _check_dest_is_folder(dest)
+    parent = os.path.dirname(dest)
+    fix = (f"pass --dest with a folder in a writable place, e.g. --dest "
+           f"/tmp/{os.path.basename(dest)}")
+    started = time.monotonic()
+    note = None
+    with _NewFolders(parent, fix), _Lock(_lock_path(dest), lock_timeout, dest, fix):
+        raw_sidecar = None
+        if not _is_url(archive):
+            _check_drive_mounted(archive, drive_mount)
+            raw_sidecar = _read_sidecar(archive, retry_for, raw=True)
+        cache_folder = _cache_setting(drive_cache)
+        try:
+            source = _open_source(archive, retry_for, drive_mount, raw_sidecar, cache_folder,
+                                  version, connections)
+        except SourceMissing:
+            if version or _is_url(archive):
+                raise
+            # A save was interrupted between moving the current archive to .1 and putting
+            # the new one in its place: .1 is the newest complete archive.
+            try:
+                source = _open_source(archive, retry_for, drive_mount, raw_sidecar,
+                                      cache_folder, 1)
+            except SourceMissing:
+                source = None
+            if source is None:
+                raise
+            note = (f"{archive} is missing or incomplete (a save was interrupted?); restored "
+                    f"the newest complete version, {source.path}")
+        if given and not _is_bucket(archive):  # a bucket's sidecar also names its layers
+            sidecar = {}
+        elif _is_url(archive):
+            sidecar = source.read_sidecar()
+        else:
+            sidecar = _sidecar_entries(raw_sidecar, archive + ".sha256") if raw_sidecar \
+                is not None else {}
+        expected = given or getattr(source, "whole", None) or _expected_hashes(sidecar,
+                                                                                source.name)
+        checksum_source = "--sha256" if given else ("sidecar" if expected else None)
+        state, marker, changes = _inspect_dest(dest)
+        if state == "ours" and not force:
+            recorded = marker.get("archive", {})
+            layers = _layers_of(archive, recorded.get("sha256"), sidecar, retry_for,
+                                getattr(source, "store", None))
+            chain = [source.identity] + [identity for _, identity in layers]
+            if (recorded.get("chain") == chain and
+                    (expected is None or recorded.get("sha256") in expected)):
+                return RestoreResult(
+                    action="unchanged", archive=source.path, dest=dest,
+                    archive_bytes=source.size, sha256=recorded.get("sha256"),
+                    verified=bool(recorded.get("verified")),
+                    checksum_source=recorded.get("checksum_source"),
+                    local_changes=changes, seconds=time.monotonic() - started)
+        if (state == "foreign" or changes) and not force:
+            raise DestinationChanged(
+                f"{dest} has local changes that restoring {source.path} would replace: "
+                f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
+                f"again with --force to restore anyway (the current folder is then moved to "
+                f"{dest}.old-<timestamp>, never deleted).")
+        cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
+        plan = _restore_space_plan(source, parent, cache)
+        # the staging folder beside dest: everything of this restore, removed at the end
+        staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
+                                       f"{os.urandom(4).hex()}")
+        os.mkdir(staging, 0o700)
+        try:
+            result = _restore_into(source, archive, sidecar, staging, dest, engine, expected,
+                                   checksum_source, quiet, retry_for, drive_mount, plan)
+            result.moved_aside = _install(result.dest, dest, staging, force)
+        finally:
+            _remove_tree(staging)
+        _clean_stale_staging(dest, keep=staging)
+    result.dest = dest
+    result.note = "; ".join(text for text in (note, result.note) if text) or None
+    result.local_changes = changes
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _restore_into(source, archive, sidecar, staging, dest, engine, expected, checksum_source,
+                  quiet, retry_for, drive_mount, plan):
+    """Extract the archive and its layers into staging; return a RestoreResult whose dest
+    is the finished folder (inside staging)."""
+    extraction_root = os.path.join(staging, "root")  # where the members are written
+    os.mkdir(extraction_root, 0o700)
+    progress = _Progress(f"restoring {source.name}", source.size, quiet)
+    reclaimable, in_cache = plan
+    extraction = _Extraction(extraction_root, _SpaceGuard(staging, reclaimable, in_cache),
+                             progress, dest)
+    cache_shares_disk = bool(in_cache)
+    writer = _GnuTarWriter(extraction_root) if engine == "tar" else \
+        _PythonWriter(extraction_root, cache_shares_disk)
+    try:
+        fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
+                                                   checksum_source, staging)
+        if extraction.holds_nothing():
+            raise CorruptArchive(f"Cannot restore {source.path}: the archive holds no files "
+                                 f"(it is empty, or holds only an empty folder). Nothing was "
+                                 f"changed at {dest}. Fix: save again from the folder that has "
+                                 f"the files, or pass --archive with the right archive.")
+        layers = _layers_of(archive, base_sha, sidecar, retry_for,
+                            getattr(source, "store", None))
+        chain = [source.identity]
+        for layer_path, _ in layers:
+            if engine == "tar":
+                writer.finish()
+                writer = _GnuTarWriter(extraction_root)
+            layer = _open_source(layer_path, retry_for, drive_mount)
+            layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
+            progress.label, progress.total = f"applying {layer.name}", layer.size
+            writer = _extract_one(layer, extraction, writer, layer_expected,
+                                  checksum_source, staging).writer
+            read += layer.size
+            chain.append(layer.identity)
+        writer.finish()
+        engine_used, writer = writer.name, None
+        try:
+            extraction.install_absolute_links()
+        except UnsafeArchive as exc:
+            raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise _no_space(_mount_point(staging), f"restoring {source.path} into {dest}",
+                            None, f"{_human(extraction.total)} extracted, "
+                            f"{_human(_free_bytes(staging))} and "
+                            f"{os.statvfs(staging).f_favail:,} inodes free now"
+                            f"{_cache_note(in_cache)}", f"Nothing was changed at {dest}. Free "
+                            f"some space, or use --dest on a larger disk.") from None
+        raise BootstrapError(f"Restoring {source.path} failed while writing under "
+                             f"{staging}: {exc}. Nothing was changed at {dest}.") from None
+    finally:
+        if writer is not None:
+            writer.abort()
+        progress.close()
+    # the tree to install: the archive's lone top folder (see content_root), or the root
+    finished = extraction.content_root()
+    prefix = os.path.relpath(finished, extraction_root)
+    try:
+        for name in MARKER_FILES:  # a file of that name is ours to replace; anything else not
+            path = os.path.join(finished, name)
+            if os.path.lexists(path) and not os.path.isfile(path) or os.path.islink(path):
+                raise UnsafeArchive(f"member {name!r} takes the name of this tool's marker "
+                                    f"file, as something other than a file (rule: the "
+                                    f"marker's name is the tool's)")
+        manifest = _scan(finished, check=True)
+    except UnsafeArchive as exc:
+        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    _write_marker(finished, {
+        "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
+                    "verified": expected is not None, "checksum_source": checksum_source,
+                    "format": fmt, "prefix": "" if prefix == "." else prefix},
+        "manifest": manifest,
+    })
+    return RestoreResult(action="restored", archive=source.path, dest=finished,
+                         archive_bytes=read, layers=len(layers),
+                         files=sum(entry[0] != "d" for entry in manifest.values()),
+                         bytes_extracted=extraction.total, sha256=base_sha,
+                         verified=expected is not None, checksum_source=checksum_source,
+                         engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
+                         note=(f"skipped {extraction.skipped_metadata} macOS metadata entries "
+                               f"(__MACOSX/, ._name)" if extraction.skipped_metadata else None))
+
+
+# ---------------------------------------------------------------------------------- save --
 class _SaveJob(_Record):
     """The settings of one save, as its steps need them."""
 
@@ -5215,14 +5396,14 @@ def _layer_plan(dest, entries, marker, chain, incremental):
     prefix = f"{top}/" if top else "./"
     old = marker["manifest"]
     current = {path: entry for path, entry, _ in entries}
-    changed = [e for e in entries if old.get(e[0]) != e[1]]
+    changed = [e for e in entries if old.get(e.path) != e.manifest]
     # Deleted first, then re-added: paths that changed kind, and retargeted symlinks (a
     # restore never lets a member replace a symlink).
     deleted = sorted(f"{prefix}{path}" for path in old
                      if path not in current or old[path][0] != current[path][0]
                      or (old[path][0] == "l" and old[path] != current[path]))
     layer_bytes = sum(layer["size"] for layer in chain[1:])
-    change_bytes = sum(e[1][1] for e in changed if e[1][0] == "f")
+    change_bytes = _file_bytes(changed)
     if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
         return None
     return {"prefix": prefix, "changed": changed, "deleted": deleted,
@@ -5242,10 +5423,10 @@ def _save_failure(exc, archive):
     except OSError:
         free = "the mount does not answer"
     if exc.errno in NO_SPACE_ERRNOS:
-        return NoSpace(f"Ran out of space on {_mount_point(folder)} while saving {archive} "
-                       f"({exc.strerror}; {free}). The previous archive and its checksum are "
-                       f"intact. Free some space on Drive (empty its trash too), then save "
-                       f"again.")
+        return _no_space(_mount_point(folder), f"saving {archive}", None,
+                         f"{exc.strerror}; {free}", "The previous archive and its checksum "
+                         "are intact. Free some space on Drive (empty its trash too), then "
+                         "save again.")
     if exc.errno == errno.ENOTCONN:
         return _dead_mount_error(archive, None, exc.strerror)
     if exc.errno in NOT_WRITABLE_ERRNOS:
@@ -5258,7 +5439,7 @@ def _save_failure(exc, archive):
 
 def _save_full(job, entries, manifest, sidecar):
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
-    total = sum(e[1][1] for e in entries if e[1][0] == "f")
+    total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
     _check_room(job.archive, estimate)
     _check_local_room(job, estimate)
@@ -5277,7 +5458,7 @@ def _save_full(job, entries, manifest, sidecar):
     _flush_if_asked(job.flush_drive, job.drive_mount)
     return SaveResult(action="saved", archive=job.archive, written=job.archive,
                       bytes_written=size, bytes_packed=total,
-                      files=sum(e[1][0] != "d" for e in entries),
+                      files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
                       verified=job.verify, versions=versions, warnings=job.warnings,
                       parts=len(files) if len(files) > 1 else 0)
@@ -5286,7 +5467,7 @@ def _save_full(job, entries, manifest, sidecar):
 def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(job.dest, changed, job.format, job.level)
-    total = sum(e[1][1] for e in changed if e[1][0] == "f")
+    total = _file_bytes(changed)
     estimate = total + BLOCK * 2 * (len(changed) + 2)
     _check_room(job.archive, estimate)
     _check_local_room(job, estimate, layer=True)
@@ -5305,74 +5486,12 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     _flush_if_asked(job.flush_drive, job.drive_mount)
     return SaveResult(action="layer", archive=job.archive, layer=number, written=layer_path,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
-                      files=sum(e[1][0] != "d" for e in changed), format=fmt,
+                      files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
                       verified=job.verify, warnings=job.warnings)
 
 
-def _check_room(archive, nbytes):
-    folder = os.path.dirname(archive)
-    free = _free_bytes(folder)
-    if nbytes > free:
-        raise NoSpace(f"Not enough space on {_mount_point(folder)} to save {archive}: about "
-                      f"{_human(nbytes)} is needed, {_human(free)} is free. Free some space "
-                      f"on Drive (empty its trash too). Nothing was written.")
-
-
-def _check_local_room(job, estimate, layer=False):
-    """Refuse a save whose file would not fit in Drive's cache on the local disk: the mount
-    keeps a local copy of a file being written until it is closed and uploaded."""
-    if job.cache is None:
-        return
-    one_file = layer or not job.part_size or estimate <= job.part_size
-    in_cache = estimate if one_file else 2 * job.part_size
-    free, reclaimable = _free_bytes(job.dest), job.cache.reclaimable()
-    if in_cache + SPACE_MARGIN <= free + reclaimable:
-        return
-    fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
-           "a time)" if one_file and not layer else "use a smaller --part-size")
-    raise NoSpace(f"Not enough local space to save {job.archive}: Drive keeps a local copy "
-                  f"of a file being written on {_mount_point(job.dest)} until it is closed "
-                  f"and uploaded, and this save would hold about {_human(in_cache)} there; "
-                  f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
-                  f"cache ({job.cache.folder}). Nothing was written. Fix: {fix}, or free "
-                  f"some local space.")
-
-
-def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
-                  write=None):
-    """walk -> tar -> compress -> hash -> write, each stage in its own thread.
-    temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
-    share): what writes elsewhere than to files (a bucket's upload)."""
-    folder = os.path.dirname(job.archive)
-    counter = _Counter()
-    progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
-    packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
-                                             counter, job.warnings)), "pack")
-    stages = [packed]
-    if fmt != "tar":
-        stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
-    share = lambda: counter.bytes / total if total else 1.0  # noqa: E731
-    try:
-        if write:
-            return write(stages[-1], progress, share)
-        return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
-                              job.part_size, job.verify, job.retry_for, progress, share)
-    finally:
-        for stage in reversed(stages):
-            stage.close()
-        progress.close()
-
-
-def _flush_if_asked(flush_drive, drive_mount):
-    """Colab uploads after files are closed; flushing waits for that upload to finish."""
-    if flush_drive:
-        from google.colab import drive
-        drive.flush_and_unmount()
-        drive.mount(drive_mount)
-
-
-# ------------------------------------------------------------------------------- split --
+# --------------------------------------------------------------------------------- split --
 def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verify=True,
           quiet=False, drive_mount=None, drive_cache=None, dest=None, lock_timeout=10.0,
           retry_for=60.0):
@@ -5455,13 +5574,13 @@ def _check_split_room(source, part_size, cache):
     free, reclaimable = _free_bytes(cache.folder), cache.reclaimable()
     need = source.size + 2 * part_size + SPACE_MARGIN
     if need > free + reclaimable:
-        raise NoSpace(f"Not enough local space to split {source.path}: Drive keeps a local "
-                      f"copy of the file while it is read and of each part while it is "
-                      f"written, about {_human(need)} on {_mount_point(cache.folder)}; "
-                      f"{_human(free)} is free, with {_human(reclaimable)} more held by "
-                      f"Drive's cache ({cache.folder}). Nothing was written. Fix: free some "
-                      f"local space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
-                      f"--numeric-suffixes=1 FILE FILE.part-) and upload the parts.")
+        raise _no_space(None, f"to split {source.path}", f"Drive keeps a local copy of the "
+                        f"file while it is read and of each part while it is written, about "
+                        f"{_human(need)} on {_mount_point(cache.folder)}", f"{_human(free)} "
+                        f"is free, with {_human(reclaimable)} more held by Drive's cache "
+                        f"({cache.folder})", "Nothing was written. Fix: free some local "
+                        "space, or split the file elsewhere (GNU split -b 1G -d -a 4 "
+                        "--numeric-suffixes=1 FILE FILE.part-) and upload the parts.")
 
 
 def _follow_split(dest, old_identity, new_identity, digest):
@@ -5476,7 +5595,7 @@ def _follow_split(dest, old_identity, new_identity, digest):
     _write_marker(dest, {k: v for k, v in marker.items() if k not in ("tool", "written_at")})
 
 
-# ------------------------------------------------------------------------------ status --
+# -------------------------------------------------------------------------------- status --
 def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
@@ -5542,7 +5661,7 @@ def _version_status(archive, version, content, sidecar, names):
             f"  sha256 {digest}{layer_text}"]
 
 
-# ---------------------------------------------------------------------------- autosave --
+# ------------------------------------------------------------------------------ autosave --
 def _parse_duration(text):
     text = str(text).strip().lower()
     units = {"s": 1, "m": 60, "h": 3600}
@@ -5663,6 +5782,7 @@ def _tree_fingerprint(root):
     return prints
 
 
+# ---------------------------------------------------------------------------------- demo --
 def demo(log=print):
     """The whole round trip in a temporary folder: archive a sample folder, restore it with
     every engine, check it file by file, change it, save the change as a layer, restore
