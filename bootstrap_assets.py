@@ -290,12 +290,13 @@ class _Backoff:
         return True
 
 
-def _retried(action, retry_for, failures, judge, give_up, stop=None):
-    """action(), tried again while it fails transiently, with _Backoff's waits, for up to
-    retry_for seconds. For each of the failures (exception classes) caught, judge(exc)
-    raises what a failure that is not transient becomes, or returns the seconds to wait at
-    least (what the other side asked for); once the time is up, give_up(exc) is raised."""
-    backoff = _Backoff(retry_for, stop=stop)
+def _retried(action, retry_for, failures, judge, give_up, stop=None, first=0.2):
+    """action(), tried again while it fails transiently, with _Backoff's waits (from
+    `first` seconds), for up to retry_for seconds. For each of the failures (exception
+    classes) caught, judge(exc) raises what a failure that is not transient becomes, or
+    returns the seconds to wait at least (what the other side asked for); once the time is
+    up, give_up(exc) is raised."""
+    backoff = _Backoff(retry_for, first=first, stop=stop)
     while True:
         try:
             return action()
@@ -4597,6 +4598,10 @@ def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level,
 
 
 # ----------------------------------------------------------------------- save: read back --
+class _NotReadableYet(Exception):
+    """Bytes the writer wrote that a reader of the mount does not see yet."""
+
+
 class _ReadBack:
     """Reads the file being written back from the mount, trailing the writer, and hashes it.
 
@@ -4620,7 +4625,7 @@ class _ReadBack:
             self.ready.notify()
 
     def _run(self):
-        offset, fd, backoff = 0, None, None
+        offset, self.fd = 0, None
         try:
             while True:
                 with self.ready:
@@ -4629,36 +4634,41 @@ class _ReadBack:
                     if offset >= self.target and self.final:
                         return
                     want = min(CHUNK, self.target - offset)
-                try:
-                    if fd is None:
-                        fd = os.open(self.path, os.O_RDONLY)
-                    if hasattr(os, "posix_fadvise"):
-                        os.posix_fadvise(fd, offset, want, os.POSIX_FADV_DONTNEED)
-                    data = os.pread(fd, want, offset)
-                except OSError as exc:
-                    if exc.errno not in TRANSIENT_ERRNOS:
-                        raise
-                    backoff = backoff or _Backoff(self.retry_for)
-                    if not backoff.wait():
-                        raise
-                    if fd is not None:
-                        os.close(fd)
-                        fd = None
-                    continue
-                if not data:  # written, but not visible to readers yet
-                    backoff = backoff or _Backoff(self.retry_for, first=0.01)
-                    if not backoff.wait():
-                        raise OSError(errno.EIO, f"the {want:,} bytes written at offset "
-                                                 f"{offset:,} cannot be read")
-                    continue
-                backoff = None
+                # Short first waits: bytes just written may take a moment to be readable.
+                data = _retried(lambda: self._read(offset, want), self.retry_for,
+                                (OSError, _NotReadableYet), self._judge, self._give_up,
+                                first=0.01)
                 self.hasher.update(data)
                 offset += len(data)
         except BaseException as exc:
             self.error = exc
         finally:
-            if fd is not None:
-                os.close(fd)
+            if self.fd is not None:
+                os.close(self.fd)
+
+    def _read(self, offset, want):
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, offset, want, os.POSIX_FADV_DONTNEED)
+        data = os.pread(self.fd, want, offset)
+        if not data:  # written, but not visible to readers yet
+            raise _NotReadableYet(f"the {want:,} bytes written at offset {offset:,} cannot "
+                                  f"be read")
+        return data
+
+    def _judge(self, exc):
+        if isinstance(exc, OSError):
+            if exc.errno not in TRANSIENT_ERRNOS:
+                raise exc
+            if self.fd is not None:  # the mount may have dropped the file: open it anew
+                os.close(self.fd)
+                self.fd = None
+        return 0.0
+
+    @staticmethod
+    def _give_up(exc):
+        return exc if isinstance(exc, OSError) else OSError(errno.EIO, str(exc))
 
     def digest(self, written):
         self.advance(written, final=True)

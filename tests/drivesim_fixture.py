@@ -11,7 +11,7 @@
     class MyTests(DriveSimTestCase):   # the e2e tests' base class
         def test_x(self):
             ds = self.mount(backing, "--read-mbps", "5")   # stopped at cleanup
-            self.assertTree(dest, tree_digest(source))
+            self.assertTreeDigest(dest, tree_digest(source))
 
 Used by tests/e2e_*.py, tests/helpers.py (clean_env, temporaries) and bench/bench.py. The shared tools live beside the repository
 (../shared); SHARED_DIR overrides that.
@@ -197,7 +197,7 @@ class DriveSimTestCase(unittest.TestCase):
         self.addCleanup(ds.cleanup)
         return ds
 
-    def assertTree(self, root, want, msg=""):
+    def assertTreeDigest(self, root, want, msg=""):
         """root holds exactly the tree_digest `want` (our marker aside)."""
         self.assertTrue(os.path.isdir(root), f"{root} missing {msg}")
         got = tree_digest(root)
@@ -342,7 +342,7 @@ def write_random(path, nbytes, seed):
         f.write(random.Random(seed).randbytes(nbytes))
 
 
-def folder_state(folder):
+def file_hashes(folder):
     """{name: sha256} of the files in a folder (a backing MyDrive)."""
     return {n: sha256_file(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
             if os.path.isfile(os.path.join(folder, n))}

@@ -87,7 +87,7 @@ class E2ECase(DriveSimTestCase):
 
     def assertRestored(self, dest, version, msg=""):
         """dest holds version's source tree, and our marker."""
-        self.assertTree(dest, version.digest, f"(not the {version.label} source) {msg}")
+        self.assertTreeDigest(dest, version.digest, f"(not the {version.label} source) {msg}")
         self.assertTrue(os.path.isfile(os.path.join(dest, MARKER)), f"no {MARKER} in {dest}")
 
     def assertNoStaging(self, dest):

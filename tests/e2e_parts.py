@@ -32,7 +32,7 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, DriveSim,  # noqa: E402
-                              DriveSimTestCase, cli, copy_backing, diff_text, folder_state,
+                              DriveSimTestCase, cli, copy_backing, diff_text, file_hashes,
                               kill_points, mounted, read_oplog, run, sha256_file, temporaries,
                               tree_digest, write_random)
 
@@ -333,13 +333,13 @@ class TightDiskWithDriveCache(PartsCase):
                               + parts, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
         self.assertEqual(many.returncode, 0, f"32M parts did not fit: {many.stderr[-500:]}")
-        self.assertTree(os.path.join(out, NAME), BIG.digest, "after extracting parts by hand")
+        self.assertTreeDigest(os.path.join(out, NAME), BIG.digest, "after extracting parts by hand")
 
     def test_single_file_archive_that_cannot_fit_with_drives_copy_is_refused_up_front(self):
         disk = self.tight_disk("refuse")
         backing = BIG.backing(os.path.join(self.place("refuse"), "drive"))
         mydrive = os.path.join(backing, "MyDrive")
-        drive_before = folder_state(mydrive)
+        drive_before = file_hashes(mydrive)
         ds = self.drive(backing, *FAST, disk=disk)
         before = os.listdir(disk.root)
         p = cli("restore", "--archive", self.archive_in(ds), "--dest", disk.dest,
@@ -351,7 +351,7 @@ class TightDiskWithDriveCache(PartsCase):
                       "the refusal does not say Drive keeps a local copy")
         self.assertLess(read, 16 * MiB, f"read {read} bytes of the archive before refusing")
         self.assertParentUntouched(disk, before, "after the refusal")
-        self.assertEqual(folder_state(mydrive), drive_before, "the Drive folder changed")
+        self.assertEqual(file_hashes(mydrive), drive_before, "the Drive folder changed")
 
     def test_split_in_place_then_the_parts_restore_on_a_disk_that_holds_the_data_once(self):
         disk = self.tight_disk("split")
@@ -381,7 +381,7 @@ class TightDiskWithDriveCache(PartsCase):
         # restore in the same session: Drive's cache still holds what split read and wrote
         p = cli("restore", "--archive", archive, "--dest", disk.dest, *where, timeout=240)
         self.assertExit(p, 0, "restore of the split archive onto the tight disk")
-        self.assertTree(disk.dest, BIG.digest, "after the split restore")
+        self.assertTreeDigest(disk.dest, BIG.digest, "after the split restore")
         self.assertTrue(os.path.isfile(os.path.join(disk.dest, MARKER)))
         stats = ds.stats()
         sys.stdout.write(f"\n  split + restore on a {disk.size / 1e6:.0f} MB disk: cache peak "
@@ -393,7 +393,7 @@ class TightDiskWithDriveCache(PartsCase):
         run(["sh", "-c", 'cd "$1" && shift && cat "$@" | tar xf - -C "$0"', plain, mydrive]
             + parts)
         self.assertEqual(os.listdir(plain), [NAME])
-        self.assertTree(os.path.join(plain, NAME), BIG.digest, "after cat parts | tar xf -")
+        self.assertTreeDigest(os.path.join(plain, NAME), BIG.digest, "after cat parts | tar xf -")
 
     def test_split_restore_keeps_about_two_parts_in_drives_cache(self):
         """With a reserve larger than the disk, drivesim evicts every closed file's copy at
@@ -406,7 +406,7 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("restore", "--archive", self.archive_in(ds), "--dest", disk.dest,
                 "--drive-mount", ds.mount, "--drive-cache", disk.drive_cache, timeout=240)
         self.assertExit(p, 0, "restore of the split archive")
-        self.assertTree(disk.dest, BIG.digest, "after the split restore")
+        self.assertTreeDigest(disk.dest, BIG.digest, "after the split restore")
         stats = ds.stats()
         self.assertIn("cache_peak", stats, f"drivesim reported no cache_peak: {stats}")
         peak = stats["cache_peak"]
@@ -426,14 +426,14 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("restore", "--archive", self.archive_in(ds), "--dest", disk.dest,
                 "--drive-mount", ds.mount, "--drive-cache", disk.drive_cache, timeout=240)
         self.assertExit(p, 0, "restore of parts made by GNU split (no sidecar)")
-        self.assertTree(disk.dest, BIG.digest, "after restoring GNU split's parts")
+        self.assertTreeDigest(disk.dest, BIG.digest, "after restoring GNU split's parts")
         self.assertEqual(sorted(os.listdir(mydrive)), parts, "the restore changed the Drive")
 
     def test_save_writes_parts_and_a_single_file_save_that_cannot_fit_is_refused(self):
         disk = self.tight_disk("save")
         backing = self.split_master_copy("save")
         mydrive = os.path.join(backing, "MyDrive")
-        old_parts = folder_state(mydrive)
+        old_parts = file_hashes(mydrive)
         old_parts = {n: h for n, h in old_parts.items() if n.startswith(ARCHIVE + ".part-")}
         ds = self.drive(backing, *FAST, disk=disk)
         archive = self.archive_in(ds)
@@ -441,7 +441,7 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("restore", "--archive", archive, "--dest", disk.dest, "--quiet", *where,
                 timeout=240)
         self.assertExit(p, 0, "restore of the split archive onto the tight disk")
-        self.assertTree(disk.dest, BIG.digest, "after the restore")
+        self.assertTreeDigest(disk.dest, BIG.digest, "after the restore")
 
         # a small change, saved as parts of 32M
         with open(os.path.join(disk.dest, "config.yaml"), "a") as f:
@@ -464,17 +464,17 @@ class TightDiskWithDriveCache(PartsCase):
         p = cli("restore", "--archive", archive, "--dest", check, "--quiet",
                 "--drive-mount", ds.mount, timeout=240)
         self.assertExit(p, 0, "restore of the saved parts (to a regular disk)")
-        self.assertTree(check, want, "restore of what save --part-size 32M wrote")
+        self.assertTreeDigest(check, want, "restore of what save --part-size 32M wrote")
 
         # a bigger folder as ONE file: it does not fit beside Drive's copy: refused up front
         write_random(os.path.join(disk.dest, "checkpoints", "step_2.bin"), 24 * MiB, 12)
-        drive_before = folder_state(mydrive)
+        drive_before = file_hashes(mydrive)
         p = cli("save", "--dest", disk.dest, "--archive", archive, "--part-size", "0",
                 "--full", "--format", "tar", *where, timeout=240)
         self.assertExit(p, 8, "save --part-size 0 --full of a folder whose single-file "
                               "archive cannot fit beside Drive's local copy")
         self.assertIn("--part-size", p.stderr, "the refusal does not name --part-size")
-        self.assertEqual(folder_state(mydrive), drive_before,
+        self.assertEqual(file_hashes(mydrive), drive_before,
                          "the refused save changed the Drive folder (names or bytes)")
 
 
@@ -629,7 +629,7 @@ class TransientErrorsInsideAPart(PartsCase):
                 stats = ds.stats()
                 self.assertGreater(stats.get("faults", 0), 0, "the fault never fired")
                 self.assertExit(p, 0, f"restore through {name} for 2 s inside part 2")
-                self.assertTree(dest, BIG.digest, f"after riding out {name}")
+                self.assertTreeDigest(dest, BIG.digest, f"after riding out {name}")
                 extra = stats.get("bytes_read", 0) - BIG.size
                 sys.stdout.write(f"\n  {name} for 2 s at 56M: {stats.get('faults')} failed "
                                  f"calls, {extra / 1e6:.2f} MB read twice\n")
@@ -654,15 +654,15 @@ class SmallSplitChecks(PartsCase):
         self.assertEqual(sorted(os.listdir(mydrive)), sorted(parts + [SIDECAR]),
                          "with --keep 0 only the parts and the sidecar stay")
         self.assertSha256sumPasses(mydrive)
-        state = folder_state(mydrive)
+        state = file_hashes(mydrive)
         p = cli("split", "--archive", archive, "--part-size", "8M", "--keep", "0",
                 "--drive-mount", ds.mount, "--dest", dest)
         self.assertExit(p, 0, "split of an archive that is already split")
-        self.assertEqual(folder_state(mydrive), state, "a second split changed the Drive")
+        self.assertEqual(file_hashes(mydrive), state, "a second split changed the Drive")
         p = cli("restore", "--archive", archive, "--dest", dest, "--quiet",
                 "--drive-mount", ds.mount)
         self.assertExit(p, 0, "restore after split --keep 0")
-        self.assertTree(dest, SMALL.digest, "after split --keep 0")
+        self.assertTreeDigest(dest, SMALL.digest, "after split --keep 0")
 
     def test_gnu_split_parts_restore_unverified_and_report_their_count(self):
         import bootstrap_assets as ba
@@ -676,7 +676,7 @@ class SmallSplitChecks(PartsCase):
         self.assertEqual(r.action, "restored")
         self.assertEqual(r.parts, len(parts))
         self.assertFalse(r.verified, "verified with no sidecar at all")
-        self.assertTree(dest, SMALL.digest, "after GNU split's 8M parts")
+        self.assertTreeDigest(dest, SMALL.digest, "after GNU split's 8M parts")
 
     def test_gnu_split_parts_beside_the_old_sidecar_are_checked_against_its_whole_hash(self):
         import bootstrap_assets as ba
@@ -691,7 +691,7 @@ class SmallSplitChecks(PartsCase):
         r = ba.restore(self.archive_in(ds), dest, quiet=True, drive_mount=ds.mount)
         self.assertTrue(r.verified, "the sidecar's line for the archive was not checked")
         self.assertEqual(r.sha256, SMALL.sha)
-        self.assertTree(dest, SMALL.digest, "after GNU split's parts with the old sidecar")
+        self.assertTreeDigest(dest, SMALL.digest, "after GNU split's parts with the old sidecar")
         # the same parts under a sidecar naming another archive's hash: refused
         with open(os.path.join(mydrive, SIDECAR), "w") as f:
             f.write(f"{'0' * 64}  {ARCHIVE}\n")

@@ -29,7 +29,7 @@ sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 import bootstrap_assets as ba  # noqa: E402
 from drivesim_fixture import (MARKER, MAKE_ASSETS, SCRIPT, DriveSim,  # noqa: E402
                               DriveSimTestCase, clean_env, cli, copy_backing, diff_text,
-                              folder_state, kill_points, read_oplog, run, sha256_file,
+                              file_hashes, kill_points, read_oplog, run, sha256_file,
                               temporaries, tree_digest, write_random)
 
 NAME = "_assets"
@@ -119,7 +119,7 @@ class Scenario:
         self.new_bytes = sum(os.lstat(os.path.join(d, f)).st_size
                              for d, _, fs in os.walk(self.local) for f in fs if f != MARKER)
         assert self.old != self.new
-        self.old_drive = folder_state(os.path.join(self.drive, "MyDrive"))
+        self.old_drive = file_hashes(os.path.join(self.drive, "MyDrive"))
         with open(os.path.join(self.local, MARKER), "rb") as f:
             self.old_marker = f.read()
 
@@ -203,12 +203,12 @@ class RoundTrip(SaveCase):
 
         # restore over the mount == the source (skipped entries absent)
         dest = self.restore_ok(archive, "rt")
-        self.assertTree(dest, want, "after save -> restore")
+        self.assertTreeDigest(dest, want, "after save -> restore")
         # plain `tar xf` of the saved archive gives the same tree under _assets/
         plain = tempfile.mkdtemp(prefix="rt-tar-", dir=W)
         run(["tar", "xf", os.path.join(backing, "MyDrive", ARCHIVE), "-C", plain])
         self.assertEqual(os.listdir(plain), [NAME])
-        self.assertTree(os.path.join(plain, NAME), want, "after plain tar xf")
+        self.assertTreeDigest(os.path.join(plain, NAME), want, "after plain tar xf")
 
         # nothing changed: "unchanged", nothing written, archive untouched
         mtime = os.stat(os.path.join(backing, "MyDrive", ARCHIVE)).st_mtime_ns
@@ -226,7 +226,7 @@ class RoundTrip(SaveCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("NOT read back", p.stdout)
         self.assertLess(read, size / 20, f"--no-verify still read {read} bytes off the mount")
-        self.assertTree(self.restore_ok(archive, "rt2"), want, "after save --no-verify")
+        self.assertTreeDigest(self.restore_ok(archive, "rt2"), want, "after save --no-verify")
 
 
 # -- 2. kill -9 at every step ------------------------------------------------------------
@@ -355,7 +355,7 @@ class NoSpaceWhileWriting(SaveCase):
         ds.cleanup()
         mydrive = os.path.join(backing, "MyDrive")
         self.assertEqual(temporaries(os.path.join(mydrive, ARCHIVE)), [], "temporary left behind")
-        self.assertEqual(folder_state(mydrive), SCN.old_drive,
+        self.assertEqual(file_hashes(mydrive), SCN.old_drive,
                          "archive, versions, layers or sidecar changed by a failed save")
         with open(os.path.join(local, MARKER), "rb") as f:
             self.assertEqual(f.read(), SCN.old_marker, "the local marker changed")
@@ -392,7 +392,7 @@ class IncrementalAfterMutate(SaveCase):
         sys.stdout.write(f"\n  full save wrote {full_written / 1e6:.1f} MB, the layer "
                          f"{layer_written / 1e6:.1f} MB "
                          f"({layer_written / full_written:.1%})\n")
-        self.assertTree(self.restore_ok(archive, "inc2"), want, "restore of base + layer")
+        self.assertTreeDigest(self.restore_ok(archive, "inc2"), want, "restore of base + layer")
 
 
 # -- 5. autosave -----------------------------------------------------------------------------
@@ -440,7 +440,7 @@ class AutosaveProcess(SaveCase):
         # the folder differs from the last save: the first rounds save it
         self.wait_for(lambda: self.text(log).count("autosave: saved") >= 1, 30, proc, log,
                       "no save of the changed folder")
-        self.assertTree(self.restore_ok(archive, "auto1"), SCN.new, "after the first save")
+        self.assertTreeDigest(self.restore_ok(archive, "auto1"), SCN.new, "after the first save")
         # idle: three rounds or more, nothing written
         time.sleep(1.5)
         before = ds.stats()
@@ -461,7 +461,7 @@ class AutosaveProcess(SaveCase):
             f.write("final: true\n")
         want = tree_digest(local)
         self.stop(proc, log)
-        self.assertTree(self.restore_ok(archive, "auto2"), want, "after SIGTERM")
+        self.assertTreeDigest(self.restore_ok(archive, "auto2"), want, "after SIGTERM")
         self.assertEqual(temporaries(os.path.join(backing, "MyDrive", ARCHIVE)), [])
 
     def test_sigterm_runs_the_final_save(self):
@@ -474,7 +474,7 @@ class AutosaveProcess(SaveCase):
         self.stop(proc, log)
         self.assertGreater(ds.counter("bytes_written"), 0, "SIGTERM did not save")
         self.assertIn("autosave: saved", self.text(log))
-        self.assertTree(self.restore_ok(archive, "auto-final"), SCN.new, "after SIGTERM")
+        self.assertTreeDigest(self.restore_ok(archive, "auto-final"), SCN.new, "after SIGTERM")
 
 
 if __name__ == "__main__":
