@@ -1654,6 +1654,40 @@ def _aws_settings():
             f"{path} [{profile}]")
 
 
+def _store_call(store, method, url, key, headers, body, client, doing, judge):
+    """A request to an object store (an _S3 or a _GCS), signed by it and retried while it
+    fails transiently. judge(response, body) -> (True, what to return) for an answer, or
+    (False, an _HttpStatus) for a failure, which the store's refusal() may make final."""
+    import http.client
+    own = client is None
+    client = client or _HttpClient()
+    backoff = _Backoff(store.retry_for)
+    try:
+        while True:
+            wait = 0.0
+            try:
+                response = client.request(method, url, store.sign(method, url, headers or {}),
+                                          body)
+                data = response.read()
+                answered, outcome = judge(response, data)
+                if answered:
+                    return outcome
+                refusal = store.refusal(outcome, key)
+                if refusal is not None:
+                    raise refusal
+                failure, wait = outcome, outcome.retry_after or 0.0
+            except (OSError, http.client.HTTPException) as exc:
+                client.close()
+                failure = exc
+            if not backoff.wait(wait):
+                raise BootstrapError(f"{doing.capitalize()} {store.address(key)} kept failing "
+                                     f"for {store.retry_for:g} s: {failure}. Check the network "
+                                     f"and run this again.")
+    finally:
+        if own:
+            client.close()
+
+
 class _S3:
     """A bucket through the S3 REST API, each request signed with AWS Signature Version 4.
     AWS_ENDPOINT_URL (an S3-compatible store, a local emulator) is addressed path-style."""
@@ -1763,41 +1797,17 @@ class _S3:
              missing=False, doing="reaching"):
         """(status, headers, body) of a request about key, retried while it fails
         transiently; None for a missing object when missing is set."""
-        import http.client
-        url = self.object_url(key, query)
-        own = client is None
-        client = client or _HttpClient()
-        backoff = _Backoff(self.retry_for)
-        try:
-            while True:
-                wait = 0.0
-                try:
-                    response = client.request(method, url, self.sign(method, url, headers or {}),
-                                              body)
-                    data = response.read()
-                    if response.status == 404 and missing and \
-                            b"NoSuchBucket" not in data:
-                        return None
-                    # CopyObject and CompleteMultipartUpload can fail after a 200
-                    if response.status < 300 and not (method != "GET" and b"<Error>" in data):
-                        return response.status, response.headers, data
-                    failure = _HttpStatus(response.status if response.status >= 300 else 500,
-                                          response.reason,
-                                          _retry_after(response.getheader("Retry-After")), data)
-                    refusal = self.refusal(failure, key)
-                    if refusal is not None:
-                        raise refusal
-                    wait = failure.retry_after or 0.0
-                except (OSError, http.client.HTTPException) as exc:
-                    client.close()
-                    failure = exc
-                if not backoff.wait(wait):
-                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
-                                         f"failing for {self.retry_for:g} s: {failure}. Check "
-                                         f"the network and run this again.")
-        finally:
-            if own:
-                client.close()
+        def judge(response, data):
+            if response.status == 404 and missing and b"NoSuchBucket" not in data:
+                return True, None
+            # CopyObject and CompleteMultipartUpload can fail after a 200
+            if response.status < 300 and not (method != "GET" and b"<Error>" in data):
+                return True, (response.status, response.headers, data)
+            return False, _HttpStatus(response.status if response.status >= 300 else 500,
+                                      response.reason,
+                                      _retry_after(response.getheader("Retry-After")), data)
+        return _store_call(self, method, self.object_url(key, query), key, headers, body,
+                           client, doing, judge)
 
     def keys(self, prefix, delimiter=False):
         """The keys under prefix (with delimiter: this level's keys and folders)."""
@@ -2062,37 +2072,14 @@ class _GCS:
         """(status, headers, body) of a request to url about key, retried while it fails
         transiently; None for a missing object when missing is set. accept: statuses of
         300 or more that are answers, not failures (a resumable upload's 308)."""
-        import http.client
-        own = client is None
-        client = client or _HttpClient()
-        backoff = _Backoff(self.retry_for)
-        try:
-            while True:
-                wait = 0.0
-                try:
-                    response = client.request(method, url, self.sign(method, url, headers or {}),
-                                              body)
-                    data = response.read()
-                    if response.status == 404 and missing and b"ucket" not in data:
-                        return None
-                    if response.status < 300 or response.status in accept:
-                        return response.status, response.headers, data
-                    failure = _HttpStatus(response.status, response.reason,
-                                          _retry_after(response.getheader("Retry-After")), data)
-                    refusal = self.refusal(failure, key)
-                    if refusal is not None:
-                        raise refusal
-                    wait = failure.retry_after or 0.0
-                except (OSError, http.client.HTTPException) as exc:
-                    client.close()
-                    failure = exc
-                if not backoff.wait(wait):
-                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
-                                         f"failing for {self.retry_for:g} s: {failure}. Check "
-                                         f"the network and run this again.")
-        finally:
-            if own:
-                client.close()
+        def judge(response, data):
+            if response.status == 404 and missing and b"ucket" not in data:
+                return True, None
+            if response.status < 300 or response.status in accept:
+                return True, (response.status, response.headers, data)
+            return False, _HttpStatus(response.status, response.reason,
+                                      _retry_after(response.getheader("Retry-After")), data)
+        return _store_call(self, method, url, key, headers, body, client, doing, judge)
 
     def keys(self, prefix, delimiter=False):
         import urllib.parse
