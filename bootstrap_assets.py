@@ -1654,52 +1654,87 @@ def _aws_settings():
             f"{path} [{profile}]")
 
 
-def _store_call(store, method, url, key, headers, body, client, doing, judge):
-    """A request to an object store (an _S3 or a _GCS), signed by it and retried while it
-    fails transiently. judge(response, body) -> (True, what to return) for an answer, or
-    (False, an _HttpStatus) for a failure, which the store's refusal() may make final."""
-    import http.client
-    own = client is None
-    client = client or _HttpClient()
-    backoff = _Backoff(store.retry_for)
-    try:
-        while True:
-            wait = 0.0
-            try:
-                response = client.request(method, url, store.sign(method, url, headers or {}),
-                                          body)
-                data = response.read()
-                answered, outcome = judge(response, data)
-                if answered:
-                    return outcome
-                refusal = store.refusal(outcome, key)
-                if refusal is not None:
-                    raise refusal
-                failure, wait = outcome, outcome.retry_after or 0.0
-            except (OSError, http.client.HTTPException) as exc:
+class _ObjectStore:
+    """What s3:// and gs:// share: the object's address, the signed and retried request, and
+    the listing that makes a mistyped key obvious. Subclasses give sign(), refusal() and
+    keys()."""
+
+    scheme, key_word = None, None  # "s3", "KEY" / "gs", "PATH"
+
+    def __init__(self, url, retry_for):
+        self.url, self.retry_for = url, retry_for
+        self.bucket, _, self.key = url[len(self.scheme) + 3:].partition("/")
+        if len(self.bucket) < 3 or not self.key or self.key.endswith("/"):
+            raise UsageError(f"{url} is not an object's address: --archive takes "
+                             f"{self.scheme}://BUCKET/{self.key_word}, e.g. "
+                             f"{self.scheme}://my-bucket/assets/assets.tar.gz.")
+
+    def address(self, key):
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    def _request(self, method, url, key, headers, body, client, doing, judge):
+        """A request to the store, signed by it and retried while it fails transiently.
+        judge(response, body) -> (True, what to return) for an answer, or (False, an
+        _HttpStatus) for a failure, which the store's refusal() may make final."""
+        import http.client
+        own = client is None
+        client = client or _HttpClient()
+        backoff = _Backoff(self.retry_for)
+        try:
+            while True:
+                wait = 0.0
+                try:
+                    response = client.request(method, url, self.sign(method, url, headers or {}),
+                                              body)
+                    data = response.read()
+                    answered, outcome = judge(response, data)
+                    if answered:
+                        return outcome
+                    refusal = self.refusal(outcome, key)
+                    if refusal is not None:
+                        raise refusal
+                    failure, wait = outcome, outcome.retry_after or 0.0
+                except (OSError, http.client.HTTPException) as exc:
+                    client.close()
+                    failure = exc
+                if not backoff.wait(wait):
+                    raise BootstrapError(f"{doing.capitalize()} {self.address(key)} kept "
+                                         f"failing for {self.retry_for:g} s: {failure}. Check "
+                                         f"the network and run this again.")
+        finally:
+            if own:
                 client.close()
-                failure = exc
-            if not backoff.wait(wait):
-                raise BootstrapError(f"{doing.capitalize()} {store.address(key)} kept failing "
-                                     f"for {store.retry_for:g} s: {failure}. Check the network "
-                                     f"and run this again.")
-    finally:
-        if own:
-            client.close()
+
+    def listing(self, key):
+        """What the key's folder holds, so a typo is obvious ("" when it cannot be listed)."""
+        folder = key.rpartition("/")[0]
+        prefix = f"{folder}/" if folder else ""
+        try:
+            keys = self.keys(prefix, delimiter=True)
+        except SourceMissing as exc:  # the bucket
+            return f" {exc}"
+        except BootstrapError:
+            return ""
+        import difflib
+        shown = [k[len(prefix):] for k in keys]
+        lines = [f"  {name}" for name in shown[:30]]
+        if len(shown) > 30:
+            lines.append(f"  ... and {len(shown) - 30} more")
+        text = f"\n{self.address(prefix)} holds:\n" + ("\n".join(lines) or "  (nothing)")
+        hint = difflib.get_close_matches(key[len(prefix):], shown, n=1)
+        return text + (f"\nDid you mean {self.address(prefix + hint[0])}?" if hint else "")
 
 
-class _S3:
+class _S3(_ObjectStore):
     """A bucket through the S3 REST API, each request signed with AWS Signature Version 4.
     AWS_ENDPOINT_URL (an S3-compatible store, a local emulator) is addressed path-style."""
 
+    scheme, key_word = "s3", "KEY"
+
     def __init__(self, url, retry_for):
         import urllib.parse
-        self.url, self.retry_for = url, retry_for
-        bucket, _, self.key = url[len("s3://"):].partition("/")
-        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
-            raise UsageError(f"{url} is not an object's address: --archive takes "
-                             f"s3://BUCKET/KEY, e.g. s3://my-bucket/assets/assets.tar.gz.")
-        self.bucket = bucket
+        super().__init__(url, retry_for)
+        bucket = self.bucket
         self.access_key, self.secret, self.token, self.region, self.credentials = \
             _aws_settings()
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -1709,9 +1744,6 @@ class _S3:
             self.base = f"https://s3.{self.region}.amazonaws.com/{bucket}"
         else:
             self.base = f"https://{bucket}.s3.{self.region}.amazonaws.com"
-
-    def address(self, key):
-        return f"s3://{self.bucket}/{key}"
 
     def object_url(self, key, query=""):
         import urllib.parse
@@ -1774,25 +1806,6 @@ class _S3:
                                   f"{code or failure.reason}{': ' + detail if detail else ''}.")
         return None
 
-    def listing(self, key):
-        """What the key's folder holds, so a typo is obvious ("" when it cannot be listed)."""
-        folder = key.rpartition("/")[0]
-        prefix = f"{folder}/" if folder else ""
-        try:
-            keys = self.keys(prefix, delimiter=True)
-        except SourceMissing as exc:  # the bucket
-            return f" {exc}"
-        except BootstrapError:
-            return ""
-        import difflib
-        shown = [k[len(prefix):] for k in keys]
-        lines = [f"  {name}" for name in shown[:30]]
-        if len(shown) > 30:
-            lines.append(f"  ... and {len(shown) - 30} more")
-        text = f"\n{self.address(prefix)} holds:\n" + ("\n".join(lines) or "  (nothing)")
-        hint = difflib.get_close_matches(key[len(prefix):], shown, n=1)
-        return text + (f"\nDid you mean {self.address(prefix + hint[0])}?" if hint else "")
-
     def call(self, method, key, query="", headers=None, body=None, client=None,
              missing=False, doing="reaching"):
         """(status, headers, body) of a request about key, retried while it fails
@@ -1806,8 +1819,8 @@ class _S3:
             return False, _HttpStatus(response.status if response.status >= 300 else 500,
                                       response.reason,
                                       _retry_after(response.getheader("Retry-After")), data)
-        return _store_call(self, method, self.object_url(key, query), key, headers, body,
-                           client, doing, judge)
+        return self._request(method, self.object_url(key, query), key, headers, body,
+                             client, doing, judge)
 
     def keys(self, prefix, delimiter=False):
         """The keys under prefix (with delimiter: this level's keys and folders)."""
@@ -1980,18 +1993,15 @@ class _S3Source(_HttpSource):
         return self.store.object_url(self.store.key + ".sha256")
 
 
-class _GCS:
+class _GCS(_ObjectStore):
     """A bucket through the Cloud Storage JSON API, with an OAuth access token (gcloud's,
     or GOOGLE_OAUTH_ACCESS_TOKEN). STORAGE_EMULATOR_HOST: a local emulator, which needs
     none. The same operations as _S3, for the same save and restore."""
 
+    scheme, key_word = "gs", "PATH"
+
     def __init__(self, url, retry_for):
-        self.url, self.retry_for = url, retry_for
-        bucket, _, self.key = url[len("gs://"):].partition("/")
-        if len(bucket) < 3 or not self.key or self.key.endswith("/"):
-            raise UsageError(f"{url} is not an object's address: --archive takes "
-                             f"gs://BUCKET/PATH, e.g. gs://my-bucket/assets/assets.tar.gz.")
-        self.bucket = bucket
+        super().__init__(url, retry_for)
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         if emulator:
             self.base = emulator.rstrip("/") if "://" in emulator else f"http://{emulator}"
@@ -2019,9 +2029,6 @@ class _GCS:
                 "google.colab import auth; auth.authenticate_user()` first; elsewhere `gcloud "
                 "auth login`, or set GOOGLE_OAUTH_ACCESS_TOKEN.")
         return token, "gcloud auth print-access-token"
-
-    def address(self, key):
-        return f"gs://{self.bucket}/{key}"
 
     def _object(self, key, query="", api="storage"):
         import urllib.parse
@@ -2065,8 +2072,6 @@ class _GCS:
                                   f"{detail or failure.reason}.")
         return None
 
-    listing = _S3.listing
-
     def call(self, method, url, key, headers=None, body=None, client=None, missing=False,
              doing="reaching", accept=()):
         """(status, headers, body) of a request to url about key, retried while it fails
@@ -2079,7 +2084,7 @@ class _GCS:
                 return True, (response.status, response.headers, data)
             return False, _HttpStatus(response.status, response.reason,
                                       _retry_after(response.getheader("Retry-After")), data)
-        return _store_call(self, method, url, key, headers, body, client, doing, judge)
+        return self._request(method, url, key, headers, body, client, doing, judge)
 
     def keys(self, prefix, delimiter=False):
         import urllib.parse
@@ -4733,19 +4738,21 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
 
     written: [(temporary path, sha256, size)], one file or the parts in order; digest: the
     sha256 of the whole stream; content: the sidecar's bytes (None: there is none), which
-    the caller read after finishing any interrupted journal. Crash safety, whatever instant the process dies: the sidecar
-    is first replaced by one that lists, for every name about to change, both its current
-    and its future hash, and a journal of the renames and deletions to come; only then are
-    files renamed (versions shift up one, the current archive becomes .1, the new files
-    take its name), then versions beyond `keep` (and layers of no kept base) deleted, then
-    the sidecar is replaced by the final one. So every name always holds a complete file
-    whose hash the sidecar accepts; a restore that finds no current archive (the instant
-    between the two last renames) takes .1; a version stored as parts and caught halfway
-    through its renames is found through the journal (see _archive_files); and the next
-    save first finishes the journal (_finish_interrupted). The renames of one version run
-    at once (each is a round trip on Drive's mount), but a new version's part 0001 moves in
-    last, so its name is complete once part 0001 is there. Layers are named after their
-    base's hash, so rotating a base never separates it from its layers.
+    the caller read after finishing any interrupted journal.
+
+    Crash safety, whatever instant the process dies: the sidecar is first replaced by one
+    that lists, for every name about to change, both its current and its future hash, and a
+    journal of the renames and deletions to come; only then are files renamed (versions
+    shift up one, the current archive becomes .1, the new files take its name), then
+    versions beyond `keep` (and layers of no kept base) deleted, then the sidecar is
+    replaced by the final one. So every name always holds a complete file whose hash the
+    sidecar accepts; a restore that finds no current archive (the instant between the two
+    last renames) takes .1; a version stored as parts and caught halfway through its renames
+    is found through the journal (see _archive_files); and the next save first finishes the
+    journal (_finish_interrupted). The renames of one version run at once (each is a round
+    trip on Drive's mount), but a new version's part 0001 moves in last, so its name is
+    complete once part 0001 is there. Layers are named after their base's hash, so rotating
+    a base never separates it from its layers.
     """
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     content = content or b""
@@ -5297,8 +5304,8 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     """
     archive, dest, drive_mount = _settings(archive, dest, drive_mount, saving=True)
     if _is_url(archive) and not _is_bucket(archive):
-        raise UsageError(f"save writes to a mounted folder or a bucket (s3://, gs://), not to a URL "
-                         f"({archive}).")
+        raise UsageError(f"save writes to a mounted folder or a bucket (s3://, gs://), not "
+                         f"to a URL ({archive}).")
     if format not in DEFAULT_LEVELS and format != "auto":
         raise UsageError(f"--format must be auto, tar, gz or zst, not {format!r}.")
     if level is not None:
