@@ -31,16 +31,22 @@ def tally(result):
         (failed if isinstance(test, unittest.TestCase) else outside).add(key(test))
     failed |= {key(t) for t in result.unexpectedSuccesses}
     skipped = {key(t) for t, _ in result.skipped if isinstance(t, unittest.TestCase)} - failed
-    passed = result.testsRun - len(failed) - len(skipped)
+    # Python 3.12+ reports the tests of a skipped class as skipped without starting them,
+    # so they are not in testsRun: count what started, less what failed or was skipped.
+    started = {t.id() for t in result.ran}
+    passed = len(started - failed - skipped)
     return passed, len(failed) + len(outside), len(skipped)
 
 
 class _Recorder(unittest.TextTestResult):
-    """Remembers every test that ran, for the table of classes of cases."""
+    """Remembers every test that started, for the counts and the table of classes of cases."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ran = []
 
     def startTest(self, test):
         super().startTest(test)
-        self.ran = getattr(self, "ran", [])
         self.ran.append(test)
 
 
@@ -48,9 +54,13 @@ def table(result):
     """Rows (class of case, ran, in the promised state, skipped) for the tests that ran."""
     failed = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
     failed |= {t.id() for t in result.unexpectedSuccesses}
-    skipped = {t.id() for t, _ in result.skipped}
+    skipped = {getattr(t, "test_case", t).id() for t, _ in result.skipped} - failed
+    started = {t.id() for t in result.ran}
+    never_started = [t for t, _ in result.skipped  # a skipped class's tests (3.12+)
+                     if isinstance(t, unittest.TestCase) and not hasattr(t, "test_case")
+                     and t.id() not in started]
     rows = {}
-    for test in getattr(result, "ran", []):
+    for test in result.ran + never_started:
         name = test.id().rsplit(".", 1)[0]
         ran, good, skip = rows.get(name, (0, 0, 0))
         if test.id() in skipped:
