@@ -456,6 +456,16 @@ class SlowDriveTests(FaultCase):
         if p.poll() is not None:
             self.fail(f"ended before it could be disturbed: {p.communicate()}")
 
+    def assertStoppedCleanly(self, p, signame, code, words):
+        """Send signame to the running p: it ends with code and says what stopped it and
+        that running the same command again finishes the job, with no traceback."""
+        send(p, signame)
+        _, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, code, err)
+        self.assertIn(words, err)
+        self.assertIn("Run the same command again", err)
+        self.assertNotIn("Traceback", err)
+
     def test_two_restores_at_once(self):
         with promised("concurrent: two restores, short --lock-timeout"):
             dest = os.path.join(self.folder("two-"), NAME)
@@ -515,12 +525,7 @@ class SlowDriveTests(FaultCase):
                         before = state(dest)
                     p = start(*self.run_args(dest, "--engine", engine))
                     self.started(p, "bytes_read")
-                    send(p, signame)
-                    out, err = p.communicate(timeout=60)
-                    self.assertEqual(p.returncode, code, err)
-                    self.assertIn(words, err)
-                    self.assertIn("Run the same command again", err)
-                    self.assertNotIn("Traceback", err)
+                    self.assertStoppedCleanly(p, signame, code, words)
                     self.assertEqual(state(dest), before)
                     self.assertEqual(ours_beside(dest) if os.path.isdir(
                         os.path.dirname(dest)) else [], [])
@@ -544,12 +549,7 @@ class SlowDriveTests(FaultCase):
                 p = start("save", "--archive", archive, "--dest", folder, "--drive-mount",
                           self.mount, "--format", "tar")
                 self.started(p, "bytes_written")
-                send(p, signame)
-                out, err = p.communicate(timeout=60)
-                self.assertEqual(p.returncode, code, err)
-                self.assertIn(words, err)
-                self.assertIn("Run the same command again", err)
-                self.assertNotIn("Traceback", err)
+                self.assertStoppedCleanly(p, signame, code, words)
                 self.assertEqual(sha256_file(backing_archive), before)
                 self.assertEqual(temporaries(backing_archive), [])
                 self.assertEqual(ours_beside(folder), [])
