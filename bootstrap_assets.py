@@ -43,6 +43,7 @@ The file, top to bottom (one `# ---- name --` banner each):
     extraction: one pass            source to writer for tar and zip; the hash check
     the destination and its marker  what dest holds, the lock, staging, the marker
     install                         the finished folder into place, the old one aside
+    restore: progressive            the index read and trusted; each file in place as verified
     report: progress and results    progress lines, RestoreResult, SaveResult
     save: walk                      what a save packs
     save: pack                      the tar stream
@@ -52,6 +53,7 @@ The file, top to bottom (one `# ---- name --` banner each):
     save: publish                   the crash-safe swap, versions, the sidecar
     save: publish to a bucket       the same on s3:// and gs://
     restore                         restore()
+    background: wait on it          RestoreJob (restore(background=True)), wait, --background
     save                            save(): a full archive or a layer
     split                           split(): an archive into parts, in place
     status                          status()
@@ -102,7 +104,7 @@ except ImportError:
 
 __all__ = [
     "restore", "save", "split", "status", "wait", "autosave", "Autosave", "demo",
-    "available_engines", "RestoreJob", "RestoreResult", "SaveResult", "CellFailed", "main",
+    "available_engines", "RestoreJob", "JobProgress", "RestoreResult", "SaveResult", "CellFailed", "main",
     "BootstrapError", "UsageError", "SourceMissing", "DeadMount", "ChecksumMismatch",
     "UnsafeArchive", "CorruptArchive", "NoSpace", "DestinationChanged", "Locked",
     "Unsupported", "AccessDenied",
@@ -4124,17 +4126,25 @@ class _Index:
         return name[len(prefix):] if name.startswith(prefix) else None
 
 
-def _index_line(raw_sidecar, expected, given):
-    """The sidecar's `# index` line that what restore trusts vouches for: the one of the
-    archive's expected hash, or the one whose index hash was pinned with --sha256."""
+def _index_lines(raw_sidecar, expected, given):
+    """[(archive sha256, its `# index` line)] that what restore trusts vouches for: the
+    lines of the archive's expected hashes (two while a save swaps files), or those whose
+    index hash was pinned with --sha256."""
     indexes = _sidecar_indexes(raw_sidecar)
-    for whole in sorted(expected or ()):
-        if whole in indexes:
-            return indexes[whole]
-    for line in indexes.values():
-        if given and line[0] in given:
-            return line
-    return None
+    if given:
+        return [(whole, line) for whole, line in sorted(indexes.items()) if line[0] in given]
+    return [(whole, indexes[whole]) for whole in sorted(expected or ()) if whole in indexes]
+
+
+def _vouched_index(source, lines):
+    """(archive sha256, index, format) of the first of lines whose index the archive holds;
+    ChecksumMismatch when it holds none of them."""
+    for number, (whole, line) in enumerate(lines, 1):
+        try:
+            return (whole,) + _read_index(source, line, source.path)
+        except ChecksumMismatch:
+            if number == len(lines):
+                raise
 
 
 def _inflated(chunks, where):
@@ -4376,9 +4386,11 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
     if not isinstance(source, _PathSource):
         return None, ("files appear as they are verified only from a mount (this archive "
                       "is read over the network)"), None
-    line = _index_line(raw_sidecar, expected, given)
-    if line is None:
-        if given and not expected & set(_sidecar_indexes(raw_sidecar)):
+    # A pinned hash vouches for an index only when it is the index's own: an index line
+    # beside a pinned whole-archive hash comes from the mount, which the pin distrusts.
+    lines = _index_lines(raw_sidecar, None if given else expected, given)
+    if not lines:
+        if given:
             return None, ("--sha256 pins the whole archive, whose hash is known only at its "
                           "end (pin the index's hash that save prints to see files as they "
                           "are verified)"), None
@@ -4386,17 +4398,15 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
             return None, "no .sha256 beside the archive vouches for an index", None
         return None, ("the archive has no index (it was made by another tool or an older "
                       "version of this one)"), None
-    base_sha = next((whole for whole, held in _sidecar_indexes(raw_sidecar).items()
-                     if held == line), None)
-    index, fmt = _read_index(source, line, source.path)
-    chain = [(source, index, fmt, None if given and line[0] in given else expected)]
+    base_sha, index, fmt = _vouched_index(source, lines)
+    chain = [(source, index, fmt, None if given else expected)]
     for layer_path, _ in _layers_of(archive, base_sha, sidecar, retry_for):
         layer = _open_source(layer_path, retry_for, drive_mount)
         layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
-        layer_line = _index_line(raw_sidecar, layer_expected, None)
-        if layer_line is None:
+        layer_lines = _index_lines(raw_sidecar, layer_expected, None)
+        if not layer_lines:
             return None, f"the layer {layer.name} has no index", None
-        layer_index, layer_fmt = _read_index(layer, layer_line, layer.path)
+        _, layer_index, layer_fmt = _vouched_index(layer, layer_lines)
         chain.append((layer, layer_index, layer_fmt, layer_expected))
     return chain, None, base_sha
 
@@ -4580,6 +4590,7 @@ class RestoreResult(_Record):
     parts: int = 0  # the files the archive is stored as (0: one file)
     note: str = None
     progressive: bool = False  # each file appeared as it was verified (else all at the end)
+    staged: str = None  # why not: why the files appeared at once, at the end
     resumed: int = 0  # files an interrupted restore had verified, kept
 
     @property
@@ -4605,6 +4616,8 @@ class RestoreResult(_Record):
             text += f"; the previous folder was moved to {self.moved_aside}"
         if self.resumed:
             text += f"; resumed: {self.resumed:,} files verified before were kept"
+        if self.staged:
+            text += f"; the files appeared at once, at the end: {self.staged}"
         if self.note:
             text += f". Note: {self.note}"
         return text
@@ -5900,9 +5913,8 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
             _remove_tree(staging)
         _clean_stale_staging(dest, keep=staging)
     result.dest = dest
-    if why:
-        why = f"the files appeared at once, at the end: {why}"
-    result.note = "; ".join(text for text in (note, result.note, why) if text) or None
+    result.staged = why
+    result.note = "; ".join(text for text in (note, result.note) if text) or None
     result.local_changes = changes
     if events:
         manifest = _read_marker(dest)["manifest"]
