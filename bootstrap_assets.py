@@ -3590,6 +3590,12 @@ class _Extraction:
             self.tops.add(member.parts[0])
         self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
         if self.largest is not None and member.size > self.largest:
+            if self.largest == self.archive_size:  # a plain tar: its data would pass its end
+                raise _Truncated(f"the archive ends in the middle of member {member.name!r}, "
+                                 f"which declares {member.size:,} bytes, more than the whole "
+                                 f"archive holds ({self.archive_size:,} bytes): it is "
+                                 f"truncated (a save or upload that was cut off), or that "
+                                 f"member's header is damaged.")
             raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
                                  f"than the whole archive could hold: its header is damaged")
         # a sparse file takes the disk its data takes (a block more per stretch at most)
