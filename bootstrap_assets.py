@@ -1697,10 +1697,21 @@ class _ObjectStore:
     def __init__(self, url, retry_for):
         self.url, self.retry_for = url, retry_for
         self.bucket, _, self.key = url[len(self.scheme) + 3:].partition("/")
-        if len(self.bucket) < 3 or not self.key or self.key.endswith("/"):
-            raise UsageError(f"{url} is not an object's address: --archive takes "
-                             f"{self.scheme}://BUCKET/{self.key_word}, e.g. "
-                             f"{self.scheme}://my-bucket/assets/assets.tar.gz.")
+        example = (f"--archive takes {self.scheme}://BUCKET/{self.key_word}, e.g. "
+                   f"{self.scheme}://my-bucket/assets/assets.tar.gz.")
+        if not self.bucket:
+            raise UsageError(f"{url} names no bucket: {example}")
+        # S3 and Cloud Storage: 3 to 63 characters; Cloud Storage: up to 222 with dots
+        longest = 222 if self.scheme == "gs" and "." in self.bucket else 63
+        if not 3 <= len(self.bucket) <= longest:
+            raise UsageError(f"{url}: the bucket name {self.bucket!r} has {len(self.bucket)} "
+                             f"characters, and a bucket name has 3 to 63 "
+                             f"{'(222 with dots) ' if self.scheme == 'gs' else ''}"
+                             f"characters. Check the name in --archive: {example}")
+        if not self.key or self.key.endswith("/"):
+            what = "no object inside the bucket" if not self.key else \
+                f"a folder ({self.key!r}), not an object"
+            raise UsageError(f"{url} names {what}: {example}")
 
     def address(self, key):
         return f"{self.scheme}://{self.bucket}/{key}"
@@ -2391,9 +2402,11 @@ def _detect_format(head, where):
         return "zst"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])
-                               or head[:BLOCK] == bytes(BLOCK)):  # an empty tar: its end mark
+    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])):
         return "tar"
+    if len(head) >= BLOCK and head[:BLOCK] == bytes(BLOCK):
+        # an empty tar (its end mark alone), unless a zip follows the zeros (padding)
+        return "zip" if head.lstrip(b"\0").startswith(b"PK\x03\x04") else "tar"
     sniff = head[:2048].lstrip().lower()
     if sniff.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")) \
             or b"<html" in sniff:
@@ -2401,8 +2414,16 @@ def _detect_format(head, where):
             f"{where} is a web page (HTML), not an archive: typically a Drive sharing or "
             f"virus-scan page, or a login page, saved under the archive's name. Download the "
             f"real file (for Drive: File > Download, or copy it inside Drive), then run again.")
-    raise CorruptArchive(f"{where} is not an archive this tool knows (tar, tar.gz, tar.bz2, "
-                         f"tar.xz, tar.zst, zip): it starts with bytes {head[:8].hex(' ')}.")
+    if b"PK\x03\x04" in head:
+        # a zip with bytes before it (a self-extracting stub, padding): its directory at
+        # the end says where its members are, as unzip, bsdtar and Python's zipfile read it
+        return "zip"
+    raise _not_an_archive(where, head)
+
+
+def _not_an_archive(where, head):
+    return CorruptArchive(f"{where} is not an archive this tool knows (tar, tar.gz, tar.bz2, "
+                          f"tar.xz, tar.zst, zip): it starts with bytes {head[:8].hex(' ')}.")
 
 
 def _decompressed(chunks, fmt, where):
@@ -2417,7 +2438,10 @@ def _decompressed(chunks, fmt, where):
         return _unpack(chunks, _GzipMember, b"\x1f\x8b", where, "gzip", (zlib.error,))
     if fmt == "bz2":
         import bz2
-        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError))
+        # bzip2 -d ignores what follows its last stream (with a warning), and GNU tar goes
+        # on: so do we, up to MAX_TRAILING. gzip, xz and zstd call it an error.
+        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError),
+                       ignore_trailing=True)
     if fmt == "xz":
         import lzma
         return _unpack(chunks, lzma.LZMADecompressor, b"\xfd7zXZ\x00", where, "xz",
@@ -2480,17 +2504,27 @@ class _GzipMember:
         return self._zlib.unused_data
 
 
-def _unpack(chunks, make_decompressor, magic, where, label, errors):
+def _unpack(chunks, make_decompressor, magic, where, label, errors, ignore_trailing=False):
     """Decompress member after member (gzip, bz2, xz and zstd decompressors share one
-    interface: needs_input, eof, unused_data); between members only zeros may follow."""
+    interface: needs_input, eof, unused_data); between members only zeros may follow, or,
+    with ignore_trailing, anything that does not start another member (read, not used, up
+    to MAX_TRAILING bytes)."""
     decompressor = make_decompressor()
     between_streams = False
     pending = b""
+    ignored = -1  # bytes of trailing data ignored so far; -1: none yet
     try:
         for chunk in chunks:
             data = pending + chunk if pending else chunk
             pending = b""
             while True:
+                if ignored >= 0:
+                    ignored += len(data)
+                    if ignored > MAX_TRAILING:
+                        raise CorruptArchive(f"more than {_human(MAX_TRAILING)} of data follow "
+                                             f"the end of {where}'s {label} stream: this is "
+                                             f"not one {label} archive")
+                    break
                 if between_streams:
                     if not data:
                         break
@@ -2499,9 +2533,14 @@ def _unpack(chunks, make_decompressor, magic, where, label, errors):
                         pending = data
                         break
                     if not data.startswith(magic):
+                        if ignore_trailing and not _trailing_ok(data):
+                            ignored = 0
+                            continue
                         if not _trailing_ok(data):
                             raise CorruptArchive(f"{where} has unexpected data after its "
-                                                 f"{label} stream: the file is damaged.")
+                                                 f"{label} stream (rule: only zeros may follow "
+                                                 f"it; `{label} -d` refuses it too): the file "
+                                                 f"is damaged.")
                         break
                     decompressor = make_decompressor()
                     between_streams = False
@@ -2584,12 +2623,15 @@ def _header_checksum_ok(block):
     return recorded == unsigned - 256 * high
 
 
-def _number(field, what):
+def _number(field, what, signed=False):
     """A numeric header field: octal digits (space or NUL around them, all NULs for 0), or
-    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage."""
+    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage; a
+    negative base-256 number (a leading 0xff) only where signed (a time before 1970)."""
     if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
+        if signed:
+            return int.from_bytes(field, "big", signed=True)
         raise CorruptArchive(f"a tar header has a negative {what}")
     text = field.split(b"\0", 1)[0]
     digits = text.strip(b" ")
@@ -2600,6 +2642,35 @@ def _number(field, what):
 
 def _text(field):
     return os.fsdecode(field.split(b"\0", 1)[0])
+
+
+def _starts_a_member(block):
+    """True when block is a tar header (its checksum holds) or the end-of-archive marker."""
+    return len(block) == BLOCK and (block == bytes(BLOCK) or _header_checksum_ok(block))
+
+
+def _pax_time(value, name):
+    """A pax time as GNU tar reads it: [-]SECONDS[.FRACTION], the fraction cut to the
+    nanosecond (rounded down, so -1.5 is 1.5 s before 1970). Seconds, an int without a
+    fraction, a float with one; clamped to MAX_MTIME either side of 1970.
+
+    GNU tar would also read the leading digits of '999xxx9324.43' and ignore the rest, where
+    Go's archive/tar refuses the archive: a time that is partly garbage is a damaged
+    header here (exit 7)."""
+    body = value[1:] if value[:1] == b"-" else value
+    whole, dot, fraction = body.partition(b".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise CorruptArchive(f"member {name!r} has a pax time {bytes(value[:40])!r} that is "
+                             f"not a number (rule: a pax time is [-]SECONDS[.FRACTION] in "
+                             f"decimal digits)")
+    whole = whole.lstrip(b"0") or b"0"
+    seconds = int(whole) if len(whole) <= 20 else MAX_MTIME
+    if not dot:
+        return -seconds if value[:1] == b"-" else seconds
+    nanoseconds = seconds * 10**9 + int(fraction[:9].ljust(9, b"0"))
+    if value[:1] == b"-":
+        nanoseconds = -nanoseconds - bool(fraction[9:].strip(b"0"))
+    return nanoseconds / 1e9
 
 
 def _pax_records(data, where, in_order=None):
@@ -2759,11 +2830,17 @@ def _sparse_member(stream, block, typeflag, pax, in_order, name, size):
 
 
 class _TarStream:
-    """Reads a tar stream piece by piece, without copying file data."""
+    """Reads a tar stream piece by piece, without copying file data.
+
+    member: the name of the member being read, for the message if the data stops inside
+    it; unterminated: True once the stream has ended at a member boundary without the two
+    zero blocks of the end-of-archive marker (what Go's archive/tar leaves without Close)."""
 
     def __init__(self, pieces):
         self._pieces = iter(pieces)
         self._buffer = memoryview(b"")
+        self.member = None
+        self.unterminated = False
 
     def _refill(self):
         for piece in self._pieces:
@@ -2775,11 +2852,30 @@ class _TarStream:
     def take(self, n):
         return b"".join(self.pieces(n))
 
+    def at_end(self):
+        """True when nothing is left to read."""
+        return not self._buffer and not self._refill()
+
+    def peek(self, n):
+        """The next n bytes (fewer where the stream ends), left in place to be read again."""
+        parts = []
+        while n and (self._buffer or self._refill()):
+            part = bytes(self._buffer[:n])
+            self._buffer = self._buffer[len(part):]
+            n -= len(part)
+            parts.append(part)
+        data = b"".join(parts)
+        self._pieces = itertools.chain([self._buffer], self._pieces)
+        self._buffer = memoryview(data)
+        return data
+
     def pieces(self, n):
         while n:
             if not self._buffer and not self._refill():
-                raise _Truncated("the archive ends in the middle of a member: it is "
-                                 "truncated (a save or upload that was cut off).")
+                where = "a member's header" if self.member is None else \
+                    f"member {self.member!r}"
+                raise _Truncated(f"the archive ends in the middle of {where}: it is "
+                                 f"truncated (a save or upload that was cut off).")
             part = self._buffer[:n]
             self._buffer = self._buffer[len(part):]
             n -= len(part)
@@ -2810,6 +2906,20 @@ def _tar_members(stream):
     """
     pax, long_name, long_link, in_order = {}, None, None, []
     while True:
+        stream.member = None
+        if stream.at_end():
+            if pax or long_name is not None or long_link is not None:
+                named = long_name if long_name is not None else str(
+                    pax.get("path", b"") or pax.get("linkpath", b""), "utf-8",
+                    "surrogateescape")
+                raise _Truncated(f"the archive ends after the extended header of a member"
+                                 f"{f' ({named!r})' if named else ''}, before the member "
+                                 f"itself: it is truncated (a save or upload that was cut "
+                                 f"off).")
+            # Ended at a member boundary without the end-of-archive marker (two zero
+            # blocks): GNU tar and bsdtar read such an archive to its end, and so do we.
+            stream.unterminated = True
+            return
         block = stream.take(BLOCK)
         if block == bytes(BLOCK):
             return
@@ -2824,7 +2934,9 @@ def _tar_members(stream):
                                     f"pax headers and long names stay under {MAX_META_SIZE:,})")
             payload = stream.take(size + (-size) % BLOCK)[:size]
             if typeflag == b"x":
-                pax.update(_pax_records(payload, "tar", in_order))
+                # several before one member: the last one counts, whole, as in GNU tar
+                in_order = []
+                pax = _pax_records(payload, "tar", in_order)
             elif typeflag == b"g":
                 named = [k for k in _pax_records(payload, "tar") if k in _PAX_KEYS_THAT_NAME
                          or k.startswith("GNU.sparse")]
@@ -2851,17 +2963,15 @@ def _tar_members(stream):
             name = str(pax["path"], "utf-8", "surrogateescape")
         if "linkpath" in pax:
             linkname = str(pax["linkpath"], "utf-8", "surrogateescape")
-        if "size" in pax and not (pax["size"].isdigit() and len(pax["size"]) <= 20):
-            raise CorruptArchive(f"member {name!r} has an unreadable pax size "
-                                 f"{bytes(pax['size'][:40])!r} (decimal digits only)")
-        try:
-            size = int(pax.get("size", size))
-            mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
-        except ValueError:
-            raise CorruptArchive(f"member {name!r} has an unreadable pax size or mtime") from None
-        if size < 0 or mtime != mtime or mtime in (float("inf"), float("-inf")):
-            raise CorruptArchive(f"member {name!r} has a malformed header: size {size}, "
-                                 f"mtime {mtime} (GNU tar refuses it too)")
+        if "size" in pax:
+            digits = pax["size"].lstrip(b"0") or pax["size"][-1:]  # leading zeros: GNU tar's too
+            if not (digits.isdigit() and len(digits) <= 20):
+                raise CorruptArchive(f"member {name!r} has an unreadable pax size "
+                                     f"{bytes(pax['size'][:40])!r} (rule: a pax size is "
+                                     f"decimal digits only)")
+            size = int(digits)
+        mtime = _pax_time(pax["mtime"], name) if "mtime" in pax else \
+            _number(block[136:148], "mtime", signed=True)
         if size > MAX_FILE_SIZE:
             raise CorruptArchive(f"member {name!r} declares {size:,} bytes, more than a file "
                                  f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
@@ -2872,6 +2982,7 @@ def _tar_members(stream):
             if typeflag not in (b"S", b"0", b"\0", b"7"):
                 raise CorruptArchive(f"member {name!r} of tar type {typeflag!r} carries a "
                                      f"sparse map: only regular files are sparse")
+            stream.member = name
             name, size, sparse = _sparse_member(stream, block, typeflag, pax, in_order,
                                                 name, size)
             typeflag = b"0"
@@ -2885,6 +2996,7 @@ def _tar_members(stream):
             # A folder of a GNU incremental dump (`tar -g`): its data lists the names the
             # folder held, which only `tar --incremental` reads; GNU tar extracts it as a
             # plain folder otherwise, and so do we.
+            stream.member = name
             stream.skip(size + (-size) % BLOCK)
             typeflag, size = b"5", 0
         if typeflag in _FORBIDDEN_KINDS:
@@ -2899,9 +3011,20 @@ def _tar_members(stream):
         if name.endswith("/") and kind != "dir":
             raise UnsafeArchive(f"member {name!r} ends with '/' but is a {kind} (rule: a "
                                 f"member's name must match its type)")
+        if kind == "dir" and size:
+            # GNU tar, bsdtar, Go and Python's tarfile read no data after a folder's header:
+            # its size field is ignored (some writers put the folder's own st_size there),
+            # and the next header follows at once. When what follows is not a header but
+            # the block after `size` bytes is, those bytes were the folder's data, which
+            # GNU tar and bsdtar step over (looking for the next header): skipped.
+            if not _starts_a_member(stream.peek(BLOCK)):
+                stream.member = name
+                stream.skip(size + (-size) % BLOCK)
+            size = 0
         if kind != "file" and size:
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
+        stream.member = name
         yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
                       mtime=mtime, size=size, linkname=linkname, sparse=sparse)
         pax, long_name, long_link, in_order = {}, None, None, []
@@ -3478,6 +3601,7 @@ class _Extraction:
         self.tops, self.dotted = set(), False
         self.absolute_links = {}  # parts -> (member, components below dest), written last
         self.skipped_metadata = 0  # macOS metadata entries of zip archives, not extracted
+        self.unterminated = False  # a tar that ended without its end-of-archive marker
         # A whole path holds at most MAX_PATH_BYTES: what a member's name may take below the
         # staging root (longer than dest's own path, so what fits here fits there too).
         self.path_room = MAX_PATH_BYTES - len(os.fsencode(root)) - 1
@@ -3499,6 +3623,12 @@ class _Extraction:
             self.tops.add(member.parts[0])
         self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
         if self.largest is not None and member.size > self.largest:
+            if self.largest == self.archive_size:  # a plain tar: its data would pass its end
+                raise _Truncated(f"the archive ends in the middle of member {member.name!r}, "
+                                 f"which declares {member.size:,} bytes, more than the whole "
+                                 f"archive holds ({self.archive_size:,} bytes): it is "
+                                 f"truncated (a save or upload that was cut off), or that "
+                                 f"member's header is damaged.")
             raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
                                  f"than the whole archive could hold: its header is damaged")
         # a sparse file takes the disk its data takes (a block more per stretch at most)
@@ -3540,6 +3670,20 @@ class _Extraction:
                 os.utime(existing, ns=(st.st_atime_ns, st.st_mtime_ns))
             if os.utime in os.supports_follow_symlinks:
                 os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def note(self, verified):
+        """What the result's summary adds about what was read, or None. verified: the
+        archive's sha256 was checked (then a missing end marker cannot hide a cut)."""
+        notes = []
+        if self.skipped_metadata:
+            notes.append(f"skipped {self.skipped_metadata} macOS metadata entries (__MACOSX/, "
+                         f"._name)")
+        if self.unterminated and not verified:
+            notes.append("the tar data ends without its end-of-archive marker (two zero "
+                         "blocks), as some writers leave it (Go's archive/tar without Close); "
+                         "with no checksum to check, it may also have been cut short at a "
+                         "member's end")
+        return "; ".join(notes) or None
 
     def holds_nothing(self):
         """True when installing would give an empty folder (see README, Layout rule)."""
@@ -3615,6 +3759,7 @@ def _stream_tar(data, extraction, writer, counter):
         stream.skip((-member.size) % BLOCK)
         extraction.progress.update(counter.bytes, extraction.files)
     stream.drain(MAX_TRAILING)
+    extraction.unterminated = extraction.unterminated or stream.unterminated
 
 
 def _zip_name(info):
@@ -3679,6 +3824,13 @@ def _zip_damaged(action, *args):
 def _extract_zip(spool, extraction, writer, counter):
     """Zip keeps its index at the end, so it is read from a local spool of the download."""
     import zipfile
+    with open(spool, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and not zipfile.is_zipfile(spool):
+        # taken for a zip after bytes of something else (_detect_format), but no zip
+        # directory ends it
+        with open(spool, "rb") as f:
+            raise _not_an_archive("the file", f.read(8))
     try:
         with _zip_damaged(zipfile.ZipFile, spool) as archive:
             infos = archive.infolist()
@@ -6007,8 +6159,7 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
                          engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
-                         note=(f"skipped {extraction.skipped_metadata} macOS metadata entries "
-                               f"(__MACOSX/, ._name)" if extraction.skipped_metadata else None))
+                         note=extraction.note(expected is not None))
 
 
 # ----------------------------------------------------------------- background: wait on it --
