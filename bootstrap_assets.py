@@ -6786,9 +6786,27 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
                      f"{len(marker['manifest']):,} entries, "
                      + (f"{len(changes)} local change(s): {_changes_text(changes)}" if changes
                         else "no local changes"))
+    elif state == "incomplete":
+        lines.append(_restoring_status(dest, marker))
     else:
         lines.append(f"folder {dest}: {state}")
     return lines
+
+
+def _restoring_status(dest, marker):
+    """status's line for a folder whose progressive restore runs, or stopped midway."""
+    planned = marker.get("planned", [])
+    try:
+        with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            done = len(set(f.read().splitlines()) & set(planned))
+    except FileNotFoundError:
+        done = 0
+    share = f"{done:,} of {len(planned):,} files in place"
+    if marker["state"] == "restoring" and _alive(marker.get("pid", 0)):
+        return f"folder {dest}: restoring (pid {marker.get('pid')}), {share}"
+    return (f"folder {dest}: an incomplete restore, {share} "
+            f"({marker.get('reason', 'stopped before its end')}); run restore again to go on")
 
 
 def _version_status(archive, version, content, sidecar, names):
