@@ -234,8 +234,16 @@ class CommandLineTests(ProgressiveCase):
                                       "--dest", self.dest, "--retry-for", "5"] + list(extra))
         self.assertEqual(rc, 0, err)
         self.assertIn("wait", out + err, "it should say how to wait")
-        self.assertTrue(h.wait_for(lambda: lock_pid(self.dest) or os.path.isdir(self.dest),
-                                   timeout=15), "no detached restore started")
+        status = os.path.join(os.path.dirname(self.dest),
+                              ".%s.restore.json" % os.path.basename(self.dest))
+        def ended():  # a restore that fails at once may end before it is seen running
+            try:
+                with open(status) as f:
+                    return "exit_code" in f.read()
+            except OSError:
+                return False
+        self.assertTrue(h.wait_for(lambda: lock_pid(self.dest) or ended(), timeout=15),
+                        "no detached restore started")
         pid = lock_pid(self.dest)
         if pid:
             self.addCleanup(self._kill, pid)
