@@ -3020,7 +3020,8 @@ def _tar_members(stream):
             # and the next header follows at once. When what follows is not a header but
             # the block after `size` bytes is, those bytes were the folder's data, which
             # GNU tar and bsdtar step over (looking for the next header): skipped.
-            if not _starts_a_member(stream.peek(BLOCK)):
+            ahead = stream.peek(BLOCK)
+            if ahead and not _starts_a_member(ahead):  # nothing ahead: the archive's end
                 stream.member = name
                 stream.skip(size + (-size) % BLOCK)
             size = 0
