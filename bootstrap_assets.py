@@ -5407,14 +5407,13 @@ def _check_local_room(job, estimate, layer=False):
 
 
 def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
-                  write=None, index=None):
+                  index, write=None):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread.
     temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
     share): what writes elsewhere than to files (a bucket's upload); index: the
     _IndexBuilder that records the stream (its sha256 and place once written)."""
     folder = os.path.dirname(job.archive)
     counter = _Counter()
-    index = index or _IndexBuilder(prefix)
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
     packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
                                              counter, job.warnings, index)), "pack")
@@ -5762,10 +5761,12 @@ def _save_to_bucket(job, entries, incremental):
     total = _file_bytes(entries)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
+    index = _IndexBuilder(top + "/", job.first)
     digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
-                                               fmt, level, total)
+                                               fmt, level, total, index)
     try:
-        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
+        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content,
+                                      index)
     except BaseException:
         _drop_temporary(store, temporary)
         raise
@@ -5779,16 +5780,17 @@ def _save_to_bucket(job, entries, incremental):
                       bytes_written=size, bytes_packed=total,
                       files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
-                      verified=job.verify, versions=versions, warnings=job.warnings)
+                      verified=job.verify, versions=versions, warnings=job.warnings,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
-def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total):
+def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total, index):
     """Pack and upload to a new temporary key and verify it there -> (sha256, size, key);
     on failure the temporary object is removed (or left for the next save's clean_stale)."""
     temporary = f"{store.key}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         digest, size = _write_stream(job, None, prefix, entries, deleted, base_id, fmt, level,
-                                     total, lambda pieces, progress, share:
+                                     total, index, lambda pieces, progress, share:
                                      store.upload(temporary, pieces, progress, share))
         _verify_in_bucket(job, store, temporary, digest, size)
     except BaseException:
@@ -5814,20 +5816,26 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
     folder = store.key.rpartition("/")[0]
     name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
     key = f"{folder}/{name}" if folder else name
+    index = _IndexBuilder(plan["prefix"], job.first, deleted)
     digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
-                                               None, fmt, level, total)
+                                               None, fmt, level, total, index)
     where = store.address(store.key + ".sha256")
     entries = {n: set(h) for n, h in
                (_sidecar_entries(content, where) if content else {}).items() if n}
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     entries.setdefault(store.key.rpartition("/")[2], {recorded["sha256"]})
+    indexes = _sidecar_indexes(content)
+    if index.offset is not None:
+        indexes[digest] = [index.sha256, index.offset, index.length]
     try:
         if name in entries:  # a line left by a layer since removed: unnamed before replaced
             del entries[name]
-            store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+            store.put(store.key + ".sha256",
+                      _sidecar_text(entries, {}, {}, indexes=indexes).encode())
         store.copy(temporary, key, size)
         entries[name] = {digest}
-        store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+        store.put(store.key + ".sha256",
+                  _sidecar_text(entries, {}, {}, indexes=indexes).encode())
     finally:
         _drop_temporary(store, temporary)
     address = store.address(key)
@@ -5837,7 +5845,8 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
                       files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
-                      verified=job.verify, warnings=job.warnings)
+                      verified=job.verify, warnings=job.warnings,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
 def _verify_in_bucket(job, store, temporary, digest, size):
@@ -5861,7 +5870,7 @@ def _verify_in_bucket(job, store, temporary, digest, size):
             f"archive is untouched; save again.")
 
 
-def _publish_in_bucket(store, temporary, digest, size, keep, content):
+def _publish_in_bucket(store, temporary, digest, size, keep, content, index):
     """Put a verified upload in place, keeping `keep` previous versions, by server-side
     copies (a store has no rename), each complete or not at all.
 
@@ -5871,8 +5880,11 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
     KEY; then what is beyond `keep` and the temporary object are deleted and the final
     sidecar written. So at every instant each name holds a complete object its sidecar
     accepts, and the current archive is replaced only by a verified one. Layers of a base
-    no longer kept go with it."""
+    no longer kept go with it. index: the upload's _IndexBuilder, for its `# index` line."""
     name = store.key
+    indexes = _sidecar_indexes(content)
+    if index.offset is not None:
+        indexes[digest] = [index.sha256, index.offset, index.length]
     before = {key: set(hashes) for key, hashes in
               (_sidecar_entries(content, store.address(name + ".sha256")) if content
                else {}).items() if key}
@@ -5900,7 +5912,7 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
 
     def full(key):
         return f"{folder}/{key}" if folder else key
-    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
+    store.put(name + ".sha256", _sidecar_text(transition, {}, {}, indexes=indexes).encode())
     for source, target in moves:
         held = store.head(full(source))
         if held is not None:
@@ -5909,7 +5921,7 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
     for key in doomed + orphans:
         store.delete(full(key))
     store.delete(temporary)
-    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
+    store.put(name + ".sha256", _sidecar_text(after, {}, {}, indexes=indexes).encode())
     return sorted({base} | {target for _, target in moves})
 
 
@@ -6623,7 +6635,7 @@ def _save_full(job, entries, manifest, sidecar):
     index = _IndexBuilder(top + "/", job.first)
     digest, size, files = _write_stream(
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
-        base_id, fmt, level, total, index=index)
+        base_id, fmt, level, total, index)
     versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar,
                         index=index)
     chain = [_published_identity(job.archive, len(files))]
@@ -6653,7 +6665,7 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     index = _IndexBuilder(plan["prefix"], job.first, deleted)
     digest, size, files = _write_stream(one_file, lambda k: f"{final_name}.tmp-{os.getpid()}",
                                         plan["prefix"], changed, deleted, None, fmt, level,
-                                        total, index=index)
+                                        total, index)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, sidecar,
              known={os.path.basename(job.archive): {recorded["sha256"]}}, index=index)
