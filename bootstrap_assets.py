@@ -4453,7 +4453,7 @@ class _Installer:
                 self.writer.add(_Member(path, "dir", tuple(path.split("/")), entry.mode,
                                         entry.mtime, 0), ())
 
-    def file(self, entry, pieces, where):
+    def file(self, entry, pieces):
         parts = tuple(entry.path.split("/"))
         self.writer._make_parents(parts)
         self.count += 1
@@ -4466,10 +4466,12 @@ class _Installer:
                 hasher.update(piece)
                 self.writer._write(fd, piece)
             if hasher.hexdigest() != entry.sha256:
-                raise ChecksumMismatch(
-                    f"{where}: member {entry.path!r} does not match the archive's index "
-                    f"(sha256 {entry.sha256} recorded, {hasher.hexdigest()} read). The archive "
-                    f"is damaged; only the files verified before it were installed.")
+                raise CorruptArchive(
+                    f"member {entry.path!r} is damaged: its content does not match the "
+                    f"archive's index (sha256 {entry.sha256} recorded, {hasher.hexdigest()} "
+                    f"read). Only the files verified before it were installed. Fix: save "
+                    f"again from a complete copy of the folder, or restore the previous "
+                    f"version (--previous 1).")
             os.fchmod(fd, entry.mode)
             os.utime(fd, (entry.mtime, entry.mtime))
         except BaseException:
@@ -4529,12 +4531,13 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
             entry = next(entries, None)
             path = index.path_of("/".join(member.parts))
             if entry is None or not _same_member(member, entry, path):
-                raise ChecksumMismatch(
-                    f"{source.path} does not match its index at member {member.name!r}: the "
-                    f"archive was changed after it was saved. Only files verified before it "
-                    f"were installed. Save again, or restore the previous version.")
+                raise CorruptArchive(
+                    f"member {member.name!r} is damaged: its header does not match the "
+                    f"archive's index. Only the files verified before it were installed. "
+                    f"Fix: save again from a complete copy of the folder, or restore the "
+                    f"previous version (--previous 1).")
             if entry.path in wanted:
-                installer.file(entry, stream.pieces(member.size), source.path)
+                installer.file(entry, stream.pieces(member.size))
                 progress.update(counter.bytes, installer.count)
             else:
                 stream.skip(member.size)
