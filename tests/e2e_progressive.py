@@ -13,7 +13,6 @@ Run with `python3 tests/run.py e2e -k e2e_progressive`. Needs /dev/fuse and ../s
 """
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -113,17 +112,6 @@ def said(p):
     return f"exit {p.returncode}\nstdout: {p.stdout[-1500:]}\nstderr: {p.stderr[-1500:]}"
 
 
-def lock_pid(dest):
-    path = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.lock")
-    try:
-        with open(path) as f:
-            fields = f.read().split()
-    except OSError:
-        return None
-    m = re.search(r"\bpid (\d+)", " ".join(fields))
-    return int(m.group(1)) if m else None
-
-
 def ours(pid):
     """pid is a live bootstrap_assets process (not a reused pid)."""
     try:
@@ -183,7 +171,7 @@ class ProgressiveE2E(DriveSimTestCase):
         deadline = time.monotonic() + 20
         pid = None
         while pid is None and time.monotonic() < deadline:
-            pid = lock_pid(dest)
+            pid = pt.lock_pid(dest)
             time.sleep(0.01)
         self.assertIsNotNone(pid, "no pid in the lock file beside dest")
         self.addCleanup(self.end_pid, pid)

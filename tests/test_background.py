@@ -9,7 +9,6 @@ The slow source is tests/helpers.HTTPFixture trickling (~800 KB/s: a restore of 
 seconds), let go at full speed once what is tested was seen.
 """
 import os
-import re
 import shutil
 import sys
 import threading
@@ -21,18 +20,6 @@ import helpers as h  # noqa: E402
 import progressive_tools as pt  # noqa: E402
 from helpers import ba  # noqa: E402
 from progressive_case import URL_PATH, ProgressiveCase  # noqa: E402
-
-
-def lock_pid(dest):
-    """The pid in the lock file beside dest (`pid N ...`), or None."""
-    path = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".lock")
-    try:
-        with open(path) as f:
-            fields = f.read().split()
-    except OSError:
-        return None
-    m = re.search(r"\bpid (\d+)", " ".join(fields))
-    return int(m.group(1)) if m else None
 
 
 def alive(pid):
@@ -242,9 +229,9 @@ class CommandLineTests(ProgressiveCase):
                     return "exit_code" in f.read()
             except OSError:
                 return False
-        self.assertTrue(h.wait_for(lambda: lock_pid(self.dest) or ended(), timeout=15),
+        self.assertTrue(h.wait_for(lambda: pt.lock_pid(self.dest) or ended(), timeout=15),
                         "no detached restore started")
-        pid = lock_pid(self.dest)
+        pid = pt.lock_pid(self.dest)
         if pid:
             self.addCleanup(self._kill, pid)
         return pid
