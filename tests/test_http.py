@@ -10,9 +10,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, L, ba
 
 MEMBERS = [D("top"), F("top/a.bin", h.rand_bytes(300_000, 31)), F("top/b.txt", b"bee\n" * 100),
            L("top/link", "b.txt"), D("top/empty")]
@@ -184,6 +183,7 @@ class ParallelRangeTests(h.BATestCase):
         self.check_restored(r, self.dest)
         self.assertGreater(sim.stats()["drops"], 0)
 
+    @h.slow
     def test_503_with_retry_after(self):
         sim, url = self.serve("--fail-first", "2")
         r = self.restore(url, self.dest, connections=8, retry_for=20)
