@@ -6042,8 +6042,9 @@ def _in_ipython():
     return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
-# The README's "Troubleshooting" has a heading "exit N: TITLE" per exit code, listing that
-# code's messages and their fixes; every error message ends by naming it.
+# The README's "Troubleshooting" has a heading "exit N: TITLE" per exit code, saying what to do
+# (docs/troubleshooting.md has the same heading, listing every message of that code and its
+# fix); every error message ends by naming it.
 TROUBLESHOOTING = {
     1: "other failures", 2: "a flag or setting is wrong", 3: "the archive or Drive is missing",
     4: "the mount is dead", 5: "checksum mismatch", 6: "unsafe archive",
