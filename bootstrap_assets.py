@@ -154,6 +154,8 @@ MAX_FILE_SIZE = 1 << 43
 MAX_EXPANSION = {"tar": 1, "gz": 1032}
 SPACE_MARGIN = 16 << 20  # free space left untouched on the destination filesystem
 DEFAULT_KEEP = 2  # previous versions a full save keeps (ARCHIVE.1, ARCHIVE.2)
+DEFAULT_LOCK_TIMEOUT = 10.0  # seconds to wait for another run on the same folder (--lock-timeout)
+DEFAULT_RETRY_FOR = 60.0  # seconds to keep retrying a failing mount or download (--retry-for)
 DEFAULT_LEVELS = {"tar": 0, "gz": 1, "zst": 3}
 COMPACT_SHARE = 0.5  # layers may add up to this share of the base before a save compacts
 PROGRESS_EVERY = 0.25  # seconds between live progress updates (about 4 a second)
@@ -1077,6 +1079,9 @@ class _PathSource:
     """
 
     def __init__(self, path, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
+        """Find the archive, or the version asked for, as one file or as parts (sidecar: its
+        bytes, which tell parts caught mid-rename where to look); a Drive that is not
+        mounted, a folder or nothing under that name is an error that says so."""
         archive = os.path.abspath(os.path.expanduser(path))
         self.archive, self.version = archive, version
         self.path = _version_path(archive, version)
@@ -1112,6 +1117,8 @@ class _PathSource:
         return len(self.files) if self.identity.get("parts") else 0
 
     def _retrying(self, action, doing, path, offset=None):
+        """action(), retried while the mount fails with a transient errno for retry_for
+        seconds; a missing file, another errno or a dead mount becomes the error that says so."""
         def judge(exc):
             if isinstance(exc, FileNotFoundError):
                 raise SourceMissing(f"The archive {path} does not exist."
@@ -1150,6 +1157,8 @@ class _PathSource:
             start += size
 
     def _file_chunks(self, path, offset, size):
+        """The bytes of one file (or part) from offset on, reopening it after a transient
+        error; a file that ends before its recorded size changed while it was read."""
         handle = None
 
         def drop_handle():
@@ -1196,6 +1205,12 @@ class _HttpStatus(Exception):
     def __init__(self, code, reason, retry_after=None, body=b""):
         super().__init__(f"HTTP {code} {reason}")
         self.code, self.reason, self.retry_after, self.body = code, reason, retry_after, body
+
+
+def _worth_retrying(code):
+    """Whether an HTTP status may go away if the same request is sent again: a server error
+    (5xx), a request timeout (408) or too many requests (429); any other 4xx will not."""
+    return code >= 500 or code in (408, 429)
 
 
 def _retry_after(value):
@@ -1338,7 +1353,7 @@ class _HttpSource:
                                  f"{failure.code}). Check the URL.")
         if failure.code == 412:
             return self._changed("a newer one")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{self.path} answered HTTP {failure.code} "
                                   f"{failure.reason}. Check the URL and its sharing settings.")
         return None
@@ -1502,6 +1517,8 @@ class _RangedDownload:
                         for n in range(workers)]
 
     def chunks(self):
+        """The archive's bytes in order, as the workers' ranges arrive; on the way out (the
+        end, an error, or the consumer stopping) stop the workers and wait for them."""
         for thread in self.threads:
             thread.start()
         position = piece_start = self.consumed
@@ -1564,6 +1581,8 @@ class _RangedDownload:
             client.close()
 
     def _fetch(self, client, piece):
+        """Download one piece into piece.chunks, resuming from the byte reached after a
+        dropped connection, until retry_for seconds pass without progress."""
         import http.client
         source, position = self.source, piece.start
         backoff = _Backoff(source.retry_for, stop=self.stopping)
@@ -1751,6 +1770,8 @@ class _S3(_ObjectStore):
                                                                         else "")
 
     def sign(self, method, url, headers):
+        """headers with an AWS Signature Version 4 added (the payload unsigned, so that a
+        body can stream)."""
         import hmac
         import urllib.parse
         parts = urllib.parse.urlsplit(url)
@@ -1801,7 +1822,7 @@ class _S3(_ObjectStore):
                 f"region {self.region}. Fix: use keys whose policy allows s3:GetObject, "
                 f"s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}, check "
                 f"AWS_DEFAULT_REGION, or renew expired temporary credentials.")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
                                   f"{code or failure.reason}{': ' + detail if detail else ''}.")
         return None
@@ -1940,7 +1961,7 @@ class _S3(_ObjectStore):
                 buffer += piece
                 while len(buffer) >= UPLOAD_PART:
                     send_part()
-                progress.update(size, None, share=min(share(), 0.99))
+                progress.update(size, None, share=share())
             if upload is None:
                 self.call("PUT", key, body=bytes(buffer), doing="uploading")
             else:
@@ -2047,6 +2068,8 @@ class _GCS(_ObjectStore):
         return headers
 
     def refusal(self, failure, key):
+        """The error to raise for the store's answer about key, or None when asking again
+        may help."""
         try:
             error = json.loads(failure.body or b"{}").get("error", {})
         except (ValueError, AttributeError):
@@ -2067,7 +2090,7 @@ class _GCS(_ObjectStore):
                 f"Fix: in Colab run auth.authenticate_user() again (tokens last an hour); "
                 f"elsewhere `gcloud auth login`; the account needs storage.objects.get, "
                 f"create, delete and list on {self.bucket}.")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
                                   f"{detail or failure.reason}.")
         return None
@@ -2078,7 +2101,7 @@ class _GCS(_ObjectStore):
         transiently; None for a missing object when missing is set. accept: statuses of
         300 or more that are answers, not failures (a resumable upload's 308)."""
         def judge(response, data):
-            if response.status == 404 and missing and b"ucket" not in data:
+            if response.status == 404 and missing and b"bucket" not in data.lower():
                 return True, None
             if response.status < 300 or response.status in accept:
                 return True, (response.status, response.headers, data)
@@ -2170,7 +2193,7 @@ class _GCS(_ObjectStore):
                 buffer += piece
                 while len(buffer) >= UPLOAD_PART:
                     send(False)
-                progress.update(size, None, share=min(share(), 0.99))
+                progress.update(size, None, share=share())
             send(True)
             progress.update(size, None, force=True, share=1.0)
         finally:
@@ -3610,6 +3633,8 @@ def _is_macos_metadata(archive, info, name):
 
 
 def _zip_member(info, name):
+    """A zip entry as a _Member, or the error its encryption or file type calls for
+    (a member with no file-type bits is a regular file)."""
     mode = info.external_attr >> 16
     if not name:
         raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
@@ -3821,6 +3846,8 @@ class _NewFolders:
         self.created = []
 
     def __enter__(self):
+        """Create the folder and its missing parents, remembering which; a file in the way or
+        a folder that is not writable is an error that names it, with nothing left made."""
         missing, folder = [], self.path
         while not os.path.isdir(folder):
             missing.append(folder)
@@ -3865,6 +3892,9 @@ class _Lock:
         self.fd = None
 
     def __enter__(self):
+        """Take the lock, retrying for `timeout` seconds; then write who holds it into the
+        file, for the message of the run that has to wait. A link or folder planted under
+        the lock's name is refused, never followed."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -4051,9 +4081,13 @@ class _Progress:
 
     def update(self, done, files, force=False, share=None):
         """done: bytes so far; share: with it, done counts bytes written and share (0 to 1)
-        is how far the run is, when the final size is not known in advance (compressed)."""
+        is how far the run is, when the final size is not known in advance (compressed).
+        The share shows 100 % only in the final update (force): the input is read a few
+        pieces ahead of what is written, so it reaches its end before the work does."""
         if self.quiet:
             return
+        if share is not None and not force:
+            share = min(share, 0.99)
         now = time.monotonic()
         if not force and now - self.shown < (PROGRESS_EVERY if self.live else PLAIN_PROGRESS_EVERY):
             return
@@ -4111,6 +4145,7 @@ class RestoreResult(_Record):
         return _mb_per_s(self.archive_bytes, self.seconds)
 
     def summary(self):
+        """One line on what the restore did: the action, the check, the size, time and rate."""
         if self.action == "unchanged":
             text = f"{self.dest} is already restored from {self.archive}; nothing to do"
             if self.local_changes:
@@ -4158,6 +4193,7 @@ class SaveResult(_Record):
         return _mb_per_s(self.bytes_written, self.seconds)
 
     def summary(self):
+        """One line on what the save did: the action, the check, the size, time and rate."""
         if self.action == "unchanged":
             return (f"{self.note or f'nothing changed since the last save to {self.archive}'}"
                     f"; nothing written [{self.seconds:.2f} s]")
@@ -4508,8 +4544,7 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
                     creating = _Creating(path_of(len(outputs) + 1))
                 if part_size and current.size == part_size:
                     close_current()
-            # 100 % only once all is written: the input is read a few pieces ahead
-            progress.update(written, None, share=min(share(), 0.99) if share else None)
+            progress.update(written, None, share=share() if share else None)
         if creating:  # the stream ended with the part that asked for it
             creating, unused = None, creating
             unused.discard()
@@ -4617,6 +4652,8 @@ class _ReadBack:
             self.ready.notify()
 
     def _run(self):
+        """The reading thread: hash what the writer has written so far, as it advances,
+        retrying reads the mount cannot serve yet; keep the error for digest()."""
         offset, self.fd = 0, None
         try:
             while True:
@@ -5079,8 +5116,8 @@ def _orphan_layers(base, names, kept_hashes):
 
 # ------------------------------------------------------------------------------- restore --
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
-            connections=DEFAULT_CONNECTIONS):
+            drive_mount=None, lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR,
+            version=0, drive_cache=None, connections=DEFAULT_CONNECTIONS):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
@@ -5278,7 +5315,7 @@ class _SaveJob(_Record):
     level: int = None
     keep: int = DEFAULT_KEEP
     verify: bool = True
-    retry_for: float = 60.0
+    retry_for: float = DEFAULT_RETRY_FOR
     quiet: bool = False
     part_size: int = DEFAULT_PART_SIZE
     cache: object = None  # the _DriveCache on the local folder's disk, if any
@@ -5289,8 +5326,9 @@ class _SaveJob(_Record):
 
 
 def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEEP,
-         verify=True, incremental="auto", quiet=False, drive_mount=None, lock_timeout=10.0,
-         retry_for=60.0, flush_drive=False, part_size=None, drive_cache=None):
+         verify=True, incremental="auto", quiet=False, drive_mount=None,
+         lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR, flush_drive=False,
+         part_size=None, drive_cache=None):
     """Pack the local folder back into the archive on the mount; return a SaveResult.
 
     incremental: "auto" (a layer of the changes when the folder was restored or saved from
@@ -5497,8 +5535,8 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
 
 # --------------------------------------------------------------------------------- split --
 def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verify=True,
-          quiet=False, drive_mount=None, drive_cache=None, dest=None, lock_timeout=10.0,
-          retry_for=60.0):
+          quiet=False, drive_mount=None, drive_cache=None, dest=None,
+          lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR):
     """Rewrite a single-file archive on the mount as parts ARCHIVE.part-0001, ...; return a
     SaveResult (action "split", or "unchanged" when there is nothing to split).
 
@@ -5600,7 +5638,7 @@ def _follow_split(dest, old_identity, new_identity, digest):
 
 
 # -------------------------------------------------------------------------------- status --
-def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
+def status(archive=None, dest=None, *, drive_mount=None, retry_for=DEFAULT_RETRY_FOR):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     lines = []
@@ -5900,6 +5938,8 @@ def _size(text):
 
 
 def _parser():
+    """The command line: the flags every command shares, then each command's own; no
+    command means restore (_run inserts it)."""
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
     common.add_argument("--archive", help=f"archive path, http(s) URL, s3://BUCKET/KEY or "
@@ -5911,10 +5951,12 @@ def _parser():
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
                                               f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    common.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for another run on the same folder (10)")
-    common.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to keep retrying a failing mount or download (60)")
+    common.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
+                        metavar="SECONDS", help=f"how long to wait for another run on the "
+                                                f"same folder ({DEFAULT_LOCK_TIMEOUT:g})")
+    common.add_argument("--retry-for", type=float, default=DEFAULT_RETRY_FOR, metavar="SECONDS",
+                        help=f"how long to keep retrying a failing mount or download "
+                             f"({DEFAULT_RETRY_FOR:g})")
     common.add_argument("--drive-cache", metavar="DIR",
                         help=f"the local cache of Drive's mount, counted in the space plan "
                              f"when it shares the local disk (env {ENV_DRIVE_CACHE}; default "

@@ -306,3 +306,12 @@ class ChangingServerTests(h.BATestCase):
             log = list(self.server.log)
         self.assertEqual([p for p, _ in log].count("/go/assets.tar"), 1, log)
         self.assertGreaterEqual([p for p, _ in log].count("/cdn/assets.tar"), 3, log)
+
+
+class RetryPolicyTests(h.BATestCase):
+    """One answer, for https, S3 and GCS alike, to "may asking again help?"."""
+
+    def test_which_http_statuses_are_worth_retrying(self):
+        codes = (400, 401, 403, 404, 408, 410, 412, 416, 429, 500, 502, 503, 504)
+        self.assertEqual([code for code in codes if ba._worth_retrying(code)],
+                         [408, 429, 500, 502, 503, 504])
