@@ -4725,9 +4725,10 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
 
 
 def _carry_out(archive, journal, identities):
-    """Do a journal's steps, then write the sidecar it leads to: delete the versions that
-    drop out, rename (the oldest kept version first, the new files last), delete what no
-    version needs any more.
+    """Do a journal's steps, then write the sidecar it leads to: remove the files of the
+    versions that drop out (the journal's "drops"), rename (the oldest kept version first,
+    the new files last), remove what no version needs any more ("deletes"). The journal's
+    keys are its format, read by the next run whatever its version, so they stay as named.
 
     Each step is safe to repeat after a crash: it touches a file only if the file still has
     the size and mtime the journal recorded for it (a name refilled by a later rename holds
@@ -4791,7 +4792,7 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     complete once part 0001 is there. Layers are named after their base's hash, so rotating
     a base never separates it from its layers.
     """
-    folder, base = os.path.dirname(archive), os.path.basename(archive)
+    folder = os.path.dirname(archive)
     content = content or b""
     before = {name: set(hashes) for name, hashes in
               (_sidecar_entries(content, archive + ".sha256") if content else {}).items() if name}
@@ -4815,17 +4816,55 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
                 hashes.intersection_update(matching)
         if len(hashes) == 1:
             identities[next(iter(hashes))] = here
-    new_hashes = {}
     for path, file_digest, _ in written:
         st = os.stat(path)
         identities[file_digest] = [st.st_size, st.st_mtime_ns]
-        new_hashes[os.path.basename(path)] = file_digest
-    # Versions that would shift past `keep` are deleted first rather than renamed and then
-    # deleted: the new version is written and verified by then, and a rename is a round trip.
-    moves, version_moves, doomed = [], [], []  # (file, new name); (version, new version)
+
+    def recorded(name):
+        st = os.lstat(os.path.join(folder, name))
+        return [st.st_size, st.st_mtime_ns]
+
+    new_files = [(os.path.basename(path), file_digest) for path, file_digest, _ in written]
+    plan = _plan_publish(archive, names, before, sets_before, new_files, final_name, digest,
+                         rotate, keep, recorded)
+    _write_sidecar(archive, plan.transition, plan.part_sets_transition, identities, plan.journal)
+    _carry_out(archive, plan.journal, identities)
+    return plan.kept
+
+
+class _PublishPlan(_Record):
+    """What _plan_publish worked out: the journal _carry_out follows, what the sidecar
+    accepts meanwhile (each name's hashes before and after; the same for part sets), and
+    the names of the versions kept."""
+
+    journal: dict
+    transition: dict
+    part_sets_transition: dict
+    kept: list
+
+
+def _plan_publish(archive, names, before, sets_before, written, final_name, digest, rotate,
+                  keep, recorded):
+    """The journal of a publish, worked out without touching the filesystem.
+
+    names: the file names in the archive's folder; before: {name: hashes the sidecar
+    accepts for it now}; sets_before: the same for versions stored as parts ({name: {(whole,
+    part hashes)}}); written: [(temporary file name, sha256)] of the new version, one file
+    or its parts in order; recorded(name): [size, mtime_ns] of a file there now, which the
+    journal records so that each step touches only the file it meant.
+
+    Files are removed at two moments, each a list of names in the journal: "drops", before
+    the renames (the versions that would shift past `keep`: the new version is verified by
+    then, and deleting saves renaming them first), and "deletes", after them (with keep 0
+    the version that just became .1, and the layers of no kept base).
+    """
+    base = os.path.basename(archive)
+    new_hashes = dict(written)
+    moves, version_moves = [], []  # (file, new name); (version, new version)
+    versions_removed_first = []
     if rotate:
         oldest = _versions_among(names, base)
-        doomed = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
+        versions_removed_first = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
         version_moves = [(f"{base}.{i}", f"{base}.{i + 1}")
                          for i in range(min(oldest, keep - 1), 0, -1)]
         if _version_files(names, base):
@@ -4833,14 +4872,15 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         moves += [(name, target + name[len(source):])
                   for source, target in version_moves
                   for name in _version_files(names, source)]
-    renamed = [(os.path.basename(path), _part_name(final_name, k) if len(written) > 1
-                else final_name) for k, (path, _, _) in enumerate(written, 1)]
+    renamed = [(name, _part_name(final_name, k) if len(written) > 1 else final_name)
+               for k, (name, _) in enumerate(written, 1)]
     moves += renamed[1:] + renamed[:1]  # part 0001 last: its name complete once it is there
-    drops = [name for version in doomed for name in _version_files(names, version)]
-    after = {name: set(hashes) for name, hashes in before.items() if name not in drops}
+    removed_first = [name for version in versions_removed_first
+                     for name in _version_files(names, version)]
+    after = {name: set(hashes) for name, hashes in before.items() if name not in removed_first}
     sets_after = {name: set(states) for name, states in sets_before.items()
-                  if name not in doomed}
-    names_after = set(names) - set(drops)
+                  if name not in versions_removed_first}
+    names_after = set(names) - set(removed_first)
     for source, target in moves:
         after.pop(target, None)
         moved = {new_hashes[source]} if source in new_hashes else before.get(source, set())
@@ -4856,44 +4896,41 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         sets_after.pop(source, None)
     sets_after.pop(final_name, None)
     if len(written) > 1:
-        sets_after[final_name] = {(digest, tuple(d for _, d, _ in written))}
-    dropped = []  # with keep 0, the current version, once it is .1
-    while rotate and _version_files(names_after, f"{base}.{keep + 1 + len(dropped)}"):
-        dropped.append(f"{base}.{keep + 1 + len(dropped)}")
-    deletes = [name for version in dropped for name in _version_files(names_after, version)]
-    for version in dropped:
+        sets_after[final_name] = {(digest, tuple(d for _, d in written))}
+    versions_removed_last = []  # with keep 0, the current version, once it is .1
+    while rotate and _version_files(names_after,
+                                    f"{base}.{keep + 1 + len(versions_removed_last)}"):
+        versions_removed_last.append(f"{base}.{keep + 1 + len(versions_removed_last)}")
+    removed_last = [name for version in versions_removed_last
+                    for name in _version_files(names_after, version)]
+    for version in versions_removed_last:
         sets_after.pop(version, None)
     kept_bases = {name: after.get(name, set()) | {w for w, _ in sets_after.get(name, ())}
                   for name in [base] + [f"{base}.{i}" for i in range(1, keep + 1)]
                   if _version_files(names_after, name)}
-    if (drops or dropped) and all(kept_bases.values()):  # every kept base's hash is known
+    if (removed_first or versions_removed_last) and all(kept_bases.values()):
+        # every kept base's hash is known: the layers of no kept base can go
         kept_prefixes = {_layer_prefix(archive, d) for hashes in kept_bases.values()
                          for d in hashes}
-        deletes += sorted(name for name in names_after if LAYER_INFIX in name
-                          and name.startswith(base + ".") and ".tmp-" not in name
-                          and not any(name.startswith(p) for p in kept_prefixes))
-    for name in deletes:
+        removed_last += sorted(name for name in names_after if LAYER_INFIX in name
+                               and name.startswith(base + ".") and ".tmp-" not in name
+                               and not any(name.startswith(p) for p in kept_prefixes))
+    for name in removed_last:
         after.pop(name, None)
     transition = {name: before.get(name, set()) | after.get(name, set())
                   for name in set(before) | set(after)}
     sets_transition = {name: sets_before.get(name, set()) | sets_after.get(name, set())
                        for name in set(sets_before) | set(sets_after)}
-
-    def recorded(name):
-        st = os.lstat(os.path.join(folder, name))
-        return [st.st_size, st.st_mtime_ns]
-
     origin = {target: source for source, target in moves}  # a rename keeps size and mtime
-    journal = {"drops": [[name] + recorded(name) for name in drops],
+    journal = {"drops": [[name] + recorded(name) for name in removed_first],
                "moves": [[source, target] + recorded(source) for source, target in moves],
-               "deletes": [[name] + recorded(origin.get(name, name)) for name in deletes],
+               "deletes": [[name] + recorded(origin.get(name, name)) for name in removed_last],
                "after": {name: sorted(hashes) for name, hashes in after.items()},
                "parts": {name: [[whole, list(hashes) if hashes else None]
                                 for whole, hashes in sorted(states, key=str)]
                          for name, states in sets_after.items()}}
-    _write_sidecar(archive, transition, sets_transition, identities, journal)
-    _carry_out(archive, journal, identities)
-    return sorted(kept_bases)
+    return _PublishPlan(journal=journal, transition=transition,
+                        part_sets_transition=sets_transition, kept=sorted(kept_bases))
 
 
 def _clean_stale_temporaries(archive, content=False):

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import unittest
 from unittest import mock
 
 import helpers as h
@@ -448,6 +449,59 @@ class NoSpaceTests(h.SaveTestCase):
             with self.subTest(incremental=incremental), mock.patch("os.write", write):
                 self.check_nospace(before, incremental=incremental)
         self.assertEqual(self.save().action, "layer")
+
+
+class PublishPlanTests(unittest.TestCase):
+    """_plan_publish alone: a folder's names, the sidecar's hashes and the written files in,
+    the journal out; no filesystem (recorded() gives each name a made-up size and mtime)."""
+
+    @staticmethod
+    def recorded(name):
+        return [len(name), 7]
+
+    def plan(self, names, before, written, keep, rotate=True, sets_before=None):
+        return ba._plan_publish("/drive/a.tar", set(names), before, sets_before or {},
+                                written, "a.tar", "whole", rotate, keep, self.recorded)
+
+    def test_rotation_removes_the_oldest_first_and_the_layers_of_no_kept_base_last(self):
+        plan = self.plan(["a.tar", "a.tar.1", "a.tar.2", "a.tar.sha256", "new.tmp",
+                          "a.tar.h0.layer-1", "a.tar.h2.layer-1"],
+                         {"a.tar": {"h0"}, "a.tar.1": {"h1"}, "a.tar.2": {"h2"}},
+                         [("new.tmp", "hn")], keep=2)
+        self.assertEqual(plan.journal["drops"], [["a.tar.2", 7, 7]])
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["a.tar.1", "a.tar.2"], ["a.tar", "a.tar.1"], ["new.tmp", "a.tar"]])
+        self.assertEqual(plan.journal["deletes"], [["a.tar.h2.layer-1", 16, 7]])
+        self.assertEqual(plan.journal["after"],
+                         {"a.tar": ["hn"], "a.tar.1": ["h0"], "a.tar.2": ["h1"]})
+        self.assertEqual(plan.transition["a.tar"], {"h0", "hn"})
+        self.assertEqual(plan.transition["a.tar.2"], {"h1", "h2"})
+        self.assertEqual(plan.kept, ["a.tar", "a.tar.1", "a.tar.2"])
+
+    def test_keep_0_removes_the_previous_version_after_it_moved_aside(self):
+        plan = self.plan(["a.tar", "t"], {"a.tar": {"h0"}}, [("t", "hn")], keep=0)
+        self.assertEqual(plan.journal["drops"], [])
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["a.tar", "a.tar.1"], ["t", "a.tar"]])
+        # recorded under its name before the rename, which keeps size and mtime
+        self.assertEqual(plan.journal["deletes"], [["a.tar.1", 5, 7]])
+        self.assertEqual(plan.journal["after"], {"a.tar": ["hn"]})
+        self.assertEqual(plan.kept, ["a.tar"])
+
+    def test_parts_move_in_with_part_0001_last_and_a_part_set(self):
+        plan = self.plan([], {}, [("p1", "d1"), ("p2", "d2")], keep=2)
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["p2", "a.tar.part-0002"], ["p1", "a.tar.part-0001"]])
+        self.assertEqual(plan.journal["parts"], {"a.tar": [["whole", ["d1", "d2"]]]})
+        self.assertEqual(plan.journal["after"],
+                         {"a.tar.part-0001": ["d1"], "a.tar.part-0002": ["d2"]})
+        self.assertEqual((plan.journal["drops"], plan.journal["deletes"]), ([], []))
+
+    def test_without_rotation_only_the_new_files_move(self):
+        plan = self.plan(["a.tar", "l.tmp"], {"a.tar": {"h0"}}, [("l.tmp", "hl")], keep=2,
+                         rotate=False)
+        self.assertEqual([m[:2] for m in plan.journal["moves"]], [["l.tmp", "a.tar"]])
+        self.assertEqual((plan.journal["drops"], plan.journal["deletes"]), ([], []))
 
 
 class CrashTests(h.SaveTestCase):
