@@ -1,4 +1,4 @@
-# make test | e2e | conformance | fuzz | bench | chart | lint | demo      (PYTHON=/path/to/python make test)
+# make test | test-slow | e2e | conformance | fuzz | bench | chart | lint | demo      (PYTHON=/path/to/python make test)
 PYTHON ?= python3
 # vermin is installed for the default python3 (.ci/run does it); it checks 3.9 compatibility
 VERMIN ?= python3 -c 'import sys, vermin; sys.exit(vermin.main())'
@@ -9,10 +9,15 @@ BENCH_ARGS ?=
 FUZZ_ARGS ?= --count 1000 --seed 1 --timeout 3 --time-limit 170 --minimise-time 45
 FUZZ_SAVE ?= /tmp/bootstrap-assets-fuzz-failures
 
-.PHONY: test e2e conformance fuzz bench chart lint demo
+.PHONY: test test-slow e2e conformance fuzz bench chart lint demo
 
+# the everyday suite (about a minute on 2 cores): tests/test_*.py less the tests marked @h.slow
 test:
 	$(PYTHON) tests/run.py unit
+
+# the tests marked @h.slow (the crash sweeps, waits on real retry timers, deep nesting)
+test-slow:
+	$(PYTHON) tests/run.py slow
 
 e2e:
 	$(PYTHON) tests/run.py e2e

@@ -168,6 +168,8 @@ MAX_FILE_SIZE = 1 << 43
 MAX_EXPANSION = {"tar": 1, "gz": 1032}
 SPACE_MARGIN = 16 << 20  # free space left untouched on the destination filesystem
 DEFAULT_KEEP = 2  # previous versions a full save keeps (ARCHIVE.1, ARCHIVE.2)
+DEFAULT_LOCK_TIMEOUT = 10.0  # seconds to wait for another run on the same folder (--lock-timeout)
+DEFAULT_RETRY_FOR = 60.0  # seconds to keep retrying a failing mount or download (--retry-for)
 DEFAULT_LEVELS = {"tar": 0, "gz": 1, "zst": 3}
 COMPACT_SHARE = 0.5  # layers may add up to this share of the base before a save compacts
 PROGRESS_EVERY = 0.25  # seconds between live progress updates (about 4 a second)
@@ -1110,6 +1112,9 @@ class _PathSource:
     """
 
     def __init__(self, path, retry_for, drive_mount, sidecar=None, drive_cache=None, version=0):
+        """Find the archive, or the version asked for, as one file or as parts (sidecar: its
+        bytes, which tell parts caught mid-rename where to look); a Drive that is not
+        mounted, a folder or nothing under that name is an error that says so."""
         archive = os.path.abspath(os.path.expanduser(path))
         self.archive, self.version = archive, version
         self.path = _version_path(archive, version)
@@ -1145,6 +1150,8 @@ class _PathSource:
         return len(self.files) if self.identity.get("parts") else 0
 
     def _retrying(self, action, doing, path, offset=None):
+        """action(), retried while the mount fails with a transient errno for retry_for
+        seconds; a missing file, another errno or a dead mount becomes the error that says so."""
         def judge(exc):
             if isinstance(exc, FileNotFoundError):
                 raise SourceMissing(f"The archive {path} does not exist."
@@ -1183,6 +1190,8 @@ class _PathSource:
             start += size
 
     def _file_chunks(self, path, offset, size):
+        """The bytes of one file (or part) from offset on, reopening it after a transient
+        error; a file that ends before its recorded size changed while it was read."""
         handle = None
 
         def drop_handle():
@@ -1229,6 +1238,12 @@ class _HttpStatus(Exception):
     def __init__(self, code, reason, retry_after=None, body=b""):
         super().__init__(f"HTTP {code} {reason}")
         self.code, self.reason, self.retry_after, self.body = code, reason, retry_after, body
+
+
+def _worth_retrying(code):
+    """Whether an HTTP status may go away if the same request is sent again: a server error
+    (5xx), a request timeout (408) or too many requests (429); any other 4xx will not."""
+    return code >= 500 or code in (408, 429)
 
 
 def _retry_after(value):
@@ -1371,7 +1386,7 @@ class _HttpSource:
                                  f"{failure.code}). Check the URL.")
         if failure.code == 412:
             return self._changed("a newer one")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{self.path} answered HTTP {failure.code} "
                                   f"{failure.reason}. Check the URL and its sharing settings.")
         return None
@@ -1538,6 +1553,8 @@ class _RangedDownload:
                         for n in range(workers)]
 
     def chunks(self):
+        """The archive's bytes in order, as the workers' ranges arrive; on the way out (the
+        end, an error, or the consumer stopping) stop the workers and wait for them."""
         for thread in self.threads:
             thread.start()
         position = piece_start = self.consumed
@@ -1600,6 +1617,8 @@ class _RangedDownload:
             client.close()
 
     def _fetch(self, client, piece):
+        """Download one piece into piece.chunks, resuming from the byte reached after a
+        dropped connection, until retry_for seconds pass without progress."""
         import http.client
         source, position = self.source, piece.start
         backoff = _Backoff(source.retry_for, stop=self.stopping)
@@ -1798,6 +1817,8 @@ class _S3(_ObjectStore):
                                                                         else "")
 
     def sign(self, method, url, headers):
+        """headers with an AWS Signature Version 4 added (the payload unsigned, so that a
+        body can stream)."""
         import hmac
         import urllib.parse
         parts = urllib.parse.urlsplit(url)
@@ -1848,7 +1869,7 @@ class _S3(_ObjectStore):
                 f"region {self.region}. Fix: use keys whose policy allows s3:GetObject, "
                 f"s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}, check "
                 f"AWS_DEFAULT_REGION, or renew expired temporary credentials.")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
                                   f"{code or failure.reason}{': ' + detail if detail else ''}.")
         return None
@@ -1987,7 +2008,7 @@ class _S3(_ObjectStore):
                 buffer += piece
                 while len(buffer) >= UPLOAD_PART:
                     send_part()
-                progress.update(size, None, share=min(share(), 0.99))
+                progress.update(size, None, share=share())
             if upload is None:
                 self.call("PUT", key, body=bytes(buffer), doing="uploading")
             else:
@@ -2094,6 +2115,8 @@ class _GCS(_ObjectStore):
         return headers
 
     def refusal(self, failure, key):
+        """The error to raise for the store's answer about key, or None when asking again
+        may help."""
         try:
             error = json.loads(failure.body or b"{}").get("error", {})
         except (ValueError, AttributeError):
@@ -2114,7 +2137,7 @@ class _GCS(_ObjectStore):
                 f"Fix: in Colab run auth.authenticate_user() again (tokens last an hour); "
                 f"elsewhere `gcloud auth login`; the account needs storage.objects.get, "
                 f"create, delete and list on {self.bucket}.")
-        if failure.code < 500 and failure.code not in (408, 429):
+        if not _worth_retrying(failure.code):
             return BootstrapError(f"{what}: the store answered HTTP {failure.code} "
                                   f"{detail or failure.reason}.")
         return None
@@ -2125,7 +2148,7 @@ class _GCS(_ObjectStore):
         transiently; None for a missing object when missing is set. accept: statuses of
         300 or more that are answers, not failures (a resumable upload's 308)."""
         def judge(response, data):
-            if response.status == 404 and missing and b"ucket" not in data:
+            if response.status == 404 and missing and b"bucket" not in data.lower():
                 return True, None
             if response.status < 300 or response.status in accept:
                 return True, (response.status, response.headers, data)
@@ -2217,7 +2240,7 @@ class _GCS(_ObjectStore):
                 buffer += piece
                 while len(buffer) >= UPLOAD_PART:
                     send(False)
-                progress.update(size, None, share=min(share(), 0.99))
+                progress.update(size, None, share=share())
             send(True)
             progress.update(size, None, force=True, share=1.0)
         finally:
@@ -3792,6 +3815,8 @@ def _is_macos_metadata(archive, info, name):
 
 
 def _zip_member(info, name):
+    """A zip entry as a _Member, or the error its encryption or file type calls for
+    (a member with no file-type bits is a regular file)."""
     mode = info.external_attr >> 16
     if not name:
         raise UnsafeArchive("a member of the zip archive has an empty name (rule: every "
@@ -4013,6 +4038,8 @@ class _NewFolders:
         self.created = []
 
     def __enter__(self):
+        """Create the folder and its missing parents, remembering which; a file in the way or
+        a folder that is not writable is an error that names it, with nothing left made."""
         missing, folder = [], self.path
         while not os.path.isdir(folder):
             missing.append(folder)
@@ -4059,8 +4086,10 @@ class _Lock:
         self.fd = None
 
     def __enter__(self):
-        """Take the lock, waiting up to timeout for another run to let go (for as long as
-        it takes when that run is a background restore); write who holds it into it."""
+        """Take the lock, retrying for `timeout` seconds (for as long as it takes while the
+        holder is a background restore); then write who holds it into the file, for the
+        message of the run that has to wait. A link or folder planted under the lock's name
+        is refused, never followed."""
         deadline = time.monotonic() + self.timeout
         said = False
         while True:
@@ -4713,9 +4742,13 @@ class _Progress:
 
     def update(self, done, files, force=False, share=None):
         """done: bytes so far; share: with it, done counts bytes written and share (0 to 1)
-        is how far the run is, when the final size is not known in advance (compressed)."""
+        is how far the run is, when the final size is not known in advance (compressed).
+        The share shows 100 % only in the final update (force): the input is read a few
+        pieces ahead of what is written, so it reaches its end before the work does."""
         if self.quiet:
             return
+        if share is not None and not force:
+            share = min(share, 0.99)
         now = time.monotonic()
         if not force and now - self.shown < (PROGRESS_EVERY if self.live else PLAIN_PROGRESS_EVERY):
             return
@@ -4776,6 +4809,7 @@ class RestoreResult(_Record):
         return _mb_per_s(self.archive_bytes, self.seconds)
 
     def summary(self):
+        """One line on what the restore did: the action, the check, the size, time and rate."""
         if self.action == "unchanged":
             text = f"{self.dest} is already restored from {self.archive}; nothing to do"
             if self.local_changes:
@@ -4830,6 +4864,7 @@ class SaveResult(_Record):
         return _mb_per_s(self.bytes_written, self.seconds)
 
     def summary(self):
+        """One line on what the save did: the action, the check, the size, time and rate."""
         if self.action == "unchanged":
             return (f"{self.note or f'nothing changed since the last save to {self.archive}'}"
                     f"; nothing written [{self.seconds:.2f} s]")
@@ -5353,8 +5388,7 @@ def _write_archive(pieces, path_of, part_size, verify, retry_for, progress, shar
                     creating = _Creating(path_of(len(outputs) + 1))
                 if part_size and current.size == part_size:
                     close_current()
-            # 100 % only once all is written: the input is read a few pieces ahead
-            progress.update(written, None, share=min(share(), 0.99) if share else None)
+            progress.update(written, None, share=share() if share else None)
         if creating:  # the stream ended with the part that asked for it
             creating, unused = None, creating
             unused.discard()
@@ -5464,6 +5498,8 @@ class _ReadBack:
             self.ready.notify()
 
     def _run(self):
+        """The reading thread: hash what the writer has written so far, as it advances,
+        retrying reads the mount cannot serve yet; keep the error for digest()."""
         offset, self.fd = 0, None
         try:
             while True:
@@ -5535,9 +5571,10 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexe
 
 
 def _carry_out(archive, journal, identities, indexes):
-    """Do a journal's steps, then write the sidecar it leads to: delete the versions that
-    drop out, rename (the oldest kept version first, the new files last), delete what no
-    version needs any more.
+    """Do a journal's steps, then write the sidecar it leads to: remove the files of the
+    versions that drop out (the journal's "drops"), rename (the oldest kept version first,
+    the new files last), remove what no version needs any more ("deletes"). The journal's
+    keys are its format, read by the next run whatever its version, so they stay as named.
 
     Each step is safe to repeat after a crash: it touches a file only if the file still has
     the size and mtime the journal recorded for it (a name refilled by a later rename holds
@@ -5594,16 +5631,16 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     shift up one, the current archive becomes .1, the new files take its name), then
     versions beyond `keep` (and layers of no kept base) deleted, then the sidecar is
     replaced by the final one. So every name always holds a complete file whose hash the
-    sidecar accepts (index: the written stream's _IndexBuilder, for its `# index` line); a
-    restore that finds no current archive (the instant between the two
+    sidecar accepts; a restore that finds no current archive (the instant between the two
     last renames) takes .1; a version stored as parts and caught halfway through its renames
     is found through the journal (see _archive_files); and the next save first finishes the
     journal (_finish_interrupted). The renames of one version run at once (each is a round
     trip on Drive's mount), but a new version's part 0001 moves in last, so its name is
     complete once part 0001 is there. Layers are named after their base's hash, so rotating
-    a base never separates it from its layers.
+    a base never separates it from its layers. index: the written stream's _IndexBuilder,
+    for its `# index` line (the lines of the versions kept are carried over).
     """
-    folder, base = os.path.dirname(archive), os.path.basename(archive)
+    folder = os.path.dirname(archive)
     content = content or b""
     before = {name: set(hashes) for name, hashes in
               (_sidecar_entries(content, archive + ".sha256") if content else {}).items() if name}
@@ -5630,17 +5667,56 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
                 hashes.intersection_update(matching)
         if len(hashes) == 1:
             identities[next(iter(hashes))] = here
-    new_hashes = {}
     for path, file_digest, _ in written:
         st = os.stat(path)
         identities[file_digest] = [st.st_size, st.st_mtime_ns]
-        new_hashes[os.path.basename(path)] = file_digest
-    # Versions that would shift past `keep` are deleted first rather than renamed and then
-    # deleted: the new version is written and verified by then, and a rename is a round trip.
-    moves, version_moves, doomed = [], [], []  # (file, new name); (version, new version)
+
+    def recorded(name):
+        st = os.lstat(os.path.join(folder, name))
+        return [st.st_size, st.st_mtime_ns]
+
+    new_files = [(os.path.basename(path), file_digest) for path, file_digest, _ in written]
+    plan = _plan_publish(archive, names, before, sets_before, new_files, final_name, digest,
+                         rotate, keep, recorded)
+    _write_sidecar(archive, plan.transition, plan.part_sets_transition, identities, plan.journal,
+                   indexes)
+    _carry_out(archive, plan.journal, identities, indexes)
+    return plan.kept
+
+
+class _PublishPlan(_Record):
+    """What _plan_publish worked out: the journal _carry_out follows, what the sidecar
+    accepts meanwhile (each name's hashes before and after; the same for part sets), and
+    the names of the versions kept."""
+
+    journal: dict
+    transition: dict
+    part_sets_transition: dict
+    kept: list
+
+
+def _plan_publish(archive, names, before, sets_before, written, final_name, digest, rotate,
+                  keep, recorded):
+    """The journal of a publish, worked out without touching the filesystem.
+
+    names: the file names in the archive's folder; before: {name: hashes the sidecar
+    accepts for it now}; sets_before: the same for versions stored as parts ({name: {(whole,
+    part hashes)}}); written: [(temporary file name, sha256)] of the new version, one file
+    or its parts in order; recorded(name): [size, mtime_ns] of a file there now, which the
+    journal records so that each step touches only the file it meant.
+
+    Files are removed at two moments, each a list of names in the journal: "drops", before
+    the renames (the versions that would shift past `keep`: the new version is verified by
+    then, and deleting saves renaming them first), and "deletes", after them (with keep 0
+    the version that just became .1, and the layers of no kept base).
+    """
+    base = os.path.basename(archive)
+    new_hashes = dict(written)
+    moves, version_moves = [], []  # (file, new name); (version, new version)
+    versions_removed_first = []
     if rotate:
         oldest = _versions_among(names, base)
-        doomed = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
+        versions_removed_first = [f"{base}.{i}" for i in range(max(keep, 1), oldest + 1)]
         version_moves = [(f"{base}.{i}", f"{base}.{i + 1}")
                          for i in range(min(oldest, keep - 1), 0, -1)]
         if _version_files(names, base):
@@ -5648,14 +5724,15 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         moves += [(name, target + name[len(source):])
                   for source, target in version_moves
                   for name in _version_files(names, source)]
-    renamed = [(os.path.basename(path), _part_name(final_name, k) if len(written) > 1
-                else final_name) for k, (path, _, _) in enumerate(written, 1)]
+    renamed = [(name, _part_name(final_name, k) if len(written) > 1 else final_name)
+               for k, (name, _) in enumerate(written, 1)]
     moves += renamed[1:] + renamed[:1]  # part 0001 last: its name complete once it is there
-    drops = [name for version in doomed for name in _version_files(names, version)]
-    after = {name: set(hashes) for name, hashes in before.items() if name not in drops}
+    removed_first = [name for version in versions_removed_first
+                     for name in _version_files(names, version)]
+    after = {name: set(hashes) for name, hashes in before.items() if name not in removed_first}
     sets_after = {name: set(states) for name, states in sets_before.items()
-                  if name not in doomed}
-    names_after = set(names) - set(drops)
+                  if name not in versions_removed_first}
+    names_after = set(names) - set(removed_first)
     for source, target in moves:
         after.pop(target, None)
         moved = {new_hashes[source]} if source in new_hashes else before.get(source, set())
@@ -5671,44 +5748,41 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         sets_after.pop(source, None)
     sets_after.pop(final_name, None)
     if len(written) > 1:
-        sets_after[final_name] = {(digest, tuple(d for _, d, _ in written))}
-    dropped = []  # with keep 0, the current version, once it is .1
-    while rotate and _version_files(names_after, f"{base}.{keep + 1 + len(dropped)}"):
-        dropped.append(f"{base}.{keep + 1 + len(dropped)}")
-    deletes = [name for version in dropped for name in _version_files(names_after, version)]
-    for version in dropped:
+        sets_after[final_name] = {(digest, tuple(d for _, d in written))}
+    versions_removed_last = []  # with keep 0, the current version, once it is .1
+    while rotate and _version_files(names_after,
+                                    f"{base}.{keep + 1 + len(versions_removed_last)}"):
+        versions_removed_last.append(f"{base}.{keep + 1 + len(versions_removed_last)}")
+    removed_last = [name for version in versions_removed_last
+                    for name in _version_files(names_after, version)]
+    for version in versions_removed_last:
         sets_after.pop(version, None)
     kept_bases = {name: after.get(name, set()) | {w for w, _ in sets_after.get(name, ())}
                   for name in [base] + [f"{base}.{i}" for i in range(1, keep + 1)]
                   if _version_files(names_after, name)}
-    if (drops or dropped) and all(kept_bases.values()):  # every kept base's hash is known
+    if (removed_first or versions_removed_last) and all(kept_bases.values()):
+        # every kept base's hash is known: the layers of no kept base can go
         kept_prefixes = {_layer_prefix(archive, d) for hashes in kept_bases.values()
                          for d in hashes}
-        deletes += sorted(name for name in names_after if LAYER_INFIX in name
-                          and name.startswith(base + ".") and ".tmp-" not in name
-                          and not any(name.startswith(p) for p in kept_prefixes))
-    for name in deletes:
+        removed_last += sorted(name for name in names_after if LAYER_INFIX in name
+                               and name.startswith(base + ".") and ".tmp-" not in name
+                               and not any(name.startswith(p) for p in kept_prefixes))
+    for name in removed_last:
         after.pop(name, None)
     transition = {name: before.get(name, set()) | after.get(name, set())
                   for name in set(before) | set(after)}
     sets_transition = {name: sets_before.get(name, set()) | sets_after.get(name, set())
                        for name in set(sets_before) | set(sets_after)}
-
-    def recorded(name):
-        st = os.lstat(os.path.join(folder, name))
-        return [st.st_size, st.st_mtime_ns]
-
     origin = {target: source for source, target in moves}  # a rename keeps size and mtime
-    journal = {"drops": [[name] + recorded(name) for name in drops],
+    journal = {"drops": [[name] + recorded(name) for name in removed_first],
                "moves": [[source, target] + recorded(source) for source, target in moves],
-               "deletes": [[name] + recorded(origin.get(name, name)) for name in deletes],
+               "deletes": [[name] + recorded(origin.get(name, name)) for name in removed_last],
                "after": {name: sorted(hashes) for name, hashes in after.items()},
                "parts": {name: [[whole, list(hashes) if hashes else None]
                                 for whole, hashes in sorted(states, key=str)]
                          for name, states in sets_after.items()}}
-    _write_sidecar(archive, transition, sets_transition, identities, journal, indexes)
-    _carry_out(archive, journal, identities, indexes)
-    return sorted(kept_bases)
+    return _PublishPlan(journal=journal, transition=transition,
+                        part_sets_transition=sets_transition, kept=sorted(kept_bases))
 
 
 def _clean_stale_temporaries(archive, content=False):
@@ -5957,8 +6031,8 @@ class _Restoring(_Record):
 
 
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
-            drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
-            connections=DEFAULT_CONNECTIONS, background=False):
+            drive_mount=None, lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR,
+            version=0, drive_cache=None, connections=DEFAULT_CONNECTIONS, background=False):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     When dest does not exist yet and the archive has an index its checksum vouches for,
@@ -6453,7 +6527,7 @@ class _SaveJob(_Record):
     level: int = None
     keep: int = DEFAULT_KEEP
     verify: bool = True
-    retry_for: float = 60.0
+    retry_for: float = DEFAULT_RETRY_FOR
     quiet: bool = False
     part_size: int = DEFAULT_PART_SIZE
     cache: object = None  # the _DriveCache on the local folder's disk, if any
@@ -6465,8 +6539,9 @@ class _SaveJob(_Record):
 
 
 def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEEP,
-         verify=True, incremental="auto", quiet=False, drive_mount=None, lock_timeout=10.0,
-         retry_for=60.0, flush_drive=False, part_size=None, drive_cache=None, first=None):
+         verify=True, incremental="auto", quiet=False, drive_mount=None,
+         lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR, flush_drive=False,
+         part_size=None, drive_cache=None, first=None):
     """Pack the local folder back into the archive on the mount; return a SaveResult.
 
     incremental: "auto" (a layer of the changes when the folder was restored or saved from
@@ -6687,8 +6762,8 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
 
 # --------------------------------------------------------------------------------- split --
 def split(archive=None, *, part_size=DEFAULT_PART_SIZE, keep=DEFAULT_KEEP, verify=True,
-          quiet=False, drive_mount=None, drive_cache=None, dest=None, lock_timeout=10.0,
-          retry_for=60.0):
+          quiet=False, drive_mount=None, drive_cache=None, dest=None,
+          lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR):
     """Rewrite a single-file archive on the mount as parts ARCHIVE.part-0001, ...; return a
     SaveResult (action "split", or "unchanged" when there is nothing to split).
 
@@ -6790,7 +6865,7 @@ def _follow_split(dest, old_identity, new_identity, digest):
 
 
 # -------------------------------------------------------------------------------- status --
-def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
+def status(archive=None, dest=None, *, drive_mount=None, retry_for=DEFAULT_RETRY_FOR):
     """Describe the archive, its kept versions and layers, and the local folder: a list of lines."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     lines = []
@@ -7103,6 +7178,8 @@ def _size(text):
 
 
 def _parser():
+    """The command line: the flags every command shares, then each command's own; no
+    command means restore (_run inserts it)."""
     common = _ArgumentParser(add_help=False)
     common.add_argument("--version", action=_VersionAction)
     common.add_argument("--archive", help=f"archive path, http(s) URL, s3://BUCKET/KEY or "
@@ -7114,10 +7191,12 @@ def _parser():
     common.add_argument("--drive-mount", help=f"where Google Drive is mounted (env "
                                               f"{ENV_DRIVE_MOUNT}; default {DRIVE_MOUNT})")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    common.add_argument("--lock-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="how long to wait for another run on the same folder (10)")
-    common.add_argument("--retry-for", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to keep retrying a failing mount or download (60)")
+    common.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
+                        metavar="SECONDS", help=f"how long to wait for another run on the "
+                                                f"same folder ({DEFAULT_LOCK_TIMEOUT:g})")
+    common.add_argument("--retry-for", type=float, default=DEFAULT_RETRY_FOR, metavar="SECONDS",
+                        help=f"how long to keep retrying a failing mount or download "
+                             f"({DEFAULT_RETRY_FOR:g})")
     common.add_argument("--drive-cache", metavar="DIR",
                         help=f"the local cache of Drive's mount, counted in the space plan "
                              f"when it shares the local disk (env {ENV_DRIVE_CACHE}; default "
@@ -7259,8 +7338,9 @@ def _in_ipython():
     return _in_kernel() or bool(ipython and getattr(ipython, "get_ipython", lambda: None)())
 
 
-# The README's "Troubleshooting" has a heading "exit N: TITLE" per exit code, listing that
-# code's messages and their fixes; every error message ends by naming it.
+# The README's "Troubleshooting" has a heading "exit N: TITLE" per exit code, saying what to do
+# (docs/troubleshooting.md has the same heading, listing every message of that code and its
+# fix); every error message ends by naming it.
 TROUBLESHOOTING = {
     1: "other failures", 2: "a flag or setting is wrong", 3: "the archive or Drive is missing",
     4: "the mount is dead", 5: "checksum mismatch", 6: "unsafe archive",

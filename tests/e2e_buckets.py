@@ -14,9 +14,8 @@ import time
 import unittest
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 TEST_VENV = os.environ.get("TEST_VENV", "/tmp/bootstrap-assets-ci-venv")
 BUCKET = "team-assets"

@@ -1,9 +1,10 @@
-"""End-to-end local faults (issue 8), each a real mechanism, each run a real process of
-`python bootstrap_assets.py`: the destination on a full disk (a tmpfs this test mounts, and
-one filled by another writer mid-restore), in a read-only folder (a tmpfs remounted
-read-only: chmod does not stop root), behind a symlink, under a missing parent; names of
-ours already taken; two restores and two saves started at once; SIGINT and SIGTERM in the
-middle of a restore and of a save (drivesim slowed down so the signal lands mid-run).
+"""End-to-end local faults (what a real machine throws at a new user), each a real mechanism,
+each run a real process of `python bootstrap_assets.py`: the destination on a full disk (a
+tmpfs this test mounts, and one filled by another writer mid-restore), in a read-only folder
+(a tmpfs remounted read-only: chmod does not stop root), behind a symlink, under a missing
+parent; names of ours already taken; two restores and two saves started at once; SIGINT and
+SIGTERM in the middle of a restore and of a save (drivesim slowed down so the signal lands
+mid-run).
 
 Each case checks the promised state: the destination untouched or complete, nothing of ours
 left behind (staging folder, lock, temporary parts), the archive on the mount unchanged and

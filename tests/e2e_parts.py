@@ -1,6 +1,7 @@
-"""End-to-end tests of split archives (issue 7): ARCHIVE.part-0001, ARCHIVE.part-0002, ...
-over drivesim, with Drive's local content cache (drivesim --cache-dir) on the SAME small
-disk as the destination, as Colab's DriveFS keeps it on the VM's disk.
+"""End-to-end tests of split archives, the answer to Drive's local cache filling the disk:
+ARCHIVE.part-0001, ARCHIVE.part-0002, ... over drivesim, with Drive's local content cache
+(drivesim --cache-dir) on the SAME small disk as the destination, as Colab's DriveFS keeps
+it on the VM's disk.
 
 Run with `python3 tests/run.py e2e -k parts` (or `-k Tight`, `-k Sweep`, ...). Needs root
 (each tight-disk test mounts its own tmpfs), /dev/fuse and ../shared/drivesim; the module

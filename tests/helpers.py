@@ -2,7 +2,13 @@
 
 Archive builders (tar in every format/compression, zip, raw bytes), tree snapshots and
 comparison, a temp-dir test base class, a small HTTP server with Range support / dropped
-connections / trickling, fault injection (flaky reads, dead mount) and tmpfs mounts.
+connections / trickling, fault injection (flaky reads, dead mount) and tmpfs mounts; the
+crash sweep (SaveTestCase.crash_sweep) and the `slow` mark.
+
+The test files import this module as plain `import helpers as h`: tests/ is on sys.path
+whichever way they run (tests/run.py puts it there, as does Python for a test file run as a
+script: `python3 tests/test_save.py`), and this module puts the repository there for
+`bootstrap_assets`.
 """
 import bz2
 import contextlib
@@ -52,6 +58,13 @@ EXIT_CODES = {
     "ChecksumMismatch": 5, "UnsafeArchive": 6, "CorruptArchive": 7, "NoSpace": 8,
     "DestinationChanged": 9, "Locked": 10, "Unsupported": 11, "AccessDenied": 12,
 }
+
+
+def slow(test):
+    """Mark a test method or class as slow: `make test` (tests/run.py unit) leaves it out,
+    `make test-slow` (tests/run.py slow) runs only such tests; CI runs both."""
+    test.slow = True
+    return test
 
 
 def engines():
@@ -1091,3 +1104,44 @@ class SaveTestCase(BATestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             self.assertEqual(r.returncode, 0, "sha256sum -c: %s" % r.stdout.decode(errors="replace"))
         return lines
+
+    def crash_sweep(self, prepare, act, again, afterwards=None):
+        """Crash `act` before each of its filesystem-changing steps, in a fresh setup each
+        time; return the steps.
+
+        prepare() sets up the archive's folder and the local folder and returns the (old,
+        new) trees; act() is the run that crashes (a save, a split). Its steps are counted
+        in a clean run first. For each crash point: a restore gives the old or the new tree
+        exactly; again() (the next run after the crash; it returns the tree it should
+        leave) succeeds, a restore then gives that tree and no temporaries are left;
+        afterwards(), when given, checks more; and the sidecar is tidy."""
+        old, new = prepare()
+        with CrashAt() as counting:
+            act()
+        steps = counting.calls[:]
+        self.assertGreaterEqual(len(steps), 3, steps)
+        for n in range(len(steps) + 1):
+            label = "#%d %s %s" % ((n,) + steps[n]) if n < len(steps) else "none"
+            shutil.rmtree(self.drive)
+            shutil.rmtree(os.path.dirname(self.local))
+            prepare()
+            with CrashAt(n):
+                try:
+                    act()
+                except SimulatedCrash:
+                    pass
+            with self.subTest(crash_before=label, check="restore after the crash"):
+                dest, r = self.restore_fresh()
+                got = strip_special(snapshot(dest, dir_modes=True))
+                if got not in (old, new):
+                    self.fail("neither the old nor the new tree; vs old:\n%s\nvs new:\n%s"
+                              % (summarize(got, old), summarize(got, new)))
+            with self.subTest(crash_before=label, check="running it again"):
+                self.assertRestores(again(), msg="after the run that followed the crash")
+                self.assertEqual(temporaries(self.archive), [])
+            if afterwards:
+                with self.subTest(crash_before=label, check="afterwards"):
+                    afterwards()
+            with self.subTest(crash_before=label, check="sidecar tidy afterwards"):
+                self.assertSidecarConsistent()
+        return steps

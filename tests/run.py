@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run a test suite and end with one plain summary line.
 
-    python3 tests/run.py unit   # tests/test_*.py
+    python3 tests/run.py unit   # tests/test_*.py, less the tests marked @h.slow (make test)
+    python3 tests/run.py slow   # only the tests of tests/test_*.py marked @h.slow (make test-slow)
     python3 tests/run.py e2e    # tests/e2e_*.py (drivesim; needs FUSE)
     python3 tests/run.py unit -k sidecar   # only tests whose name matches
 
@@ -16,7 +17,31 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-SUITES = {"unit": "test_*.py", "e2e": "e2e_*.py"}
+SUITES = {"unit": "test_*.py", "slow": "test_*.py", "e2e": "e2e_*.py"}
+
+
+def is_slow(test):
+    """Whether a test, or its class, carries helpers.slow's mark."""
+    method = getattr(test, getattr(test, "_testMethodName", ""), None)
+    return bool(getattr(method, "slow", False) or getattr(type(test), "slow", False))
+
+
+def flattened(suite):
+    """The tests of a suite of suites, in order (class and module fixtures still run once
+    each: unittest sets them up when the class or module changes)."""
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from flattened(item)
+        else:
+            yield item
+
+
+def chosen(suite, tests):
+    """The tests of one suite: the slow ones for `slow`, the others for `unit` (a module that
+    failed to import counts there)."""
+    if suite == "e2e":
+        return tests
+    return unittest.TestSuite(t for t in flattened(tests) if is_slow(t) == (suite == "slow"))
 
 
 def tally(result):
@@ -101,7 +126,7 @@ def main(argv):
     loader = unittest.TestLoader()
     if patterns:
         loader.testNamePatterns = patterns
-    tests = loader.discover(HERE, pattern=SUITES[suite], top_level_dir=HERE)
+    tests = chosen(suite, loader.discover(HERE, pattern=SUITES[suite], top_level_dir=HERE))
     runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=_Recorder)
     result = runner.run(tests)
     passed, failed, skipped = tally(result)

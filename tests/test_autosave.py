@@ -1,14 +1,12 @@
 """autosave(): the background handle and _parse_duration (the `autosave` command, its loop
 ended by SIGTERM/SIGINT, is in tests/test_cli.py)."""
 import os
-import sys
 import threading
 import time
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 EVERY = "0.2s"
 

@@ -3,14 +3,12 @@ none, for a refusal (AccessDenied, exit 12) and for a missing key, against a tin
 127.0.0.1 that answers as the store does; and the pure logic of layers in a bucket (which
 objects are a base's layers, which go with a rotated-out base, when a save compacts)."""
 import os
-import sys
 import threading
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
           b'<Message>Access Denied</Message></Error>')

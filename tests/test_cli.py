@@ -11,9 +11,8 @@ import sys
 import textwrap
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, L, ba
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/run.sh", b"#!/bin/sh\n", mode=0o755),
            L("top/link", "a.txt"), D("top/empty")]

@@ -4,12 +4,10 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
+import helpers as h
 
 
 def dump_folder(name, listing):

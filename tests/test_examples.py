@@ -2,11 +2,9 @@
 nbformat 4; tests/e2e_kernel.py executes them."""
 import json
 import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
+import helpers as h
 
 EXAMPLES = os.path.join(h.REPO, "examples")
 

@@ -11,9 +11,8 @@ import tarfile
 import zipfile
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 
 def tar_with_pax(pax, name="a.txt", data=b"hi"):
@@ -220,6 +219,7 @@ class FuzzFindingTests(h.BATestCase):
         self.assertRefused(buf.getvalue(), "UnsafeArchive", ["long-link"])
 
     # ---- deep trees and paths past PATH_MAX ------------------------------------------
+    @h.slow
     def test_folders_nested_deeper_than_python_recursion_restore_and_clean_up(self):
         """1,200 nested folders: extracted, replaced by a second restore and removed after a
         refusal, with each engine (shutil.rmtree's recursion stopped at ~1,000 before 3.13)."""

@@ -6,12 +6,10 @@ left, and nothing written outside dest. Also the tar header checksum: the signed
 wrote is valid, any other is corrupt.
 """
 import os
-import sys
 import tarfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import BLK, CHR, D, F, FIFO, H, L, ba  # noqa: E402
+import helpers as h
+from helpers import BLK, CHR, D, F, FIFO, H, L, ba
 
 GOOD_MEMBERS = [D("top"), F("top/a.txt", b"good a\n"), F("top/sub/b.txt", b"good b\n")]
 OK = F("ok.txt", b"fine\n")

@@ -10,9 +10,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, L, ba
 
 MEMBERS = [D("top"), F("top/a.bin", h.rand_bytes(300_000, 31)), F("top/b.txt", b"bee\n" * 100),
            L("top/link", "b.txt"), D("top/empty")]
@@ -184,6 +183,7 @@ class ParallelRangeTests(h.BATestCase):
         self.check_restored(r, self.dest)
         self.assertGreater(sim.stats()["drops"], 0)
 
+    @h.slow
     def test_503_with_retry_after(self):
         sim, url = self.serve("--fail-first", "2")
         r = self.restore(url, self.dest, connections=8, retry_for=20)
@@ -306,3 +306,12 @@ class ChangingServerTests(h.BATestCase):
             log = list(self.server.log)
         self.assertEqual([p for p, _ in log].count("/go/assets.tar"), 1, log)
         self.assertGreaterEqual([p for p, _ in log].count("/cdn/assets.tar"), 3, log)
+
+
+class RetryPolicyTests(h.BATestCase):
+    """One answer, for https, S3 and GCS alike, to "may asking again help?"."""
+
+    def test_which_http_statuses_are_worth_retrying(self):
+        codes = (400, 401, 403, 404, 408, 410, 412, 416, 429, 500, 502, 503, 504)
+        self.assertEqual([code for code in codes if ba._worth_retrying(code)],
+                         [408, 429, 500, 502, 503, 504])

@@ -4,12 +4,10 @@ tar and zip command-line tools."""
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L  # noqa: E402
+import helpers as h
+from helpers import D, F, L
 
 
 def _no_modes(snap):

@@ -1,13 +1,11 @@
-"""Local faults around the destination (issue 8), in-process: a destination behind a symlink,
-names of ours already taken (lock, staging); SIGTERM and Ctrl-C are in tests/test_cli.py.
-tests/e2e_local_faults.py runs the same promises as real processes, on tmpfs mounts and
-drivesim."""
+"""Local faults around the destination (what a real machine throws at a new user), in-process:
+a destination behind a symlink, names of ours already taken (lock, staging); SIGTERM and
+Ctrl-C are in tests/test_cli.py. tests/e2e_local_faults.py runs the same promises as real
+processes, on tmpfs mounts and drivesim."""
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, L, ba
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/run.sh", b"#!/bin/sh\n", mode=0o755),
            L("top/link", "a.txt")]

@@ -1,12 +1,10 @@
 """A restore running in another process (reading a slow HTTP source): the lock, and kill -9
 in the middle followed by a clean re-run."""
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L  # noqa: E402
+import helpers as h
+from helpers import D, F, L
 
 PATH = "/assets.tar.gz"
 MEMBERS = [D("top"), F("top/big.bin", h.rand_bytes(1_500_000, 51)), F("top/a.txt", b"alpha\n"),

@@ -6,9 +6,8 @@ import re
 import sys
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, ba
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/b.bin", h.rand_bytes(50_000, 4))]
 

@@ -13,9 +13,8 @@ import textwrap
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, ba
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/b.txt", b"beta\n")]
 WANT = h.expected_tree(MEMBERS, strip_top=True)

@@ -13,14 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, ba
 
 TOP = h.SAVE_TOP
 PART = 64 * 1024
@@ -570,7 +568,10 @@ class PartsLayerTests(PartsTestCase):
 # crashes while publishing parts
 # --------------------------------------------------------------------------------------
 
+@h.slow
 class PartsCrashTests(PartsTestCase):
+    """A split save, a switch between one file and parts, and split, each crashed before
+    every step (slow: each sweep runs the whole operation once per step)."""
 
     def set_tree(self, i, size=130_000):
         h.write_bytes(os.path.join(self.local, "version.txt"), b"version %d\n" % i)
@@ -578,42 +579,12 @@ class PartsCrashTests(PartsTestCase):
         return h.saved_view(self.local)
 
     def sweep(self, prepare, act, again):
-        """prepare() sets up the archive folder and the local folder and returns the (old, new)
-        trees. Count the filesystem-changing steps of `act`, then crash before each one in a
-        fresh setup: a restore then gives the old or the new tree exactly; `again()` (the next
-        run after the crash; returns the tree it should leave) succeeds, a restore then gives
-        that tree, every kept version restores, and the sidecar is tidy."""
-        old, new = prepare()
-        with h.CrashAt() as counting:
-            act()
-        steps = counting.calls[:]
-        self.assertGreaterEqual(len(steps), 3, steps)
-        for n in range(len(steps) + 1):
-            label = "#%d %s %s" % ((n,) + steps[n]) if n < len(steps) else "none"
-            shutil.rmtree(self.drive)
-            shutil.rmtree(os.path.dirname(self.local))
-            prepare()
-            with h.CrashAt(n):
-                try:
-                    act()
-                except h.SimulatedCrash:
-                    pass
-            with self.subTest(crash_before=label, check="restore after the crash"):
-                dest, r = self.restore_fresh()
-                got = h.strip_special(h.snapshot(dest, dir_modes=True))
-                if got not in (old, new):
-                    self.fail("neither the old nor the new tree; vs old:\n%s\nvs new:\n%s"
-                              % (h.summarize(got, old), h.summarize(got, new)))
-            with self.subTest(crash_before=label, check="running it again"):
-                after = again()
-                self.assertRestores(after, msg="after the run that followed the crash")
-                self.assertEqual(h.temporaries(self.archive), [])
-            with self.subTest(crash_before=label, check="every kept version restores afterwards"):
-                for version in self.kept_versions():
-                    self.restore_fresh(version=version)
-            with self.subTest(crash_before=label, check="sidecar tidy afterwards"):
-                self.assertSidecarConsistent()
-        return steps
+        """The crash sweep (h.SaveTestCase.crash_sweep), and after each crash and the run
+        that follows it, every kept version restores."""
+        def every_kept_version_restores():
+            for version in self.kept_versions():
+                self.restore_fresh(version=version)
+        return self.crash_sweep(prepare, act, again, afterwards=every_kept_version_restores)
 
     def kept_versions(self):
         """N for every ARCHIVE.N (single file or parts) in the archive's folder."""

@@ -10,9 +10,8 @@ import sys
 import textwrap
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, L, ba
 
 MEMBERS = [D("_assets"), F("_assets/a.txt", b"alpha\n"), F("_assets/w/shard.bin", b"w" * 5000),
            L("_assets/latest", "a.txt")]

@@ -1,26 +1,42 @@
-"""The README cannot drift from the code: every flag of every command, every command, every
-exit code (each with its Troubleshooting section, which every error message names), every
-environment variable bootstrap_assets.py reads, and the list of retried errnos appear in it."""
+"""The README and docs/ cannot drift from the code: every flag of every command, every command,
+every exit code (each with its Troubleshooting section in the README, which every error
+message names, and its section of every message in docs/troubleshooting.md), every
+environment variable bootstrap_assets.py reads, and the list of retried errnos appear in the
+README; and every relative link between README.md and docs/ leads to a file and heading
+that exist."""
 import argparse
 import ast
 import errno
 import inspect
 import os
 import re
-import sys
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+DOCS = [README, os.path.join(REPO, "docs", "reference.md"),
+        os.path.join(REPO, "docs", "troubleshooting.md")]
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def readme():
-    with open(README, encoding="utf-8") as f:
-        return f.read()
+    return read(README)
+
+
+def anchors(text):
+    """GitHub's anchors for a Markdown file's headings (lower case, punctuation dropped,
+    spaces to dashes), ignoring lines inside code blocks."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", text, re.M)}
 
 
 def parser_flags(parser, command="(top level)"):
@@ -120,6 +136,24 @@ class ReadmeDriftTests(unittest.TestCase):
         headings = re.findall(r"^### (exit \d+: .*)$", trouble, re.M)
         self.assertEqual(headings, [f"exit {code}: {ba.TROUBLESHOOTING[code]}"
                                     for code in sorted(codes - {0})])
+        every_message = re.findall(r"^## (exit \d+: .*)$", read(DOCS[2]), re.M)
+        self.assertEqual(every_message, headings, "docs/troubleshooting.md's sections")
+
+    def test_relative_links_lead_to_files_and_headings_that_exist(self):
+        broken = []
+        for path in DOCS:
+            text = read(path)
+            for target in re.findall(r"\]\(([^)\s]+)\)", text):
+                if re.match(r"[a-z]+:", target):
+                    continue
+                file, _, anchor = target.partition("#")
+                linked = os.path.normpath(os.path.join(os.path.dirname(path), file)) \
+                    if file else path
+                if not os.path.exists(linked):
+                    broken.append(f"{os.path.relpath(path, REPO)}: {target} (no such file)")
+                elif anchor and linked.endswith(".md") and anchor not in anchors(read(linked)):
+                    broken.append(f"{os.path.relpath(path, REPO)}: {target} (no such heading)")
+        self.assertEqual(broken, [])
 
     def test_every_environment_variable_is_documented(self):
         text = readme()

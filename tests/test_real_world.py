@@ -1,15 +1,13 @@
-"""Archives as users really bring them (issue 8, "found when tried as a new user would"):
+"""Archives as users really bring them (found by trying the tool as a new user would):
 absolute links inside the folder, empty archives, `tar czf a.tgz ./_assets`, zips made by
 macOS Finder and by Windows tools. Each promise with every engine where engines apply."""
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L  # noqa: E402
+import helpers as h
+from helpers import D, F, L
 
 APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(40)
 

@@ -1,12 +1,10 @@
 """Re-run semantics: unchanged no-op (archive not read), archive changed, local changes,
 --force moving aside, foreign and empty destinations."""
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, L  # noqa: E402
+import helpers as h
+from helpers import D, F, L
 
 V1 = [D("top"), F("top/a.txt", b"version one\n"), D("top/sub"), F("top/sub/b.bin", h.rand_bytes(10_000, 1)),
       F("top/gone_in_v2.txt", b"only in v1\n"), L("top/link", "a.txt"), D("top/empty")]

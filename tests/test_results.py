@@ -1,11 +1,8 @@
 """The API's records: every exception class with its exit code, and the RestoreResult and
 SaveResult that restore() and save() return."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 
 class ResultRecordTests(h.BATestCase):

@@ -11,13 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
+import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 TOP = h.SAVE_TOP
 
@@ -452,6 +451,59 @@ class NoSpaceTests(h.SaveTestCase):
         self.assertEqual(self.save().action, "layer")
 
 
+class PublishPlanTests(unittest.TestCase):
+    """_plan_publish alone: a folder's names, the sidecar's hashes and the written files in,
+    the journal out; no filesystem (recorded() gives each name a made-up size and mtime)."""
+
+    @staticmethod
+    def recorded(name):
+        return [len(name), 7]
+
+    def plan(self, names, before, written, keep, rotate=True, sets_before=None):
+        return ba._plan_publish("/drive/a.tar", set(names), before, sets_before or {},
+                                written, "a.tar", "whole", rotate, keep, self.recorded)
+
+    def test_rotation_removes_the_oldest_first_and_the_layers_of_no_kept_base_last(self):
+        plan = self.plan(["a.tar", "a.tar.1", "a.tar.2", "a.tar.sha256", "new.tmp",
+                          "a.tar.h0.layer-1", "a.tar.h2.layer-1"],
+                         {"a.tar": {"h0"}, "a.tar.1": {"h1"}, "a.tar.2": {"h2"}},
+                         [("new.tmp", "hn")], keep=2)
+        self.assertEqual(plan.journal["drops"], [["a.tar.2", 7, 7]])
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["a.tar.1", "a.tar.2"], ["a.tar", "a.tar.1"], ["new.tmp", "a.tar"]])
+        self.assertEqual(plan.journal["deletes"], [["a.tar.h2.layer-1", 16, 7]])
+        self.assertEqual(plan.journal["after"],
+                         {"a.tar": ["hn"], "a.tar.1": ["h0"], "a.tar.2": ["h1"]})
+        self.assertEqual(plan.transition["a.tar"], {"h0", "hn"})
+        self.assertEqual(plan.transition["a.tar.2"], {"h1", "h2"})
+        self.assertEqual(plan.kept, ["a.tar", "a.tar.1", "a.tar.2"])
+
+    def test_keep_0_removes_the_previous_version_after_it_moved_aside(self):
+        plan = self.plan(["a.tar", "t"], {"a.tar": {"h0"}}, [("t", "hn")], keep=0)
+        self.assertEqual(plan.journal["drops"], [])
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["a.tar", "a.tar.1"], ["t", "a.tar"]])
+        # recorded under its name before the rename, which keeps size and mtime
+        self.assertEqual(plan.journal["deletes"], [["a.tar.1", 5, 7]])
+        self.assertEqual(plan.journal["after"], {"a.tar": ["hn"]})
+        self.assertEqual(plan.kept, ["a.tar"])
+
+    def test_parts_move_in_with_part_0001_last_and_a_part_set(self):
+        plan = self.plan([], {}, [("p1", "d1"), ("p2", "d2")], keep=2)
+        self.assertEqual([m[:2] for m in plan.journal["moves"]],
+                         [["p2", "a.tar.part-0002"], ["p1", "a.tar.part-0001"]])
+        self.assertEqual(plan.journal["parts"], {"a.tar": [["whole", ["d1", "d2"]]]})
+        self.assertEqual(plan.journal["after"],
+                         {"a.tar.part-0001": ["d1"], "a.tar.part-0002": ["d2"]})
+        self.assertEqual((plan.journal["drops"], plan.journal["deletes"]), ([], []))
+
+    def test_without_rotation_only_the_new_files_move(self):
+        plan = self.plan(["a.tar", "l.tmp"], {"a.tar": {"h0"}}, [("l.tmp", "hl")], keep=2,
+                         rotate=False)
+        self.assertEqual([m[:2] for m in plan.journal["moves"]], [["l.tmp", "a.tar"]])
+        self.assertEqual((plan.journal["drops"], plan.journal["deletes"]), ([], []))
+
+
 class CrashTests(h.SaveTestCase):
     """A save dying between its publishing steps (simulated in-process: every rename, replace
     or unlink from the n-th on raises, as if the process had been killed just before it)."""
@@ -499,40 +551,22 @@ class CrashTests(h.SaveTestCase):
         self.assertSidecarConsistent()
         self.assertEqual(self.save().action, "unchanged")
 
-    def sweep(self, prepare, old, new, incremental):
-        """Count the steps of a clean save, then crash before each one in a fresh setup.
+    def sweep(self, prepare, incremental):
+        """The crash sweep (h.SaveTestCase.crash_sweep) of a save: after each crash the next
+        save succeeds and a restore then gives the new tree."""
+        trees = []
 
-        For each crash point: a restore gives the old or the new tree exactly; the next save
-        succeeds and a restore then gives the new tree; and after that save the sidecar is
-        tidy again (one line per file, `sha256sum -c` clean, no temporaries)."""
-        with h.CrashAt() as counting:
-            self.save(incremental=incremental)
-            steps = counting.calls[:]
-        self.assertGreaterEqual(len(steps), 3, steps)
-        for n in range(len(steps) + 1):
-            label = "#%d %s %s" % ((n,) + steps[n]) if n < len(steps) else "none"
-            shutil.rmtree(self.drive)
-            shutil.rmtree(os.path.dirname(self.local))
-            prepare()
-            with h.CrashAt(n):
-                try:
-                    self.save(incremental=incremental)
-                except h.SimulatedCrash:
-                    pass
-            with self.subTest(crash_before=label, check="restore after the crash"):
-                dest, r = self.restore_fresh()
-                got = h.strip_special(h.snapshot(dest, dir_modes=True))
-                if got not in (old, new):
-                    self.fail("neither the old nor the new tree; vs old:\n%s\nvs new:\n%s"
-                              % (h.summarize(got, old), h.summarize(got, new)))
-            with self.subTest(crash_before=label, check="the next save"):
-                r2 = self.save(incremental=incremental)
-                self.assertIn(r2.action, ("saved", "layer", "unchanged"))
-                self.assertRestores(new, msg="after the save that followed the crash")
-                self.assertEqual(h.temporaries(self.archive), [])
-            with self.subTest(crash_before=label, check="sidecar tidy after the next save"):
-                self.assertSidecarConsistent()
+        def prepared():
+            trees[:] = prepare()
+            return trees
 
+        def again():
+            r = self.save(incremental=incremental)
+            self.assertIn(r.action, ("saved", "layer", "unchanged"))
+            return trees[1]
+        self.crash_sweep(prepared, lambda: self.save(incremental=incremental), again)
+
+    @h.slow
     def test_crash_sweep_full_save_with_rotation(self):
         views = {}
 
@@ -541,9 +575,10 @@ class CrashTests(h.SaveTestCase):
                 views[i] = self.set_tree(i)
                 self.save(incremental="never")
             views[3] = self.set_tree(3)
-        prepare()
-        self.sweep(prepare, views[2], views[3], "never")
+            return views[2], views[3]
+        self.sweep(prepare, "never")
 
+    @h.slow
     def test_crash_sweep_layer(self):
         views = {}
 
@@ -554,9 +589,10 @@ class CrashTests(h.SaveTestCase):
             h.write_bytes(os.path.join(self.local, "a.txt"), b"changed\n")
             h.write_bytes(os.path.join(self.local, "new", "n.txt"), b"new\n")
             views[1] = h.saved_view(self.local)
-        prepare()
-        self.sweep(prepare, views[0], views[1], "auto")
+            return views[0], views[1]
+        self.sweep(prepare, "auto")
 
+    @h.slow
     def test_crash_sweep_full_save_over_layers(self):
         """The current base has layers; a full save moves it (with them) to .1. Whatever the
         instant of the crash, a restore gives base+layers (old) or the new base."""
@@ -571,8 +607,8 @@ class CrashTests(h.SaveTestCase):
             self.assertEqual(self.save().action, "layer")
             views["old"] = h.saved_view(self.local)
             views["new"] = self.set_tree(5)
-        prepare()
-        self.sweep(prepare, views["old"], views["new"], "never")
+            return views["old"], views["new"]
+        self.sweep(prepare, "never")
 
 
 if __name__ == "__main__":

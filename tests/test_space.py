@@ -5,11 +5,9 @@ writing), so the filesystems here are sized above it and the archives overflow w
 """
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, ba
 
 
 class NoSpaceTests(h.BATestCase):

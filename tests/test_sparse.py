@@ -9,14 +9,12 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 GiB = 1 << 30
 # 7 stretches (old GNU needs an extension block), whole blocks as `tar -S` writes them, one

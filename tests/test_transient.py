@@ -1,11 +1,9 @@
 """Transient read errors on the source are retried (reopen + seek) and the result is exact."""
 import errno
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F, ba  # noqa: E402
+import helpers as h
+from helpers import D, F, ba
 
 # several MiB so the archive is read in several pieces and a failure lands mid-stream
 MEMBERS = [D("top")] + [F("top/f%d.bin" % i, h.rand_bytes(700_000, 20 + i)) for i in range(5)] + \
@@ -31,6 +29,7 @@ class TransientErrorTests(h.BATestCase):
         self.assertTree(dest, h.expected_tree(MEMBERS, strip_top=True))
         self.assertNoStaging(dest)
 
+    @h.slow
     def test_eio_for_a_while_is_retried_until_it_works(self):
         for engine in h.engines():
             with self.subTest(engine=engine):

@@ -1,10 +1,8 @@
 """Checksum verification: --sha256, sidecar ARCHIVE.sha256, none, mismatch, bad hex."""
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import D, F  # noqa: E402
+import helpers as h
+from helpers import D, F
 
 MEMBERS = [D("top"), F("top/a.txt", b"alpha\n"), F("top/b.bin", h.rand_bytes(20_000, 2))]
 

@@ -2,11 +2,9 @@
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+from helpers import ba
 
 TOP = h.SAVE_TOP
 DELETED = ".bootstrap_assets.deleted"
