@@ -3326,7 +3326,8 @@ class _PythonWriter:
     def _path(self, parts):
         return os.path.join(self.root, *parts)
 
-    def _make_parents(self, parts):
+    def make_parents(self, parts):
+        """The folders above parts, made as needed (their modes are set by finish)."""
         if self._path(parts[:-1]) in self.dirs:  # made with its own parents before
             return
         for i in range(1, len(parts)):
@@ -3338,7 +3339,7 @@ class _PythonWriter:
                 self.dirs[path] = (0o777 & ~self.umask, None)
 
     def add(self, member, pieces):
-        self._make_parents(member.parts)
+        self.make_parents(member.parts)
         path = self._path(member.parts)
         if member.kind == "dir":
             if path not in self.dirs:
@@ -3363,14 +3364,15 @@ class _PythonWriter:
                     self._write_sparse(fd, member.sparse, pieces)
                 else:
                     for piece in pieces:
-                        self._write(fd, piece)
+                        self.write_piece(fd, piece)
                 if member.mode & ~self.umask != member.mode:
                     os.fchmod(fd, member.mode)
                 os.utime(fd, (member.mtime, member.mtime))
             finally:
                 os.close(fd)
 
-    def _write(self, fd, piece):
+    def write_piece(self, fd, piece):
+        """Write all of piece, waiting for Drive's cache to give room back if need be."""
         while piece:
             try:
                 piece = piece[os.write(fd, piece):]
@@ -3392,7 +3394,7 @@ class _PythonWriter:
                     offset, left = next(segments)
                     os.lseek(fd, offset, os.SEEK_SET)
                 stretch = piece[:left]
-                self._write(fd, stretch)
+                self.write_piece(fd, stretch)
                 left -= len(stretch)
                 piece = piece[len(stretch):]
         os.ftruncate(fd, size)
@@ -4484,7 +4486,7 @@ class _Installer:
 
     def file(self, entry, pieces):
         parts = tuple(entry.path.split("/"))
-        self.writer._make_parents(parts)
+        self.writer.make_parents(parts)
         self.count += 1
         temporary = os.path.join(self.staging, f"{self.count}.part")
         hasher = hashlib.sha256()
@@ -4493,7 +4495,7 @@ class _Installer:
         try:
             for piece in pieces:
                 hasher.update(piece)
-                self.writer._write(fd, piece)
+                self.writer.write_piece(fd, piece)
             if hasher.hexdigest() != entry.sha256:
                 raise CorruptArchive(
                     f"member {entry.path!r} is damaged: its content does not match the "
@@ -4675,11 +4677,12 @@ def _restore_progressive(job, chain, base_sha):
         if not existed:
             os.mkdir(dest)
         files = [path for path, (_, entry) in final.items() if entry.kind == "f"]
+        total_bytes = sum(entry.size for _, entry in final.values())
         _write_marker(dest, {"state": "restoring", "pid": os.getpid(),
-                             "archive": archive_fields, "planned": files, "manifest": {}})
+                             "archive": archive_fields, "planned": files,
+                             "planned_bytes": total_bytes, "manifest": {}})
         if job.events:
-            job.events.plan(files, [path for path in files if path in verified],
-                            sum(entry.size for _, entry in final.values()))
+            job.events.plan(files, [path for path in files if path in verified], total_bytes)
         with open(os.path.join(dest, JOURNAL_NAME), "a", encoding="utf-8",
                   errors="surrogateescape") as journal:
             installer = _Installer(dest, staging, job.events, journal)
@@ -6466,7 +6469,8 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
                                          f"restored into {dest}.")
                 if all(p in done for p in needed):
                     return
-                progress.update(0, len(done))
+                progress.total = marker.get("planned_bytes", 0)
+                progress.update(sum(size for _, size, _ in done.values()), len(done))
                 if not _alive(marker.get("pid", 0)):
                     raise BootstrapError(f"The restore into {dest} (pid {marker.get('pid')}) "
                                          f"stopped before it finished. Run the restore again: "
