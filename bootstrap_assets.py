@@ -6021,15 +6021,22 @@ def _orphan_layers(base, names, kept_hashes):
 
 # ------------------------------------------------------------------------------- restore --
 class _Restoring(_Record):
-    """What a progressive restore needs of restore()'s decisions."""
+    """One restore's settings and what restore() decided, as its steps need them."""
 
+    source: object  # the opened archive (_PathSource, _HttpSource, ...)
+    archive: str
     dest: str
-    state: str  # of dest before: "absent", "empty" or "incomplete"
+    state: str  # of dest before: "absent", "empty", "ours", "incomplete" or "foreign"
+    sidecar: dict  # {name: hashes} of the archive's checksum file
+    expected: frozenset = None  # the hashes the archive may have (None: not verified)
+    checksum_source: str = None  # "--sha256" or "sidecar"
+    engine: str = "python"
     force: bool = False
     quiet: bool = False
+    retry_for: float = DEFAULT_RETRY_FOR
+    drive_mount: str = None
     space: tuple = (0, 0)  # (reclaimable, in_cache): see _restore_space_plan
     events: object = None  # a RestoreJob told of each file installed, or None
-    checksum_source: str = None
     moved_aside: str = None
 
 
@@ -6136,6 +6143,11 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
                     verified=bool(recorded.get("verified")),
                     checksum_source=recorded.get("checksum_source"),
                     local_changes=changes, seconds=time.monotonic() - started)
+        job = _Restoring(source=source, archive=archive, dest=dest, state=state,
+                         sidecar=sidecar, expected=expected, checksum_source=checksum_source,
+                         engine=engine, force=force, quiet=quiet, retry_for=retry_for,
+                         drive_mount=drive_mount, events=events)
+        cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
         chain, why, base_sha = None, None, None
         if state in ("absent", "empty", "incomplete"):
             chain, why, base_sha = _progressive_chain(
@@ -6146,10 +6158,7 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
             why = (f"{dest} held an earlier restore, which served until the new one was "
                    f"complete")
         if chain:
-            cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
-            job = _Restoring(dest=dest, state=state, force=force, quiet=quiet,
-                             space=_restore_space_plan(source, parent, cache), events=events,
-                             checksum_source=checksum_source)
+            job.space = _restore_space_plan(source, parent, cache)
             result = _restore_progressive(job, chain, base_sha)
             _clean_stale_staging(dest, keep=None)
             result.note = "; ".join(text for text in (note, result.note) if text) or None
@@ -6167,16 +6176,14 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
                 f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
                 f"again with --force to restore anyway (the current folder is then moved to "
                 f"{dest}.old-<timestamp>, never deleted).")
-        cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
-        plan = _restore_space_plan(source, parent, cache)
+        job.space = _restore_space_plan(source, parent, cache)
         # the staging folder beside dest: everything of this restore, removed at the end
         staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
                                        f"{os.urandom(4).hex()}")
         os.mkdir(staging, 0o700)
         try:
-            result = _restore_into(source, archive, sidecar, staging, dest, engine, expected,
-                                   checksum_source, quiet, retry_for, drive_mount, plan)
-            result.moved_aside = _install(result.dest, dest, staging, force)
+            result, finished = _restore_into(job, staging)
+            result.moved_aside = _install(finished, dest, staging, force)
         finally:
             _remove_tree(staging)
         _clean_stale_staging(dest, keep=staging)
@@ -6195,14 +6202,16 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
     return result
 
 
-def _restore_into(source, archive, sidecar, staging, dest, engine, expected, checksum_source,
-                  quiet, retry_for, drive_mount, plan):
-    """Extract the archive and its layers into staging; return a RestoreResult whose dest
-    is the finished folder (inside staging)."""
+def _restore_into(job, staging):
+    """Extract the archive and its layers into staging; return (the RestoreResult, the
+    finished folder inside staging, to install)."""
+    source, archive, dest, sidecar, engine = (job.source, job.archive, job.dest, job.sidecar,
+                                              job.engine)
+    expected, checksum_source, retry_for = job.expected, job.checksum_source, job.retry_for
     extraction_root = os.path.join(staging, "root")  # where the members are written
     os.mkdir(extraction_root, 0o700)
-    progress = _Progress(f"restoring {source.name}", source.size, quiet)
-    reclaimable, in_cache = plan
+    progress = _Progress(f"restoring {source.name}", source.size, job.quiet)
+    reclaimable, in_cache = job.space
     extraction = _Extraction(extraction_root, _SpaceGuard(staging, reclaimable, in_cache),
                              progress, dest)
     cache_shares_disk = bool(in_cache)
@@ -6223,7 +6232,7 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
             if engine == "tar":
                 writer.finish()
                 writer = _GnuTarWriter(extraction_root)
-            layer = _open_source(layer_path, retry_for, drive_mount)
+            layer = _open_source(layer_path, retry_for, job.drive_mount)
             layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
             progress.label, progress.total = f"applying {layer.name}", layer.size
             writer = _extract_one(layer, extraction, writer, layer_expected,
@@ -6269,13 +6278,13 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
                     "format": fmt, "prefix": "" if prefix == "." else prefix},
         "manifest": manifest,
     })
-    return RestoreResult(action="restored", archive=source.path, dest=finished,
+    return RestoreResult(action="restored", archive=source.path, dest=dest,
                          archive_bytes=read, layers=len(layers),
                          files=sum(entry[0] != "d" for entry in manifest.values()),
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
                          engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
-                         note=extraction.note(expected is not None))
+                         note=extraction.note(expected is not None)), finished
 
 
 # ----------------------------------------------------------------- background: wait on it --
