@@ -133,8 +133,15 @@ HTTP_TIMEOUT = 30.0
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After waited for; the backoff's limit still holds
 BLOCK = 512
+# Where a ustar header block keeps each field (POSIX's layout, GNU's sparse fields in the
+# prefix's place): the reader, the writer and format detection all take them from here.
+_FIELD = types.SimpleNamespace(
+    name=slice(0, 100), mode=slice(100, 108), ids=slice(108, 124), size=slice(124, 136),
+    mtime=slice(136, 148), checksum=slice(148, 156), typeflag=slice(156, 157),
+    linkname=slice(157, 257), magic=slice(257, 263), magic_and_version=slice(257, 265),
+    prefix=slice(345, 500), gnu_extended=482, gnu_realsize=slice(483, 495))
 MARKER_NAME = ".bootstrap_assets.json"
-# The files a progressive restore has installed, one path a line, while it runs.
+# What a progressive restore has installed, while it runs: "sha256 size mtime path" lines.
 JOURNAL_NAME = ".bootstrap_assets.installed"
 MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp", JOURNAL_NAME)  # ours, never the user's
 # A save's index follows the tar's end blocks (see _IndexBuilder). In a compressed archive
@@ -2428,7 +2435,8 @@ def _detect_format(head, where):
         return "zst"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])):
+    if len(head) >= BLOCK and (head[_FIELD.magic][:5] == b"ustar" or
+                               _header_checksum_ok(head[:BLOCK])):
         return "tar"
     if len(head) >= BLOCK and head[:BLOCK] == bytes(BLOCK):
         # an empty tar (its end mark alone), unless a zip follows the zeros (padding)
@@ -2638,14 +2646,15 @@ def _external_program(command, chunks, failure):
 # --------------------------------------------------------------------- tar, read by hand --
 def _header_checksum_ok(block):
     try:
-        recorded = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+        recorded = int(block[_FIELD.checksum].split(b"\0", 1)[0].strip() or b"-1", 8)
     except ValueError:
         return False
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    before, after = block[:_FIELD.checksum.start], block[_FIELD.checksum.stop:]
+    unsigned = sum(before) + 8 * 32 + sum(after)
     if recorded == unsigned:
         return True
     # some old tars summed the bytes as signed chars: each byte over 127 counts 256 less
-    high = sum(b > 127 for b in block[:148]) + sum(b > 127 for b in block[156:])
+    high = sum(b > 127 for b in before) + sum(b > 127 for b in after)
     return recorded == unsigned - 256 * high
 
 
@@ -2772,9 +2781,9 @@ def _sparse_member(stream, block, typeflag, pax, in_order, name, size):
         if keys:
             raise CorruptArchive(f"member {name!r} is an old GNU sparse file with pax sparse "
                                  f"records too: the two maps may disagree")
-        realsize = _number(block[483:495], "sparse size")
+        realsize = _number(block[_FIELD.gnu_realsize], "sparse size")
         entries = [block[386 + 24 * i:410 + 24 * i] for i in range(4)]
-        extended, blocks = block[482], 0
+        extended, blocks = block[_FIELD.gnu_extended], 0
         while extended:
             blocks += 1
             if blocks > MAX_META_SIZE // BLOCK or any(e[12] == 0 for e in entries):
@@ -2952,8 +2961,8 @@ def _tar_members(stream):
         if not _header_checksum_ok(block):
             raise CorruptArchive("a tar header is damaged (bad header checksum): the archive "
                                  "is corrupt or not a tar archive")
-        typeflag = block[156:157]
-        size = _number(block[124:136], "size")
+        typeflag = block[_FIELD.typeflag]
+        size = _number(block[_FIELD.size], "size")
         if typeflag in (b"x", b"g", b"L", b"K"):
             if size > MAX_META_SIZE:
                 raise UnsafeArchive(f"a tar metadata entry declares {size:,} bytes (rule: "
@@ -2975,12 +2984,12 @@ def _tar_members(stream):
             else:
                 long_link = os.fsdecode(payload.split(b"\0", 1)[0])
             continue
-        name = _text(block[0:100])
-        if block[257:263] == b"ustar\x00":
-            prefix = _text(block[345:500])
+        name = _text(block[_FIELD.name])
+        if block[_FIELD.magic] == b"ustar\x00":
+            prefix = _text(block[_FIELD.prefix])
             if prefix:
                 name = prefix + "/" + name
-        linkname = _text(block[157:257])
+        linkname = _text(block[_FIELD.linkname])
         if long_name is not None:
             name = long_name
         if long_link is not None:
@@ -2997,7 +3006,7 @@ def _tar_members(stream):
                                      f"decimal digits only)")
             size = int(digits)
         mtime = _pax_time(pax["mtime"], name) if "mtime" in pax else \
-            _number(block[136:148], "mtime", signed=True)
+            _number(block[_FIELD.mtime], "mtime", signed=True)
         if size > MAX_FILE_SIZE:
             raise CorruptArchive(f"member {name!r} declares {size:,} bytes, more than a file "
                                  f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
@@ -3012,7 +3021,7 @@ def _tar_members(stream):
             name, size, sparse = _sparse_member(stream, block, typeflag, pax, in_order,
                                                 name, size)
             typeflag = b"0"
-        mode = _number(block[100:108], "mode")
+        mode = _number(block[_FIELD.mode], "mode")
         if typeflag == b"V":  # a volume label carries no file
             stream.skip(size + (-size) % BLOCK)
             pax, long_name, long_link, in_order = {}, None, None, []
@@ -3461,15 +3470,15 @@ def _pax_record(key, value):
 
 def _ustar_block(name, typeflag, size, mode=0o644, mtime=0, linkname=b""):
     block = bytearray(BLOCK)
-    block[0:len(name)] = name
-    block[100:108] = b"%07o\0" % mode
-    block[108:124] = b"0000000\x000000000\0"
-    block[124:136] = b"%011o\0" % size
-    block[136:148] = b"%011o\0" % mtime
-    block[156:157] = typeflag
-    block[157:157 + len(linkname)] = linkname
-    block[257:265] = b"ustar\x0000"
-    block[148:156] = b"%06o\0 " % (sum(block) + 8 * 32)
+    block[_FIELD.name.start:len(name)] = name
+    block[_FIELD.mode] = b"%07o\0" % mode
+    block[_FIELD.ids] = b"0000000\x000000000\0"
+    block[_FIELD.size] = b"%011o\0" % size
+    block[_FIELD.mtime] = b"%011o\0" % mtime
+    block[_FIELD.typeflag] = typeflag
+    block[_FIELD.linkname.start:_FIELD.linkname.start + len(linkname)] = linkname
+    block[_FIELD.magic_and_version] = b"ustar\x0000"
+    block[_FIELD.checksum] = b"%06o\0 " % (sum(block) + 8 * 32)
     return bytes(block)
 
 
