@@ -43,6 +43,7 @@ The file, top to bottom (one `# ---- name --` banner each):
     extraction: one pass            source to writer for tar and zip; the hash check
     the destination and its marker  what dest holds, the lock, staging, the marker
     install                         the finished folder into place, the old one aside
+    restore: progressive            the index read and trusted; each file in place as verified
     report: progress and results    progress lines, RestoreResult, SaveResult
     save: walk                      what a save packs
     save: pack                      the tar stream
@@ -52,6 +53,7 @@ The file, top to bottom (one `# ---- name --` banner each):
     save: publish                   the crash-safe swap, versions, the sidecar
     save: publish to a bucket       the same on s3:// and gs://
     restore                         restore()
+    background: wait on it          RestoreJob (restore(background=True)), wait, --background
     save                            save(): a full archive or a layer
     split                           split(): an archive into parts, in place
     status                          status()
@@ -67,6 +69,7 @@ ARCHIVE = "/content/drive/MyDrive/Colab Notebooks/My_AI_Project/assets.tar.gz"
 DEST = "/content/_assets"
 SHA256 = ""  # expected sha256 of the archive, kept OUTSIDE Drive ("" = use ARCHIVE.sha256)
 ENGINE = "auto"  # auto | python | tar
+FIRST = []  # save: globs of files to put first in the archive, e.g. ["config.yaml", "weights/"]
 DRIVE_MOUNT = "/content/drive"
 DRIVE_CACHE = "/root/.config/Google/DriveFS"  # where Colab's Drive mount keeps its local copies
 # ------------------------------------------------------------------------------------------
@@ -100,8 +103,8 @@ except ImportError:
 # used: interpreter start-up is paid on every restore, including the no-op re-run.
 
 __all__ = [
-    "restore", "save", "split", "status", "autosave", "Autosave", "demo", "available_engines",
-    "RestoreResult", "SaveResult", "CellFailed", "main",
+    "restore", "save", "split", "status", "wait", "autosave", "Autosave", "demo",
+    "available_engines", "RestoreJob", "JobProgress", "RestoreResult", "SaveResult", "CellFailed", "main",
     "BootstrapError", "UsageError", "SourceMissing", "DeadMount", "ChecksumMismatch",
     "UnsafeArchive", "CorruptArchive", "NoSpace", "DestinationChanged", "Locked",
     "Unsupported", "AccessDenied",
@@ -131,9 +134,20 @@ MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After waited for; the backoff's limit still holds
 BLOCK = 512
 MARKER_NAME = ".bootstrap_assets.json"
-MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp")  # ours, never part of the user's tree
+# The files a progressive restore has installed, one path a line, while it runs.
+JOURNAL_NAME = ".bootstrap_assets.installed"
+MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp", JOURNAL_NAME)  # ours, never the user's
+# A save's index follows the tar's end blocks (see _IndexBuilder). In a compressed archive
+# it and every restart point start afresh (a full flush), at a member's header at least
+# every RESTART_EVERY bytes of tar: any file is then read by decompressing at most that
+# much before it, and the archive grows by well under 1 %.
+INDEX_VERSION = "bootstrap_assets index 1"
+RESTART_EVERY = 1 << 20
+MAX_INDEX = 256 << 20  # an index larger than this (about 2 million files) is not ours
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
+BACKGROUND_HOLDER = "background restore, "  # how a background restore's lock names it
+ENV_BACKGROUND = "BOOTSTRAP_ASSETS_BACKGROUND"  # set for the process restore --background starts
 PART_INFIX = ".part-"  # ARCHIVE.part-0001, ...: one archive stream cut into plain files
 # Drive's mount keeps a local copy of a file for as long as it is open, on the VM's own
 # disk: parts of 1 GiB let a 20 GB archive pass through about 1 GiB of that disk, not 20.
@@ -994,9 +1008,24 @@ def _sidecar_journal(content):
     return None
 
 
-def _sidecar_text(entries, part_sets, identities, journal=None):
+def _sidecar_indexes(content):
+    """{archive sha256: [index sha256, offset, length]} from the `# index` lines save
+    writes: the index of the archive with that hash (see _IndexBuilder) has that hash, and
+    lies at that offset of the stored file, that many bytes once decompressed."""
+    indexes = {}
+    for line in (content or b"").decode("utf-8", "surrogateescape").splitlines():
+        words = line.split()
+        if len(words) == 6 and words[:2] == ["#", "index"] and all(
+                len(d) == 64 and not d.strip("0123456789abcdef") for d in words[2:4]) and \
+                all(w.isdigit() for w in words[4:]):
+            indexes[words[2]] = [words[3], int(words[4]), int(words[5])]
+    return indexes
+
+
+def _sidecar_text(entries, part_sets, identities, journal=None, indexes=None):
     """A sha256sum line for every file, a `# parts` line for every version stored as parts,
-    and while files move, the `# journal` of those moves."""
+    the `# index` line of each archive that has one, and while files move, the `# journal`
+    of those moves."""
     lines = "".join(f"{digest}  {name}\n" for name in sorted(entries)
                     for digest in sorted(entries[name]))
     lines += "".join(f"# parts {whole} {','.join(hashes) if hashes else '-'} {name}\n"
@@ -1005,6 +1034,10 @@ def _sidecar_text(entries, part_sets, identities, journal=None):
     listed = {digest for hashes in entries.values() for digest in hashes}
     lines += "".join(f"# identity {digest} {size} {mtime_ns}\n"
                      for digest, (size, mtime_ns) in sorted(identities.items())
+                     if digest in listed)
+    listed |= {whole for states in part_sets.values() for whole, _ in states}
+    lines += "".join(f"# index {digest} {index_sha} {offset} {length}\n"
+                     for digest, (index_sha, offset, length) in sorted((indexes or {}).items())
                      if digest in listed)
     if journal:
         lines += f"# journal {json.dumps(journal)}\n"
@@ -1664,10 +1697,21 @@ class _ObjectStore:
     def __init__(self, url, retry_for):
         self.url, self.retry_for = url, retry_for
         self.bucket, _, self.key = url[len(self.scheme) + 3:].partition("/")
-        if len(self.bucket) < 3 or not self.key or self.key.endswith("/"):
-            raise UsageError(f"{url} is not an object's address: --archive takes "
-                             f"{self.scheme}://BUCKET/{self.key_word}, e.g. "
-                             f"{self.scheme}://my-bucket/assets/assets.tar.gz.")
+        example = (f"--archive takes {self.scheme}://BUCKET/{self.key_word}, e.g. "
+                   f"{self.scheme}://my-bucket/assets/assets.tar.gz.")
+        if not self.bucket:
+            raise UsageError(f"{url} names no bucket: {example}")
+        # S3 and Cloud Storage: 3 to 63 characters; Cloud Storage: up to 222 with dots
+        longest = 222 if self.scheme == "gs" and "." in self.bucket else 63
+        if not 3 <= len(self.bucket) <= longest:
+            raise UsageError(f"{url}: the bucket name {self.bucket!r} has {len(self.bucket)} "
+                             f"characters, and a bucket name has 3 to 63 "
+                             f"{'(222 with dots) ' if self.scheme == 'gs' else ''}"
+                             f"characters. Check the name in --archive: {example}")
+        if not self.key or self.key.endswith("/"):
+            what = "no object inside the bucket" if not self.key else \
+                f"a folder ({self.key!r}), not an object"
+            raise UsageError(f"{url} names {what}: {example}")
 
     def address(self, key):
         return f"{self.scheme}://{self.bucket}/{key}"
@@ -2358,9 +2402,11 @@ def _detect_format(head, where):
         return "zst"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])
-                               or head[:BLOCK] == bytes(BLOCK)):  # an empty tar: its end mark
+    if len(head) >= BLOCK and (head[257:262] == b"ustar" or _header_checksum_ok(head[:BLOCK])):
         return "tar"
+    if len(head) >= BLOCK and head[:BLOCK] == bytes(BLOCK):
+        # an empty tar (its end mark alone), unless a zip follows the zeros (padding)
+        return "zip" if head.lstrip(b"\0").startswith(b"PK\x03\x04") else "tar"
     sniff = head[:2048].lstrip().lower()
     if sniff.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")) \
             or b"<html" in sniff:
@@ -2368,8 +2414,16 @@ def _detect_format(head, where):
             f"{where} is a web page (HTML), not an archive: typically a Drive sharing or "
             f"virus-scan page, or a login page, saved under the archive's name. Download the "
             f"real file (for Drive: File > Download, or copy it inside Drive), then run again.")
-    raise CorruptArchive(f"{where} is not an archive this tool knows (tar, tar.gz, tar.bz2, "
-                         f"tar.xz, tar.zst, zip): it starts with bytes {head[:8].hex(' ')}.")
+    if b"PK\x03\x04" in head:
+        # a zip with bytes before it (a self-extracting stub, padding): its directory at
+        # the end says where its members are, as unzip, bsdtar and Python's zipfile read it
+        return "zip"
+    raise _not_an_archive(where, head)
+
+
+def _not_an_archive(where, head):
+    return CorruptArchive(f"{where} is not an archive this tool knows (tar, tar.gz, tar.bz2, "
+                          f"tar.xz, tar.zst, zip): it starts with bytes {head[:8].hex(' ')}.")
 
 
 def _decompressed(chunks, fmt, where):
@@ -2384,7 +2438,10 @@ def _decompressed(chunks, fmt, where):
         return _unpack(chunks, _GzipMember, b"\x1f\x8b", where, "gzip", (zlib.error,))
     if fmt == "bz2":
         import bz2
-        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError))
+        # bzip2 -d ignores what follows its last stream (with a warning), and GNU tar goes
+        # on: so do we, up to MAX_TRAILING. gzip, xz and zstd call it an error.
+        return _unpack(chunks, bz2.BZ2Decompressor, b"BZh", where, "bzip2", (OSError, ValueError),
+                       ignore_trailing=True)
     if fmt == "xz":
         import lzma
         return _unpack(chunks, lzma.LZMADecompressor, b"\xfd7zXZ\x00", where, "xz",
@@ -2447,17 +2504,27 @@ class _GzipMember:
         return self._zlib.unused_data
 
 
-def _unpack(chunks, make_decompressor, magic, where, label, errors):
+def _unpack(chunks, make_decompressor, magic, where, label, errors, ignore_trailing=False):
     """Decompress member after member (gzip, bz2, xz and zstd decompressors share one
-    interface: needs_input, eof, unused_data); between members only zeros may follow."""
+    interface: needs_input, eof, unused_data); between members only zeros may follow, or,
+    with ignore_trailing, anything that does not start another member (read, not used, up
+    to MAX_TRAILING bytes)."""
     decompressor = make_decompressor()
     between_streams = False
     pending = b""
+    ignored = -1  # bytes of trailing data ignored so far; -1: none yet
     try:
         for chunk in chunks:
             data = pending + chunk if pending else chunk
             pending = b""
             while True:
+                if ignored >= 0:
+                    ignored += len(data)
+                    if ignored > MAX_TRAILING:
+                        raise CorruptArchive(f"more than {_human(MAX_TRAILING)} of data follow "
+                                             f"the end of {where}'s {label} stream: this is "
+                                             f"not one {label} archive")
+                    break
                 if between_streams:
                     if not data:
                         break
@@ -2466,9 +2533,14 @@ def _unpack(chunks, make_decompressor, magic, where, label, errors):
                         pending = data
                         break
                     if not data.startswith(magic):
+                        if ignore_trailing and not _trailing_ok(data):
+                            ignored = 0
+                            continue
                         if not _trailing_ok(data):
                             raise CorruptArchive(f"{where} has unexpected data after its "
-                                                 f"{label} stream: the file is damaged.")
+                                                 f"{label} stream (rule: only zeros may follow "
+                                                 f"it; `{label} -d` refuses it too): the file "
+                                                 f"is damaged.")
                         break
                     decompressor = make_decompressor()
                     between_streams = False
@@ -2551,12 +2623,15 @@ def _header_checksum_ok(block):
     return recorded == unsigned - 256 * high
 
 
-def _number(field, what):
+def _number(field, what, signed=False):
     """A numeric header field: octal digits (space or NUL around them, all NULs for 0), or
-    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage."""
+    GNU base-256. Signs, blanks and anything else GNU tar would not read are damage; a
+    negative base-256 number (a leading 0xff) only where signed (a time before 1970)."""
     if field[:1] == b"\x80":  # GNU base-256, for sizes of 8 GiB and more
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
+        if signed:
+            return int.from_bytes(field, "big", signed=True)
         raise CorruptArchive(f"a tar header has a negative {what}")
     text = field.split(b"\0", 1)[0]
     digits = text.strip(b" ")
@@ -2567,6 +2642,35 @@ def _number(field, what):
 
 def _text(field):
     return os.fsdecode(field.split(b"\0", 1)[0])
+
+
+def _starts_a_member(block):
+    """True when block is a tar header (its checksum holds) or the end-of-archive marker."""
+    return len(block) == BLOCK and (block == bytes(BLOCK) or _header_checksum_ok(block))
+
+
+def _pax_time(value, name):
+    """A pax time as GNU tar reads it: [-]SECONDS[.FRACTION], the fraction cut to the
+    nanosecond (rounded down, so -1.5 is 1.5 s before 1970). Seconds, an int without a
+    fraction, a float with one; clamped to MAX_MTIME either side of 1970.
+
+    GNU tar would also read the leading digits of '999xxx9324.43' and ignore the rest, where
+    Go's archive/tar refuses the archive: a time that is partly garbage is a damaged
+    header here (exit 7)."""
+    body = value[1:] if value[:1] == b"-" else value
+    whole, dot, fraction = body.partition(b".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise CorruptArchive(f"member {name!r} has a pax time {bytes(value[:40])!r} that is "
+                             f"not a number (rule: a pax time is [-]SECONDS[.FRACTION] in "
+                             f"decimal digits)")
+    whole = whole.lstrip(b"0") or b"0"
+    seconds = int(whole) if len(whole) <= 20 else MAX_MTIME
+    if not dot:
+        return -seconds if value[:1] == b"-" else seconds
+    nanoseconds = seconds * 10**9 + int(fraction[:9].ljust(9, b"0"))
+    if value[:1] == b"-":
+        nanoseconds = -nanoseconds - bool(fraction[9:].strip(b"0"))
+    return nanoseconds / 1e9
 
 
 def _pax_records(data, where, in_order=None):
@@ -2726,11 +2830,17 @@ def _sparse_member(stream, block, typeflag, pax, in_order, name, size):
 
 
 class _TarStream:
-    """Reads a tar stream piece by piece, without copying file data."""
+    """Reads a tar stream piece by piece, without copying file data.
+
+    member: the name of the member being read, for the message if the data stops inside
+    it; unterminated: True once the stream has ended at a member boundary without the two
+    zero blocks of the end-of-archive marker (what Go's archive/tar leaves without Close)."""
 
     def __init__(self, pieces):
         self._pieces = iter(pieces)
         self._buffer = memoryview(b"")
+        self.member = None
+        self.unterminated = False
 
     def _refill(self):
         for piece in self._pieces:
@@ -2742,11 +2852,30 @@ class _TarStream:
     def take(self, n):
         return b"".join(self.pieces(n))
 
+    def at_end(self):
+        """True when nothing is left to read."""
+        return not self._buffer and not self._refill()
+
+    def peek(self, n):
+        """The next n bytes (fewer where the stream ends), left in place to be read again."""
+        parts = []
+        while n and (self._buffer or self._refill()):
+            part = bytes(self._buffer[:n])
+            self._buffer = self._buffer[len(part):]
+            n -= len(part)
+            parts.append(part)
+        data = b"".join(parts)
+        self._pieces = itertools.chain([self._buffer], self._pieces)
+        self._buffer = memoryview(data)
+        return data
+
     def pieces(self, n):
         while n:
             if not self._buffer and not self._refill():
-                raise _Truncated("the archive ends in the middle of a member: it is "
-                                 "truncated (a save or upload that was cut off).")
+                where = "a member's header" if self.member is None else \
+                    f"member {self.member!r}"
+                raise _Truncated(f"the archive ends in the middle of {where}: it is "
+                                 f"truncated (a save or upload that was cut off).")
             part = self._buffer[:n]
             self._buffer = self._buffer[len(part):]
             n -= len(part)
@@ -2777,6 +2906,20 @@ def _tar_members(stream):
     """
     pax, long_name, long_link, in_order = {}, None, None, []
     while True:
+        stream.member = None
+        if stream.at_end():
+            if pax or long_name is not None or long_link is not None:
+                named = long_name if long_name is not None else str(
+                    pax.get("path", b"") or pax.get("linkpath", b""), "utf-8",
+                    "surrogateescape")
+                raise _Truncated(f"the archive ends after the extended header of a member"
+                                 f"{f' ({named!r})' if named else ''}, before the member "
+                                 f"itself: it is truncated (a save or upload that was cut "
+                                 f"off).")
+            # Ended at a member boundary without the end-of-archive marker (two zero
+            # blocks): GNU tar and bsdtar read such an archive to its end, and so do we.
+            stream.unterminated = True
+            return
         block = stream.take(BLOCK)
         if block == bytes(BLOCK):
             return
@@ -2791,7 +2934,9 @@ def _tar_members(stream):
                                     f"pax headers and long names stay under {MAX_META_SIZE:,})")
             payload = stream.take(size + (-size) % BLOCK)[:size]
             if typeflag == b"x":
-                pax.update(_pax_records(payload, "tar", in_order))
+                # several before one member: the last one counts, whole, as in GNU tar
+                in_order = []
+                pax = _pax_records(payload, "tar", in_order)
             elif typeflag == b"g":
                 named = [k for k in _pax_records(payload, "tar") if k in _PAX_KEYS_THAT_NAME
                          or k.startswith("GNU.sparse")]
@@ -2818,17 +2963,15 @@ def _tar_members(stream):
             name = str(pax["path"], "utf-8", "surrogateescape")
         if "linkpath" in pax:
             linkname = str(pax["linkpath"], "utf-8", "surrogateescape")
-        if "size" in pax and not (pax["size"].isdigit() and len(pax["size"]) <= 20):
-            raise CorruptArchive(f"member {name!r} has an unreadable pax size "
-                                 f"{bytes(pax['size'][:40])!r} (decimal digits only)")
-        try:
-            size = int(pax.get("size", size))
-            mtime = float(pax["mtime"]) if "mtime" in pax else _number(block[136:148], "mtime")
-        except ValueError:
-            raise CorruptArchive(f"member {name!r} has an unreadable pax size or mtime") from None
-        if size < 0 or mtime != mtime or mtime in (float("inf"), float("-inf")):
-            raise CorruptArchive(f"member {name!r} has a malformed header: size {size}, "
-                                 f"mtime {mtime} (GNU tar refuses it too)")
+        if "size" in pax:
+            digits = pax["size"].lstrip(b"0") or pax["size"][-1:]  # leading zeros: GNU tar's too
+            if not (digits.isdigit() and len(digits) <= 20):
+                raise CorruptArchive(f"member {name!r} has an unreadable pax size "
+                                     f"{bytes(pax['size'][:40])!r} (rule: a pax size is "
+                                     f"decimal digits only)")
+            size = int(digits)
+        mtime = _pax_time(pax["mtime"], name) if "mtime" in pax else \
+            _number(block[136:148], "mtime", signed=True)
         if size > MAX_FILE_SIZE:
             raise CorruptArchive(f"member {name!r} declares {size:,} bytes, more than a file "
                                  f"can hold ({_human(MAX_FILE_SIZE)}): its header is damaged")
@@ -2839,6 +2982,7 @@ def _tar_members(stream):
             if typeflag not in (b"S", b"0", b"\0", b"7"):
                 raise CorruptArchive(f"member {name!r} of tar type {typeflag!r} carries a "
                                      f"sparse map: only regular files are sparse")
+            stream.member = name
             name, size, sparse = _sparse_member(stream, block, typeflag, pax, in_order,
                                                 name, size)
             typeflag = b"0"
@@ -2852,6 +2996,7 @@ def _tar_members(stream):
             # A folder of a GNU incremental dump (`tar -g`): its data lists the names the
             # folder held, which only `tar --incremental` reads; GNU tar extracts it as a
             # plain folder otherwise, and so do we.
+            stream.member = name
             stream.skip(size + (-size) % BLOCK)
             typeflag, size = b"5", 0
         if typeflag in _FORBIDDEN_KINDS:
@@ -2866,9 +3011,20 @@ def _tar_members(stream):
         if name.endswith("/") and kind != "dir":
             raise UnsafeArchive(f"member {name!r} ends with '/' but is a {kind} (rule: a "
                                 f"member's name must match its type)")
+        if kind == "dir" and size:
+            # GNU tar, bsdtar, Go and Python's tarfile read no data after a folder's header:
+            # its size field is ignored (some writers put the folder's own st_size there),
+            # and the next header follows at once. When what follows is not a header but
+            # the block after `size` bytes is, those bytes were the folder's data, which
+            # GNU tar and bsdtar step over (looking for the next header): skipped.
+            if not _starts_a_member(stream.peek(BLOCK)):
+                stream.member = name
+                stream.skip(size + (-size) % BLOCK)
+            size = 0
         if kind != "file" and size:
             raise UnsafeArchive(f"member {name!r} is a {kind} that carries {size:,} bytes of "
                                 f"data (rule: links and folders carry none)")
+        stream.member = name
         yield _Member(name=name, kind=kind, parts=_member_parts(name, name), mode=mode & 0o777,
                       mtime=mtime, size=size, linkname=linkname, sparse=sparse)
         pax, long_name, long_link, in_order = {}, None, None, []
@@ -3445,6 +3601,7 @@ class _Extraction:
         self.tops, self.dotted = set(), False
         self.absolute_links = {}  # parts -> (member, components below dest), written last
         self.skipped_metadata = 0  # macOS metadata entries of zip archives, not extracted
+        self.unterminated = False  # a tar that ended without its end-of-archive marker
         # A whole path holds at most MAX_PATH_BYTES: what a member's name may take below the
         # staging root (longer than dest's own path, so what fits here fits there too).
         self.path_room = MAX_PATH_BYTES - len(os.fsencode(root)) - 1
@@ -3466,6 +3623,12 @@ class _Extraction:
             self.tops.add(member.parts[0])
         self.dotted = self.dotted or raw_name.startswith("./") or raw_name == "."
         if self.largest is not None and member.size > self.largest:
+            if self.largest == self.archive_size:  # a plain tar: its data would pass its end
+                raise _Truncated(f"the archive ends in the middle of member {member.name!r}, "
+                                 f"which declares {member.size:,} bytes, more than the whole "
+                                 f"archive holds ({self.archive_size:,} bytes): it is "
+                                 f"truncated (a save or upload that was cut off), or that "
+                                 f"member's header is damaged.")
             raise CorruptArchive(f"member {member.name!r} declares {member.size:,} bytes, more "
                                  f"than the whole archive could hold: its header is damaged")
         # a sparse file takes the disk its data takes (a block more per stretch at most)
@@ -3507,6 +3670,20 @@ class _Extraction:
                 os.utime(existing, ns=(st.st_atime_ns, st.st_mtime_ns))
             if os.utime in os.supports_follow_symlinks:
                 os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def note(self, verified):
+        """What the result's summary adds about what was read, or None. verified: the
+        archive's sha256 was checked (then a missing end marker cannot hide a cut)."""
+        notes = []
+        if self.skipped_metadata:
+            notes.append(f"skipped {self.skipped_metadata} macOS metadata entries (__MACOSX/, "
+                         f"._name)")
+        if self.unterminated and not verified:
+            notes.append("the tar data ends without its end-of-archive marker (two zero "
+                         "blocks), as some writers leave it (Go's archive/tar without Close); "
+                         "with no checksum to check, it may also have been cut short at a "
+                         "member's end")
+        return "; ".join(notes) or None
 
     def holds_nothing(self):
         """True when installing would give an empty folder (see README, Layout rule)."""
@@ -3582,6 +3759,7 @@ def _stream_tar(data, extraction, writer, counter):
         stream.skip((-member.size) % BLOCK)
         extraction.progress.update(counter.bytes, extraction.files)
     stream.drain(MAX_TRAILING)
+    extraction.unterminated = extraction.unterminated or stream.unterminated
 
 
 def _zip_name(info):
@@ -3646,6 +3824,13 @@ def _zip_damaged(action, *args):
 def _extract_zip(spool, extraction, writer, counter):
     """Zip keeps its index at the end, so it is read from a local spool of the download."""
     import zipfile
+    with open(spool, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and not zipfile.is_zipfile(spool):
+        # taken for a zip after bytes of something else (_detect_format), but no zip
+        # directory ends it
+        with open(spool, "rb") as f:
+            raise _not_an_archive("the file", f.read(8))
     try:
         with _zip_damaged(zipfile.ZipFile, spool) as archive:
             infos = archive.infolist()
@@ -3788,12 +3973,15 @@ def _local_changes(dest, manifest):
 
 
 def _inspect_dest(dest):
-    """("absent" | "empty" | "ours" | "foreign", marker, local changes)."""
+    """("absent" | "empty" | "ours" | "incomplete" | "foreign", marker, local changes);
+    incomplete: a progressive restore that is running or was interrupted."""
     if not os.path.lexists(dest):
         return "absent", None, []
     if not os.path.isdir(dest) or os.path.islink(dest):
         return "foreign", None, [f"{dest} is not a folder"]
     marker = _read_marker(dest)
+    if marker is not None and marker.get("state"):
+        return "incomplete", marker, []
     if marker is None:
         with os.scandir(dest) as listing:
             if next(listing, None) is None:
@@ -3860,12 +4048,17 @@ class _Lock:
     """An exclusive lock beside the destination, so two runs never interleave. fix: what
     to do when that folder is not writable."""
 
-    def __init__(self, path, timeout, what, fix="pass --dest with a folder in a writable place"):
+    def __init__(self, path, timeout, what, fix="pass --dest with a folder in a writable place",
+                 background=False):
         self.path, self.timeout, self.what, self.fix = path, timeout, what, fix
+        self.purpose = BACKGROUND_HOLDER if background else ""
         self.fd = None
 
     def __enter__(self):
+        """Take the lock, waiting up to timeout for another run to let go (for as long as
+        it takes when that run is a background restore); write who holds it into it."""
         deadline = time.monotonic() + self.timeout
+        said = False
         while True:
             try:
                 # O_NOFOLLOW: a link planted at the lock's name must not make us truncate
@@ -3885,8 +4078,15 @@ class _Lock:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
+                if holder.startswith(BACKGROUND_HOLDER):
+                    # the notebook started it to work meanwhile: what comes next waits for it
+                    if not said:
+                        sys.stderr.write(f"waiting for the background restore of {self.what} "
+                                         f"to finish ({holder})\n")
+                        said = True
+                    deadline = time.monotonic() + self.timeout
                 if time.monotonic() >= deadline:
-                    holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
                     os.close(self.fd)
                     raise Locked(f"Another run is working on {self.what} (lock {self.path} is "
                                  f"held by {holder or 'an unknown process'}). Wait for it to "
@@ -3903,7 +4103,7 @@ class _Lock:
                 pass
             os.close(self.fd)
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}: "
+        os.pwrite(self.fd, f"{self.purpose}pid {os.getpid()} on {os.uname().nodename}: "
                            f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
                   .encode(), 0)
         return self
@@ -4036,6 +4236,442 @@ def _move_aside(dest):
     return aside
 
 
+# ------------------------------------------------------------------ restore: progressive --
+_IndexEntry = collections.namedtuple("_IndexEntry",
+                                     "path kind size mode mtime sha256 target header data")
+
+
+class _Index:
+    """An archive's index (see _IndexBuilder), read and checked for shape: its members in
+    stream order, its restart points, the paths a layer deletes."""
+
+    def __init__(self, data, where):
+        try:
+            doc = json.loads(data.decode("utf-8", "surrogateescape"))
+            if doc["format"] != INDEX_VERSION:
+                raise ValueError(doc["format"])
+            self.prefix = doc["prefix"]
+            self.restarts = [(int(tar), int(stored)) for tar, stored in doc["restarts"]]
+            self.members = [_IndexEntry(str(path), kind, int(size), int(mode), int(mtime),
+                                        str(value) if kind == "f" else "",
+                                        str(value) if kind == "l" else "", int(header),
+                                        int(data))
+                            for path, kind, size, mode, mtime, value, header, data
+                            in doc["members"]]
+            self.deleted = [str(path) for path in doc["deleted"] or ()]
+            if not isinstance(self.prefix, str) or any(
+                    entry.kind not in ("f", "d", "l") or entry.size < 0
+                    for entry in self.members):
+                raise ValueError("members")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise CorruptArchive(f"the index of {where} is not one this tool wrote ({exc!r}), "
+                                 f"though its hash is the recorded one") from None
+
+    def restart_before(self, header):
+        """(tar offset, stored offset) of the last restart point at or before header."""
+        import bisect
+        return self.restarts[bisect.bisect_right(self.restarts, (header, float("inf"))) - 1]
+
+    def path_of(self, name):
+        """A member name as written (prefix included) as the index's path, or None."""
+        prefix = self.prefix[2:] if self.prefix.startswith("./") else self.prefix
+        return name[len(prefix):] if name.startswith(prefix) else None
+
+
+def _index_lines(raw_sidecar, expected, given):
+    """[(archive sha256, its `# index` line)] that what restore trusts vouches for: the
+    lines of the archive's expected hashes (two while a save swaps files), or those whose
+    index hash was pinned with --sha256."""
+    indexes = _sidecar_indexes(raw_sidecar)
+    if given:
+        return [(whole, line) for whole, line in sorted(indexes.items()) if line[0] in given]
+    return [(whole, indexes[whole]) for whole in sorted(expected or ()) if whole in indexes]
+
+
+def _vouched_index(source, lines):
+    """(archive sha256, index, format) of the first of lines whose index the archive holds;
+    ChecksumMismatch when it holds none of them."""
+    for number, (whole, line) in enumerate(lines, 1):
+        try:
+            return (whole,) + _read_index(source, line, source.path)
+        except ChecksumMismatch:
+            if number == len(lines):
+                raise
+
+
+def _inflated(chunks, where):
+    """Raw deflate from a restart point of a gzip stream, in pieces of at most CHUNK."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        for data in chunks:
+            while data:
+                out = inflater.decompress(data, CHUNK)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+                if inflater.eof:
+                    return
+            while True:  # a full output may leave more inside zlib
+                out = inflater.decompress(b"", CHUNK)
+                if not out:
+                    break
+                yield out
+    except zlib.error as exc:
+        raise CorruptArchive(f"{where} is damaged: gzip data at a restart point does not "
+                             f"decompress ({exc}).") from None
+
+
+def _stored_stream(source, stored_offset, fmt, hasher, counter):
+    """The tar stream from a restart point: (stages to close, the tar pieces)."""
+    raw = _Stage(lambda: _hashing(source, hasher, counter, stored_offset), "read",
+                 READ_AHEAD_DEPTH)
+    if fmt == "tar":
+        return [raw], raw
+    data = _Stage(lambda: _decompressed(raw, fmt, source.path) if stored_offset == 0 else
+                  _inflated(raw, source.path), "decompress")
+    return [raw, data], data
+
+
+def _read_index(source, line, where):
+    """The index at the place its sidecar line names, checked against the line's hash."""
+    index_sha, offset, length = line
+    if not 0 <= offset < max(source.size, 1) or length > MAX_INDEX:
+        raise ChecksumMismatch(f"{where}: its checksum file places the index at byte "
+                               f"{offset:,} ({length:,} bytes), outside the archive "
+                               f"({source.size:,} bytes). Nothing was installed.")
+    fmt = "tar"
+    head = next(iter(source.chunks(0)), b"")[:2]
+    if head == b"\x1f\x8b":
+        fmt = "gz"
+    data = bytearray()
+    chunks = source.chunks(offset)
+    try:
+        pieces = _inflated(chunks, source.path) if fmt == "gz" and offset else chunks
+        for piece in pieces:
+            data += piece[:length - len(data)]
+            if len(data) >= length:
+                break
+    finally:
+        chunks.close()
+    if hashlib.sha256(data).hexdigest() != index_sha:
+        raise ChecksumMismatch(f"The index of {where} does not match its checksum: expected "
+                               f"sha256 {index_sha}, got {hashlib.sha256(data).hexdigest()}. "
+                               f"The archive is damaged or is not the one that was saved; "
+                               f"nothing was installed. Save again, or restore the previous "
+                               f"version (--previous 1).")
+    return _Index(bytes(data), where), fmt
+
+
+def _final_plan(indexes):
+    """{path: (archive number, entry)}: what the folder holds once the base and its layers
+    are applied, each path in its final content."""
+    final = {}
+    for number, index in enumerate(indexes):
+        for name in index.deleted:
+            path = index.path_of(name)
+            if path is None:
+                continue
+            for known in [p for p in final if p == path or p.startswith(path + "/")]:
+                del final[known]
+        for entry in index.members:
+            final[entry.path] = (number, entry)
+    return final
+
+
+def _check_plan(final, extraction, verified):
+    """Judge every path of the plan by the rules, before anything is written: names, the
+    tree model (links resolve inside, nothing written through a link), the space left."""
+    for _, entry in sorted(final.values(), key=lambda item: (item[1].kind == "l", item[0],
+                                                             item[1].header)):
+        kind = {"f": "file", "d": "dir", "l": "symlink"}[entry.kind]
+        member = _Member(entry.path, kind, _member_parts(entry.path, entry.path), entry.mode,
+                         entry.mtime, entry.size if entry.path not in verified else 0,
+                         entry.target)
+        if not member.parts:
+            raise UnsafeArchive(f"the index names the empty path {entry.path!r} (rule: every "
+                                f"member names a path inside the destination)")
+        extraction.admit(member, entry.path)
+
+
+def _verified_in_place(dest, final, journal):
+    """The paths of the plan an earlier, interrupted restore installed and verified (its
+    journal), still as it left them; and the paths that differ from the plan otherwise."""
+    verified, changes = set(), []
+    for path, entry in _scan(dest).items():
+        planned = final.get(path)
+        if planned is None:
+            changes.append(f"added {path}")
+        elif entry[0] == "d" and planned[1].kind == "d":
+            verified.add(path)
+        elif entry[0] == "l" and planned[1].kind == "l" and entry[1] == planned[1].target:
+            verified.add(path)
+        elif entry[0] == "f" and planned[1].kind == "f" and path in journal and \
+                entry[1] == planned[1].size and entry[2] // 10**9 == planned[1].mtime:
+            verified.add(path)
+        else:
+            changes.append(f"modified {path}")
+    return verified, changes
+
+
+class _Installer:
+    """Installs the files of a progressive restore: each written under a temporary name in
+    the staging folder, hashed as it is written, and renamed to its final path only once it
+    matches the index. Folders come first (from the plan), links last."""
+
+    def __init__(self, dest, staging, events, journal):
+        self.dest, self.staging, self.events = dest, staging, events
+        self.writer = _PythonWriter(dest)
+        self.journal = journal  # the open journal file
+        self.count = 0
+
+    def folders(self, final):
+        for path, (_, entry) in sorted(final.items()):
+            if entry.kind == "d":
+                self.writer.add(_Member(path, "dir", tuple(path.split("/")), entry.mode,
+                                        entry.mtime, 0), ())
+
+    def file(self, entry, pieces, where):
+        parts = tuple(entry.path.split("/"))
+        self.writer._make_parents(parts)
+        self.count += 1
+        temporary = os.path.join(self.staging, f"{self.count}.part")
+        hasher = hashlib.sha256()
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            for piece in pieces:
+                hasher.update(piece)
+                self.writer._write(fd, piece)
+            if hasher.hexdigest() != entry.sha256:
+                raise ChecksumMismatch(
+                    f"{where}: member {entry.path!r} does not match the archive's index "
+                    f"(sha256 {entry.sha256} recorded, {hasher.hexdigest()} read). The archive "
+                    f"is damaged; only the files verified before it were installed.")
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, (entry.mtime, entry.mtime))
+        except BaseException:
+            os.close(fd)
+            os.unlink(temporary)
+            raise
+        os.close(fd)
+        os.rename(temporary, os.path.join(self.dest, *parts))
+        self.installed(entry)
+
+    def link(self, entry):
+        self.writer.add(_Member(entry.path, "symlink", tuple(entry.path.split("/")),
+                                entry.mode, entry.mtime, 0, entry.target), ())
+        self.installed(entry)
+
+    def installed(self, entry):
+        self.journal.write(entry.path + "\n")
+        self.journal.flush()
+        if self.events:
+            self.events.installed(entry.path, entry.size)
+
+
+def _same_member(member, entry, path):
+    kind = {"file": "f", "dir": "d", "symlink": "l"}.get(member.kind)
+    return (path == entry.path and kind == entry.kind and
+            (kind != "f" or member.size == entry.size) and
+            (kind != "l" or member.linkname == entry.target) and
+            int(member.mtime) == entry.mtime and (kind == "l" or member.mode == entry.mode))
+
+
+def _install_from(source, index, fmt, number, final, verified, installer, expected,
+                  progress, counter):
+    """Read one archive of the chain from the restart point before the first file it still
+    has to give, install those files, and stop after the last one (or, reading it whole,
+    at its end, checking the archive's hash). Each member read is checked against the
+    index."""
+    wanted = [entry for entry in index.members if entry.kind == "f"
+              and final.get(entry.path, (None,))[0] == number and entry.path not in verified]
+    if not wanted:
+        return
+    tar_start, stored_start = index.restart_before(wanted[0].header)
+    whole = stored_start == 0 and len(wanted) == sum(
+        1 for entry in index.members if entry.kind == "f")
+    last = wanted[-1].header
+    wanted = {entry.path for entry in wanted}
+    hasher = hashlib.sha256()
+    stages, data = _stored_stream(source, stored_start, fmt, hasher, counter)
+    entries = iter([entry for entry in index.members if entry.header >= tar_start])
+    try:
+        stream = _TarStream(data)
+        for member in _tar_members(stream):
+            if member.parts == (DELETED_NAME,) and index.deleted is not None:
+                stream.skip(member.size + (-member.size) % BLOCK)
+                continue
+            entry = next(entries, None)
+            path = index.path_of("/".join(member.parts))
+            if entry is None or not _same_member(member, entry, path):
+                raise ChecksumMismatch(
+                    f"{source.path} does not match its index at member {member.name!r}: the "
+                    f"archive was changed after it was saved. Only files verified before it "
+                    f"were installed. Save again, or restore the previous version.")
+            if entry.path in wanted:
+                installer.file(entry, stream.pieces(member.size), source.path)
+                progress.update(counter.bytes, installer.count)
+            else:
+                stream.skip(member.size)
+            stream.skip((-member.size) % BLOCK)
+            if entry.header == last and not whole:
+                return
+        stream.drain(MAX_INDEX + MAX_TRAILING)
+        if expected and hasher.hexdigest() not in expected:
+            _check_hash(hasher, expected, "sidecar", source)
+    except CorruptArchive as exc:
+        raise _with_context(exc, f"Cannot restore {source.path}: ") from None
+    except UnsafeArchive as exc:
+        raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
+    finally:
+        for stage in reversed(stages):
+            stage.close()
+
+
+def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, engine,
+                       retry_for, drive_mount):
+    """([(source, index, format, expected hashes)] of the base and its layers, None, base
+    sha256) when the files can appear as they are verified; otherwise (None, why not, None).
+    An index that does not match what vouches for it is exit 5 here, before anything."""
+    if engine == "tar":
+        return None, "--engine tar extracts the archive whole", None
+    if not isinstance(source, _PathSource):
+        return None, ("files appear as they are verified only from a mount (this archive "
+                      "is read over the network)"), None
+    # A pinned hash vouches for an index only when it is the index's own: an index line
+    # beside a pinned whole-archive hash comes from the mount, which the pin distrusts.
+    lines = _index_lines(raw_sidecar, None if given else expected, given)
+    if not lines:
+        if given:
+            return None, ("--sha256 pins the whole archive, whose hash is known only at its "
+                          "end (pin the index's hash that save prints to see files as they "
+                          "are verified)"), None
+        if not expected:
+            return None, "no .sha256 beside the archive vouches for an index", None
+        return None, ("the archive has no index (it was made by another tool or an older "
+                      "version of this one)"), None
+    base_sha, index, fmt = _vouched_index(source, lines)
+    chain = [(source, index, fmt, None if given else expected)]
+    for layer_path, _ in _layers_of(archive, base_sha, sidecar, retry_for):
+        layer = _open_source(layer_path, retry_for, drive_mount)
+        layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
+        layer_lines = _index_lines(raw_sidecar, layer_expected, None)
+        if not layer_lines:
+            return None, f"the layer {layer.name} has no index", None
+        _, layer_index, layer_fmt = _vouched_index(layer, layer_lines)
+        chain.append((layer, layer_index, layer_fmt, layer_expected))
+    return chain, None, base_sha
+
+
+def _writing_failure(exc, source, dest, in_cache):
+    """What an OSError while installing becomes (the files verified so far stay)."""
+    if not isinstance(exc, OSError):
+        return exc
+    if exc.errno in NO_SPACE_ERRNOS:
+        return _no_space(_mount_point(dest), f"restoring {source.path} into {dest}", None,
+                         f"{_human(_free_bytes(dest))} free now{_cache_note(in_cache)}",
+                         "The files verified so far are in place; free some space and run "
+                         "the restore again to go on, or use --dest on a larger disk.")
+    return BootstrapError(f"Restoring {source.path} failed while writing under {dest}: "
+                          f"{exc}. The files verified so far are in place; run the restore "
+                          f"again to go on.")
+
+
+def _restore_progressive(job, chain, base_sha):
+    """Install the files of the chain into dest as each is verified (see README, Start
+    working before the restore ends); resume what an interrupted one left."""
+    dest, parent = job.dest, os.path.dirname(job.dest)
+    source = chain[0][0]
+    final = _final_plan([index for _, index, _, _ in chain])
+    identities = [src.identity for src, _, _, _ in chain]
+    archive_fields = {"identity": source.identity, "chain": identities, "sha256": base_sha,
+                      "verified": job.checksum_source is not None,
+                      "checksum_source": job.checksum_source, "format": chain[0][2],
+                      "prefix": chain[0][1].prefix.rstrip("/").lstrip(".")}
+    verified = set()
+    existed = os.path.isdir(dest)
+    if job.state == "incomplete":
+        try:
+            with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
+                      errors="surrogateescape") as f:
+                journal = set(f.read().splitlines())
+        except FileNotFoundError:
+            journal = set()
+        verified, changes = _verified_in_place(dest, final, journal)
+        if changes and not job.force:
+            raise DestinationChanged(
+                f"{dest} holds an interrupted restore and changes since: "
+                f"{_changes_text(changes)}. Nothing was changed. Save what you need from it, "
+                f"or run again with --force (the folder is then moved to "
+                f"{dest}.old-<timestamp>, never deleted).")
+        if changes:
+            job.moved_aside, verified, existed = _move_aside(dest), set(), False
+    progress = _Progress(f"restoring {source.name}", sum(src.size for src, *_ in chain),
+                         job.quiet)
+    staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
+                                   f"{os.urandom(4).hex()}")
+    os.mkdir(staging, 0o700)
+    reclaimable, in_cache = job.space
+    extraction = _Extraction(dest, _SpaceGuard(staging, reclaimable, in_cache), progress,
+                             dest)
+    installer = None
+    try:
+        _check_plan(final, extraction, verified)
+        if not existed:
+            os.mkdir(dest)
+        files = [path for path, (_, entry) in final.items() if entry.kind == "f"]
+        _write_marker(dest, {"state": "restoring", "pid": os.getpid(),
+                             "archive": archive_fields, "planned": files, "manifest": {}})
+        if job.events:
+            job.events.plan(files, [path for path in files if path in verified],
+                            sum(entry.size for _, entry in final.values()))
+        with open(os.path.join(dest, JOURNAL_NAME), "a", encoding="utf-8",
+                  errors="surrogateescape") as journal:
+            installer = _Installer(dest, staging, job.events, journal)
+            installer.folders(final)
+            counter = _Counter()
+            for number, (src, index, fmt, expected) in enumerate(chain):
+                progress.label, progress.total = f"restoring {src.name}", src.size
+                _install_from(src, index, fmt, number, final, verified, installer, expected,
+                              progress, counter)
+            for path, (_, entry) in final.items():
+                if entry.kind == "l" and path not in verified and \
+                        tuple(path.split("/")) not in extraction.absolute_links:
+                    installer.link(entry)
+            extraction.install_absolute_links()
+            installer.writer.finish()
+        manifest = _scan(dest, check=True)
+        _write_marker(dest, {"archive": archive_fields, "manifest": manifest})
+        os.unlink(os.path.join(dest, JOURNAL_NAME))
+    except BaseException as exc:
+        failure = _writing_failure(exc, source, dest, in_cache)
+        if os.path.isdir(dest) and (verified or (installer and installer.count) or existed):
+            reason = str(failure) if isinstance(failure, BootstrapError) else (
+                "interrupted" if isinstance(failure, KeyboardInterrupt) else repr(failure))
+            _write_marker(dest, {"state": "incomplete", "reason": reason,
+                                 "exit_code": getattr(failure, "exit_code", 1),
+                                 "archive": archive_fields,
+                                 "planned": [p for p, (_, e) in final.items()
+                                             if e.kind == "f"], "manifest": {}})
+        elif os.path.isdir(dest) and not existed:
+            _remove_tree(dest)  # made by this run and holding nothing of the archive
+        if failure is exc:
+            raise
+        raise failure from None
+    finally:
+        progress.close()
+        _remove_tree(staging)
+    return RestoreResult(action="restored", archive=source.path, dest=dest,
+                         archive_bytes=counter.bytes, layers=len(chain) - 1,
+                         files=sum(entry[0] != "d" for entry in manifest.values()),
+                         bytes_extracted=extraction.total, sha256=base_sha,
+                         verified=job.checksum_source is not None,
+                         checksum_source=job.checksum_source, engine="python",
+                         format=chain[0][2], parts=getattr(source, "parts", 0),
+                         moved_aside=job.moved_aside, progressive=True,
+                         resumed=len([p for p in verified if final[p][1].kind == "f"]))
+
+
 # ---------------------------------------------------------- report: progress and results --
 class _Progress:
     """One self-redrawing line in a terminal or notebook cell; sparse plain lines in a log."""
@@ -4105,6 +4741,9 @@ class RestoreResult(_Record):
     layers: int = 0
     parts: int = 0  # the files the archive is stored as (0: one file)
     note: str = None
+    progressive: bool = False  # each file appeared as it was verified (else all at the end)
+    staged: str = None  # why not: why the files appeared at once, at the end
+    resumed: int = 0  # files an interrupted restore had verified, kept
 
     @property
     def mb_per_s(self):
@@ -4127,6 +4766,10 @@ class RestoreResult(_Record):
                 f"({self.mb_per_s:.1f} MB/s, {self.format}, engine {self.engine}); {check}")
         if self.moved_aside:
             text += f"; the previous folder was moved to {self.moved_aside}"
+        if self.resumed:
+            text += f"; resumed: {self.resumed:,} files verified before were kept"
+        if self.staged:
+            text += f"; the files appeared at once, at the end: {self.staged}"
         if self.note:
             text += f". Note: {self.note}"
         return text
@@ -4149,6 +4792,9 @@ class SaveResult(_Record):
     verified: bool = False
     layer: int = 0
     parts: int = 0  # the files the archive was written as (0: one file)
+    # the sha256 of the archive's index: pinned with restore --sha256, it vouches for every
+    # file and lets them appear as they are verified (None: the archive has no located index)
+    index_sha256: str = None
     versions: list = []
     warnings: list = []
     note: str = None
@@ -4250,6 +4896,69 @@ def _saved_link_target(folder, path, target):
     return None if inside is None else _relative_target(tuple(path.split("/")[:-1]), inside)
 
 
+def _pattern(text):
+    """A path pattern of --first, wait and files, as a compiled regex: `*` and `?` within a
+    name, `**` across folders; a pattern matches the paths it names and everything below
+    them, so `tokenizer/` (or `tokenizer`) is the whole folder."""
+    import re
+    body = text.strip()
+    while body.startswith("./"):
+        body = body[2:]
+    body = body.strip("/")
+    out, i = [], 0
+    while i < len(body):
+        if body.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif body[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif body[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    return re.compile("".join(out) + "(/.*)?", re.DOTALL)
+
+
+def _ordered(entries, first):
+    """The order a save packs entries in: the files matching each of `first` (globs, in the
+    order given, each after the folders above it), then every top-level entry whole in order
+    of its total size, smallest first (configs and tokenizers before weights, weights before
+    the image folder): what a notebook needs first arrives first. Symlinks stay last."""
+    links = [entry for entry in entries if entry.kind == "l"]
+    others = [entry for entry in entries if entry.kind != "l"]
+    ordered, placed = [], set()
+    by_path = {entry.path: entry for entry in others}
+
+    def place(entry):
+        parts = entry.path.split("/")
+        for depth in range(1, len(parts)):
+            parent = by_path.get("/".join(parts[:depth]))
+            if parent is not None and parent.path not in placed:
+                placed.add(parent.path)
+                ordered.append(parent)
+        if entry.path not in placed:
+            placed.add(entry.path)
+            ordered.append(entry)
+
+    for text in first:
+        matcher = _pattern(text)
+        for entry in others:
+            if entry.kind == "f" and matcher.fullmatch(entry.path):
+                place(entry)
+    sizes, groups = collections.Counter(), collections.defaultdict(list)
+    for entry in others:
+        top = entry.path.split("/", 1)[0]
+        sizes[top] += entry.size
+        groups[top].append(entry)
+    for top in sorted(groups, key=lambda name: (sizes[name], name)):
+        for entry in groups[top]:
+            place(entry)
+    return ordered + links
+
+
 # ---------------------------------------------------------------------------- save: pack --
 def _tar_header(name, entry, st):
     info = tarfile.TarInfo(name)
@@ -4270,12 +4979,59 @@ def _padded(data):
     return data + bytes(-len(data) % BLOCK)
 
 
-def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
-    """The tar stream of a save: header and data pieces, one pass over the files.
+class _IndexBuilder:
+    """The index a save writes after the tar's two end blocks, in the same stream: for every
+    member its path (below the prefix), kind, size, mode, mtime, the sha256 of a file's
+    content (a link's target), and where its header and data lie in the tar; the restart
+    points, each a tar offset with its offset in the stored (compressed) file.
+
+    Tar readers stop at the end blocks, so GNU tar, bsdtar and tarfile never see it. It is
+    trusted only through its own sha256, which the sidecar's `# index` line records with
+    where it lies (see _sidecar_indexes); a restore then verifies each file against it.
+    """
+
+    def __init__(self, prefix, first=(), deleted=None):
+        self.prefix, self.first, self.deleted = prefix, list(first), deleted
+        self.members = []  # [path, kind, size, mode, mtime, sha256 or target, header, data]
+        self.restarts = [[0, 0]]  # [tar offset, stored offset]; the stream's start is one
+        self.sha256 = self.offset = self.length = None
+
+    def restart(self, tar_offset):
+        """A restart point at this member header, when the last is RESTART_EVERY behind."""
+        if tar_offset - self.restarts[-1][0] < RESTART_EVERY:
+            return None
+        point = [tar_offset, None]
+        self.restarts.append(point)
+        return _Mark(point=point)
+
+    def finish(self, end, stored_offset):
+        """The index's bytes, to be stored at stored_offset (a restart point of its own)."""
+        data = json.dumps({"format": INDEX_VERSION, "prefix": self.prefix, "end": end,
+                           "first": self.first, "deleted": self.deleted,
+                           "restarts": self.restarts, "members": self.members},
+                          ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogateescape")
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.offset, self.length = stored_offset, len(data)
+        return data
+
+
+class _Mark:
+    """A place in the packed stream the compressor must know of: a restart point (point:
+    [tar offset, stored offset], the latter filled in by the compressor), or the index."""
+
+    def __init__(self, point=None, index=None, end=0):
+        self.point, self.index, self.end = point, index, end
+
+
+def _pack(folder, prefix, entries, deleted, base_id, counter, warnings, index):
+    """The tar stream of a save: header and data pieces, one pass over the files, then the
+    index (a _Mark the compressor turns into bytes once it knows the stored offsets).
 
     A full archive starts with a global pax comment naming the save, so no two bases ever
     share a hash (layers are found by their base's hash). A layer starts with DELETED_NAME.
     """
+    offset = 0  # of the tar stream, for the index
     if base_id:
         comment = f"bootstrap_assets base {base_id}".encode()
         record = b" comment=" + comment + b"\n"
@@ -4284,19 +5040,32 @@ def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
         payload = str(length).encode() + record
         info = tarfile.TarInfo("pax_global_header")
         info.type, info.size = tarfile.XGLTYPE, len(payload)
-        yield info.tobuf(tarfile.USTAR_FORMAT) + _padded(payload)
+        block = info.tobuf(tarfile.USTAR_FORMAT) + _padded(payload)
+        offset += len(block)
+        yield block
     if deleted is not None:
         listing = json.dumps(deleted).encode("utf-8", "surrogateescape")
         info = tarfile.TarInfo(DELETED_NAME)
         info.size, info.mtime = len(listing), int(time.time())
-        yield info.tobuf(tarfile.PAX_FORMAT) + _padded(listing)
+        block = info.tobuf(tarfile.PAX_FORMAT) + _padded(listing)
+        offset += len(block)
+        yield block
     for path, entry, st in entries:
         if entry[0] == "l":  # the manifest keeps the link as it is on disk
             entry = ["l", _saved_link_target(folder, path, entry[1])]
-        yield _tar_header(prefix + path, entry, st)
+        mark = index.restart(offset)
+        if mark:
+            yield mark
+        header = _tar_header(prefix + path, entry, st)
+        record = [path, entry[0], entry[1] if entry[0] == "f" else 0, st.st_mode & 0o777,
+                  int(st.st_mtime), entry[1] if entry[0] == "l" else "", offset,
+                  offset + len(header)]
+        index.members.append(record)
+        offset += len(header)
+        yield header
         if entry[0] != "f":
             continue
-        remaining = entry[1]
+        remaining, hasher = entry[1], hashlib.sha256()
         try:
             with open(os.path.join(folder, path), "rb", buffering=0) as f:
                 while remaining:
@@ -4305,21 +5074,33 @@ def _pack(folder, prefix, entries, deleted, base_id, counter, warnings):
                         break
                     remaining -= len(data)
                     counter.bytes += len(data)
+                    hasher.update(data)
                     yield data
         except FileNotFoundError:
             pass
         if remaining:  # the file shrank or vanished while we read it: keep the tar well-formed
             warnings.append(f"{path} changed while it was saved; the next save takes it again")
+            hasher.update(bytes(remaining))
             yield bytes(remaining)
+        record[5] = hasher.hexdigest()
         yield bytes(-entry[1] % BLOCK)
+        offset += entry[1] + (-entry[1] % BLOCK)
     yield bytes(2 * BLOCK)
+    yield _Mark(index=index, end=offset)
 
 
 # ------------------------------------------------------------------------ save: compress --
 def _coalesced(pieces):
-    """Join small pieces (tar headers, small files) so the stages hand over ~1 MiB at a time."""
+    """Join small pieces (tar headers, small files) so the stages hand over ~1 MiB at a
+    time; a _Mark passes through in its place."""
     pending, size = [], 0
     for piece in pieces:
+        if isinstance(piece, _Mark):
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield piece
+            continue
         if len(piece) >= CHUNK and not pending:
             yield piece
             continue
@@ -4333,26 +5114,64 @@ def _coalesced(pieces):
 
 
 def _compressed(pieces, fmt, level):
-    if fmt == "tar":
-        yield from pieces
-        return
+    """The stored stream: the tar as it is, or compressed. At each restart point and before
+    the index a gzip stream is fully flushed (its bytes from there decompress alone, as raw
+    deflate) but stays one gzip member: tarfile's stream mode (`r|gz`) stops at a second
+    member. zstd has no restart points here: its index is written but not located."""
+    stored, compressor, flush = 0, None, None
     if fmt == "gz":
         compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    elif _zstd_module is not None:
+        flush = lambda: compressor.flush(zlib.Z_FULL_FLUSH)  # noqa: E731
+    elif fmt == "zst" and _zstd_module is not None:
         compressor = _zstd_module.ZstdCompressor(level)
-    else:
+    elif fmt == "zst":
         zstd = shutil.which("zstd")
         if not zstd:
             raise Unsupported("--format zst needs Python 3.14+ or a `zstd` program; this "
                               "machine has neither. Use --format gz, or apt-get install zstd.")
-        yield from _external_program([zstd, "-qc", f"-{level}", "-T0"], pieces,
+        yield from _external_program([zstd, "-qc", f"-{level}", "-T0"],
+                                     _marks_as_bytes(pieces),
                                      lambda message: BootstrapError(f"zstd failed: {message}"))
         return
     for piece in pieces:
+        if isinstance(piece, _Mark):
+            if flush:
+                out = flush()
+                stored += len(out)
+                yield out
+            located = compressor is None or flush is not None
+            if piece.point is not None:
+                piece.point[1] = stored if located else None
+                continue
+            index = piece.index
+            piece = index.finish(piece.end, stored)
+            if not located:
+                index.offset = None
+        if compressor is None:
+            stored += len(piece)
+            yield piece
+            continue
         out = compressor.compress(piece)
         if out:
+            stored += len(out)
             yield out
-    yield compressor.flush()
+    if compressor is not None:
+        yield compressor.flush()
+
+
+def _marks_as_bytes(pieces):
+    """The stream for a compressor that cannot flush on demand: the index in its place,
+    unlocated."""
+    for piece in pieces:
+        if isinstance(piece, _Mark):
+            if piece.index is None:
+                continue
+            piece.index.restarts = [[0, 0]]
+            data = piece.index.finish(piece.end, None)
+            piece.index.offset = None
+            yield data
+        else:
+            yield piece
 
 
 def _choose_format(folder, entries, fmt, level):
@@ -4565,23 +5384,26 @@ def _check_local_room(job, estimate, layer=False):
 
 
 def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
-                  write=None):
+                  write=None, index=None):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread.
     temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
-    share): what writes elsewhere than to files (a bucket's upload)."""
+    share): what writes elsewhere than to files (a bucket's upload); index: the
+    _IndexBuilder that records the stream (its sha256 and place once written)."""
     folder = os.path.dirname(job.archive)
     counter = _Counter()
+    index = index or _IndexBuilder(prefix)
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
     packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
-                                             counter, job.warnings)), "pack")
+                                             counter, job.warnings, index)), "pack")
     stages = [packed]
     if fmt != "tar":
         stages.append(_Stage(lambda: _compressed(packed, fmt, level), "compress"))
+    stored = stages[-1] if fmt != "tar" else _compressed(packed, fmt, level)
     share = lambda: counter.bytes / total if total else 1.0  # noqa: E731
     try:
         if write:
-            return write(stages[-1], progress, share)
-        return _write_archive(stages[-1], lambda k: os.path.join(folder, temporary(k)),
+            return write(stored, progress, share)
+        return _write_archive(stored, lambda k: os.path.join(folder, temporary(k)),
                               job.part_size, job.verify, job.retry_for, progress, share)
     finally:
         for stage in reversed(stages):
@@ -4676,9 +5498,9 @@ class _ReadBack:
 
 
 # ------------------------------------------------------------------------- save: publish --
-def _write_sidecar(archive, entries, part_sets, identities, journal=None):
+def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexes=None):
     """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
-    lines = _sidecar_text(entries, part_sets, identities, journal)
+    lines = _sidecar_text(entries, part_sets, identities, journal, indexes)
     temporary = f"{archive}.sha256.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(lines)
@@ -4687,7 +5509,7 @@ def _write_sidecar(archive, entries, part_sets, identities, journal=None):
     os.replace(temporary, archive + ".sha256")
 
 
-def _carry_out(archive, journal, identities):
+def _carry_out(archive, journal, identities, indexes):
     """Do a journal's steps, then write the sidecar it leads to: delete the versions that
     drop out, rename (the oldest kept version first, the new files last), delete what no
     version needs any more.
@@ -4718,7 +5540,7 @@ def _carry_out(archive, journal, identities):
     for name, size, mtime_ns in journal["deletes"]:
         if recorded(name, size, mtime_ns):
             os.unlink(os.path.join(folder, name))
-    _write_sidecar(archive, entries, part_sets, identities)
+    _write_sidecar(archive, entries, part_sets, identities, indexes=indexes)
 
 
 def _finish_interrupted(archive, retry_for):
@@ -4729,11 +5551,12 @@ def _finish_interrupted(archive, retry_for):
     journal = _sidecar_journal(content)
     if not journal:
         return content
-    _carry_out(archive, journal, _sidecar_identities(content))
+    _carry_out(archive, journal, _sidecar_identities(content), _sidecar_indexes(content))
     return _read_sidecar(archive, retry_for, raw=True)
 
 
-def _publish(archive, written, final_name, digest, rotate, keep, content, known=None):
+def _publish(archive, written, final_name, digest, rotate, keep, content, known=None,
+             index=None):
     """Move a written and verified version into place, keeping `keep` previous versions.
 
     written: [(temporary path, sha256, size)], one file or the parts in order; digest: the
@@ -4746,7 +5569,8 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     shift up one, the current archive becomes .1, the new files take its name), then
     versions beyond `keep` (and layers of no kept base) deleted, then the sidecar is
     replaced by the final one. So every name always holds a complete file whose hash the
-    sidecar accepts; a restore that finds no current archive (the instant between the two
+    sidecar accepts (index: the written stream's _IndexBuilder, for its `# index` line); a
+    restore that finds no current archive (the instant between the two
     last renames) takes .1; a version stored as parts and caught halfway through its renames
     is found through the journal (see _archive_files); and the next save first finishes the
     journal (_finish_interrupted). The renames of one version run at once (each is a round
@@ -4766,6 +5590,9 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
         else:
             before.setdefault(name, set(hashes))
     identities = _sidecar_identities(content)
+    indexes = _sidecar_indexes(content)
+    if index is not None and index.offset is not None:
+        indexes[digest] = [index.sha256, index.offset, index.length]
     for name, hashes in before.items():
         try:
             st = os.stat(os.path.join(folder, name))
@@ -4854,8 +5681,8 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
                "parts": {name: [[whole, list(hashes) if hashes else None]
                                 for whole, hashes in sorted(states, key=str)]
                          for name, states in sets_after.items()}}
-    _write_sidecar(archive, transition, sets_transition, identities, journal)
-    _carry_out(archive, journal, identities)
+    _write_sidecar(archive, transition, sets_transition, identities, journal, indexes)
+    _carry_out(archive, journal, identities, indexes)
     return sorted(kept_bases)
 
 
@@ -5078,10 +5905,28 @@ def _orphan_layers(base, names, kept_hashes):
 
 
 # ------------------------------------------------------------------------------- restore --
+class _Restoring(_Record):
+    """What a progressive restore needs of restore()'s decisions."""
+
+    dest: str
+    state: str  # of dest before: "absent", "empty" or "incomplete"
+    force: bool = False
+    quiet: bool = False
+    space: tuple = (0, 0)  # (reclaimable, in_cache): see _restore_space_plan
+    events: object = None  # a RestoreJob told of each file installed, or None
+    checksum_source: str = None
+    moved_aside: str = None
+
+
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
             drive_mount=None, lock_timeout=10.0, retry_for=60.0, version=0, drive_cache=None,
-            connections=DEFAULT_CONNECTIONS):
+            connections=DEFAULT_CONNECTIONS, background=False):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
+
+    When dest does not exist yet and the archive has an index its checksum vouches for,
+    each file appears at its final path as soon as it is verified (the marker says
+    "restoring" until the end). background=True returns a RestoreJob at once, to wait on
+    (job.wait("weights/")) or iterate (job.files("images/**")) while the restore runs.
 
     archive: a path (any mount) or an http(s) URL; dest: the folder to create or replace;
     version: 0 for the current archive, N for the Nth previous one kept by save (ARCHIVE.N;
@@ -5092,11 +5937,25 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     the destination's disk (default: Colab's). connections: how many Range requests read
     a URL at once (1: one stream). Unset arguments come from the environment
     (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
-    block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was.
+    block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was
+    (a progressive restore keeps the files it verified, and the next restore goes on).
     """
+    arguments = dict(archive=archive, dest=dest, sha256=sha256, force=force, engine=engine,
+                     quiet=quiet, drive_mount=drive_mount, lock_timeout=lock_timeout,
+                     retry_for=retry_for, version=version, drive_cache=drive_cache,
+                     connections=connections)
+    if background:
+        return RestoreJob(arguments)
+    return _restore(**arguments)
+
+
+def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_timeout,
+             retry_for, version, drive_cache, connections, events=None):
+    """restore(), in the foreground; events: the RestoreJob to tell of each file."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
     given = sha256 or SHA256
     given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
+    whole_only = (engine or ENGINE) == "tar"  # asked for GNU tar, which extracts whole
     engine = _pick_engine(engine or ENGINE)
     if version < 0:
         raise UsageError(f"--previous must be 0 (the current archive) or more, not {version}.")
@@ -5111,7 +5970,9 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
            f"/tmp/{os.path.basename(dest)}")
     started = time.monotonic()
     note = None
-    with _NewFolders(parent, fix), _Lock(_lock_path(dest), lock_timeout, dest, fix):
+    background = events is not None or bool(os.environ.get(ENV_BACKGROUND))
+    with _NewFolders(parent, fix), _Lock(_lock_path(dest), lock_timeout, dest, fix,
+                                         background):
         raw_sidecar = None
         if not _is_url(archive):
             _check_drive_mounted(archive, drive_mount)
@@ -5158,6 +6019,32 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
                     verified=bool(recorded.get("verified")),
                     checksum_source=recorded.get("checksum_source"),
                     local_changes=changes, seconds=time.monotonic() - started)
+        chain, why, base_sha = None, None, None
+        if state in ("absent", "empty", "incomplete"):
+            chain, why, base_sha = _progressive_chain(
+                source, archive, raw_sidecar or b"", sidecar, expected or frozenset(), given,
+                "tar" if whole_only else "python",
+                retry_for, drive_mount)
+        else:
+            why = (f"{dest} held an earlier restore, which served until the new one was "
+                   f"complete")
+        if chain and (state != "incomplete" or
+                      marker["archive"].get("chain") == [src.identity for src, *_ in chain]):
+            cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
+            job = _Restoring(dest=dest, state=state, force=force, quiet=quiet,
+                             space=_restore_space_plan(source, parent, cache), events=events,
+                             checksum_source=checksum_source)
+            result = _restore_progressive(job, chain, base_sha)
+            _clean_stale_staging(dest, keep=None)
+            result.note = "; ".join(text for text in (note, result.note) if text) or None
+            result.seconds = time.monotonic() - started
+            return result
+        if state == "incomplete" and not force:
+            raise DestinationChanged(
+                f"{dest} holds an interrupted restore ({marker.get('reason', 'stopped')}) "
+                f"of another archive than {source.path}. Nothing was changed. Run again with "
+                f"--force to restore anyway (the folder is then moved to "
+                f"{dest}.old-<timestamp>, never deleted).")
         if (state == "foreign" or changes) and not force:
             raise DestinationChanged(
                 f"{dest} has local changes that restoring {source.path} would replace: "
@@ -5178,8 +6065,16 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
             _remove_tree(staging)
         _clean_stale_staging(dest, keep=staging)
     result.dest = dest
+    result.staged = why
     result.note = "; ".join(text for text in (note, result.note) if text) or None
     result.local_changes = changes
+    if events:
+        manifest = _read_marker(dest)["manifest"]
+        events.plan([path for path, entry in manifest.items() if entry[0] == "f"], [],
+                    result.bytes_extracted)
+        for path, entry in manifest.items():
+            if entry[0] == "f":
+                events.installed(path, entry[1])
     result.seconds = time.monotonic() - started
     return result
 
@@ -5264,8 +6159,256 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
                          engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
-                         note=(f"skipped {extraction.skipped_metadata} macOS metadata entries "
-                               f"(__MACOSX/, ._name)" if extraction.skipped_metadata else None))
+                         note=extraction.note(expected is not None))
+
+
+# ----------------------------------------------------------------- background: wait on it --
+JobProgress = collections.namedtuple("JobProgress", "bytes files total_bytes total_files")
+
+
+class RestoreJob:
+    """A restore running in a thread of this process (restore(background=True)): the
+    notebook waits for what a cell needs (wait), iterates the files as they land (files),
+    or takes the result (result). Paths and patterns are relative to dest: `config.yaml`,
+    `tokenizer/` (a whole folder), `images/**/*.jpg`."""
+
+    def __init__(self, arguments):
+        self.dest = _settings(arguments["archive"], arguments["dest"],
+                              arguments["drive_mount"])[1]
+        self._changed = threading.Condition()
+        self._planned = None  # every file's path, once the restore knows them
+        self._installed, self._in_place = [], set()  # in the order they were installed
+        self._bytes = self._total_bytes = 0
+        self._result = self._error = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(dict(arguments, quiet=True),),
+                                        name=f"restore {self.dest}")
+        self._thread.start()
+
+    def __repr__(self):
+        state = "failed" if self._error else "done" if self._done else "running"
+        return f"<RestoreJob {self.dest}: {state}, {self.progress}>"
+
+    def _run(self, arguments):
+        try:
+            result = _restore(**arguments, events=self)
+        except BaseException as exc:  # handed to whoever waits, as a foreground run raises
+            result, error = None, exc
+        else:
+            error = None
+        with self._changed:
+            self._result, self._error, self._done = result, error, True
+            self._changed.notify_all()
+
+    def plan(self, files, in_place, total_bytes):
+        """The restore knows every file it will install; in_place: those already there."""
+        with self._changed:
+            self._planned, self._total_bytes = list(files), total_bytes
+            for path in in_place:
+                self._add(path)
+            self._changed.notify_all()
+
+    def installed(self, path, size):
+        with self._changed:
+            self._bytes += size
+            self._add(path)
+            self._changed.notify_all()
+
+    def _add(self, path):
+        if path not in self._in_place:
+            self._in_place.add(path)
+            self._installed.append(path)
+
+    @property
+    def done(self):
+        return self._done
+
+    @property
+    def progress(self):
+        return JobProgress(self._bytes, len(self._installed), self._total_bytes,
+                           len(self._planned or ()))
+
+    def wait(self, *patterns, timeout=None):
+        """Block until the files the patterns name (every file, with none) are in place;
+        raise the restore's own error if it failed, TimeoutError after timeout seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        matchers = [_pattern(p) for p in patterns]
+        left, seen = None, 0
+        with self._changed:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                if left is None and self._planned is not None:
+                    left = set()
+                    for text, matcher in zip(patterns, matchers):
+                        matched = {p for p in self._planned if matcher.fullmatch(p)}
+                        if not matched:
+                            raise UsageError(f"{text!r} names no file of the archive being "
+                                             f"restored into {self.dest}.")
+                        left |= matched
+                    if not patterns:
+                        left = set(self._planned)
+                if left is not None:
+                    left.difference_update(self._installed[seen:])
+                    seen = len(self._installed)
+                    if not left:
+                        return
+                if self._done:
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{', '.join(patterns) or 'the restore'} not in place "
+                                       f"in {self.dest} after {timeout:g} s")
+                self._changed.wait(remaining)
+
+    def files(self, pattern="**"):
+        """Yield the path of each file matching pattern as soon as it is in place (those
+        already there first), until the restore ends; then raise its error, if it failed."""
+        matcher, position = _pattern(pattern), 0
+        while True:
+            with self._changed:
+                while position == len(self._installed) and not self._done:
+                    self._changed.wait()
+                batch, position = self._installed[position:], len(self._installed)
+                finished, error = self._done, self._error
+            for path in batch:
+                if matcher.fullmatch(path):
+                    yield os.path.join(self.dest, path)
+            if finished and position == len(self._installed):
+                if error is not None:
+                    raise error
+                return
+
+    def result(self, timeout=None):
+        """The RestoreResult, once the restore has ended (or raise its error)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the restore into {self.dest} still runs after {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _status_path(dest):
+    """Where restore --background records its process and, at its end, its exit code."""
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.restore.json")
+
+
+def _log_path(dest):
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.restore.log")
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _failure(exit_code, message):
+    """The exception a restore in another process ended with, from its exit code."""
+    classes = {cls.exit_code: cls for cls in BootstrapError.__subclasses__()}
+    return classes.get(exit_code, BootstrapError)(message)
+
+
+def wait(*patterns, dest=None, timeout=None, quiet=False):
+    """Block until the files the patterns name (every file, with none) are in place in dest,
+    restored by a restore in another process (restore --background); raise what that
+    restore ended with if it failed. Patterns as for RestoreJob."""
+    dest = _settings(None, dest, None)[1]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    matchers = [_pattern(p) for p in patterns]
+    progress = _Progress(f"waiting for {', '.join(patterns) or 'the restore'}", 0, quiet)
+    try:
+        while True:
+            marker = _read_json(os.path.join(dest, MARKER_NAME))
+            background = _read_json(_status_path(dest)) or {}
+            state = (marker or {}).get("state")
+            if marker and not state:
+                files = [p for p, entry in marker.get("manifest", {}).items() if entry[0] != "d"]
+                for text, matcher in zip(patterns, matchers):
+                    if not any(matcher.fullmatch(p) for p in files):
+                        raise UsageError(f"{text!r} names no file restored into {dest}.")
+                return
+            if state == "incomplete":
+                raise _failure(marker.get("exit_code", 1), marker.get("reason", "stopped"))
+            if state == "restoring":
+                planned = marker.get("planned", [])
+                try:
+                    with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
+                              errors="surrogateescape") as f:
+                        done = set(f.read().splitlines())
+                except FileNotFoundError:
+                    done = set()
+                needed = [p for p in planned if not matchers or
+                          any(m.fullmatch(p) for m in matchers)]
+                for text, matcher in zip(patterns, matchers):
+                    if not any(matcher.fullmatch(p) for p in planned):
+                        raise UsageError(f"{text!r} names no file of the archive being "
+                                         f"restored into {dest}.")
+                if all(p in done for p in needed):
+                    return
+                progress.update(0, len(done))
+                if not _alive(marker.get("pid", 0)):
+                    raise BootstrapError(f"The restore into {dest} (pid {marker.get('pid')}) "
+                                         f"stopped before it finished. Run the restore again: "
+                                         f"it keeps the files verified so far.")
+            elif "exit_code" in background:
+                if background["exit_code"]:
+                    raise _failure(background["exit_code"], background.get("message", ""))
+            elif not _alive(background.get("pid", 0)):
+                raise BootstrapError(f"No restore is running into {dest}, and it holds no "
+                                     f"restored folder. Start one: python bootstrap_assets.py "
+                                     f"restore --background --dest {dest}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise BootstrapError(f"{', '.join(patterns) or 'The restore'} not in place "
+                                     f"in {dest} after {timeout:g} s; the restore goes on "
+                                     f"(log: {_log_path(dest)}).")
+            time.sleep(0.1)
+    finally:
+        progress.close()
+
+
+def _start_background(argv, dest):
+    """Start `restore` with argv in a process of its own that outlives the cell; its output
+    goes to a log beside dest. Return what to tell the user."""
+    import subprocess
+    script = globals().get("__file__")
+    if not script or not os.path.isfile(script):
+        raise UsageError("--background starts this file again as its own process, and this "
+                         "run has no file (a pasted cell?). In a cell use: job = "
+                         "restore(background=True), then job.wait('weights/').")
+    dest = _settings(None, dest, None)[1]
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    log = _log_path(dest)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, os.path.abspath(script), *argv], stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, **{ENV_BACKGROUND: "1"}))
+    _write_status(dest, {"pid": process.pid, "log": log})
+    return (f"restoring into {dest} in the background (pid {process.pid}, log {log}). Wait "
+            f"for what a cell needs with: python {os.path.basename(script)} wait [PATH ...] "
+            f"--dest {dest}")
+
+
+def _write_status(dest, fields):
+    path = _status_path(dest)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(fields))
+    os.replace(path + ".tmp", path)
 
 
 # ---------------------------------------------------------------------------------- save --
@@ -5286,11 +6429,12 @@ class _SaveJob(_Record):
     drive_mount: str = None
     started: float = 0.0
     warnings: list = []
+    first: list = []  # globs of the files packed first
 
 
 def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEEP,
          verify=True, incremental="auto", quiet=False, drive_mount=None, lock_timeout=10.0,
-         retry_for=60.0, flush_drive=False, part_size=None, drive_cache=None):
+         retry_for=60.0, flush_drive=False, part_size=None, drive_cache=None, first=None):
     """Pack the local folder back into the archive on the mount; return a SaveResult.
 
     incremental: "auto" (a layer of the changes when the folder was restored or saved from
@@ -5298,7 +6442,9 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
     possible), "never" (always a full archive). A full save keeps `keep` previous versions
     (ARCHIVE.1 ...). part_size: a full archive larger than this is written as parts
     ARCHIVE.part-0001, ... of at most this size (None: DEFAULT_PART_SIZE, 0: always one
-    file); layers are always one file. drive_cache: see restore(). Raises a BootstrapError
+    file); layers are always one file. drive_cache: see restore(). first: globs of the files
+    to put first in the archive, in that order (None: the CONFIG block's FIRST); the rest
+    follows by top-level entry, smallest first. Raises a BootstrapError
     subclass on failure, after which the archive, its versions and its sidecar are as they
     were.
     """
@@ -5339,6 +6485,8 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
                 f"writable place and save the copy (--dest)")
     with _Lock(_lock_path(dest), lock_timeout, dest, lock_fix):
         entries, warnings = _save_entries(dest)
+        first = list(FIRST if first is None else [first] if isinstance(first, str) else first)
+        entries = _ordered(entries, first)
         if not entries:
             raise SourceMissing(f"{dest} is empty; refusing to replace {archive} with an "
                                 f"empty archive. Nothing was written.")
@@ -5346,14 +6494,14 @@ def save(dest=None, archive=None, *, format="auto", level=None, keep=DEFAULT_KEE
             return _save_to_bucket(_SaveJob(archive=archive, dest=dest, format=format,
                                             level=level, keep=keep, verify=verify,
                                             retry_for=retry_for, quiet=quiet, part_size=0,
-                                            started=started, warnings=warnings),
+                                            started=started, warnings=warnings, first=first),
                                    entries, incremental)
         _check_drive_mounted(archive, drive_mount)
         job = _SaveJob(archive=archive, dest=dest, format=format, level=level, keep=keep,
                        verify=verify, retry_for=retry_for, quiet=quiet, part_size=part_size,
                        cache=_DriveCache.on_disk_of(drive_cache, archive, dest, drive_mount),
                        flush_drive=flush_drive, drive_mount=drive_mount, started=started,
-                       warnings=warnings)
+                       warnings=warnings, first=first)
         with _NewFolders(os.path.dirname(archive), _archive_fix(archive)):
             return _save_locked(job, entries, incremental)
 
@@ -5371,6 +6519,11 @@ def _save_locked(job, entries, incremental):
     _clean_stale_temporaries(archive, sidecar)
     manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(dest)
+    if marker and marker.get("state"):
+        raise BootstrapError(
+            f"{dest} holds a restore that did not finish ({marker.get('reason', 'stopped')}): "
+            f"a save of it would drop the files it does not have yet. Nothing was written. "
+            f"Fix: run the restore again (it goes on where it stopped), then save.")
     recorded = (marker or {}).get("archive", {})
     chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
@@ -5450,10 +6603,12 @@ def _save_full(job, entries, manifest, sidecar):
     base = os.path.basename(job.archive)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
+    index = _IndexBuilder(top + "/", job.first)
     digest, size, files = _write_stream(
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
-        base_id, fmt, level, total)
-    versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar)
+        base_id, fmt, level, total, index=index)
+    versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar,
+                        index=index)
     chain = [_published_identity(job.archive, len(files))]
     _write_marker(job.dest, {"archive": {"identity": chain[0], "chain": chain, "sha256": digest,
                                          "verified": True, "checksum_source": "sidecar",
@@ -5465,7 +6620,8 @@ def _save_full(job, entries, manifest, sidecar):
                       files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
                       verified=job.verify, versions=versions, warnings=job.warnings,
-                      parts=len(files) if len(files) > 1 else 0)
+                      parts=len(files) if len(files) > 1 else 0,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
 def _save_layer(job, plan, manifest, recorded, chain, sidecar):
@@ -5477,12 +6633,13 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     _check_local_room(job, estimate, layer=True)
     final_name = f"{_layer_prefix(job.archive, recorded['sha256'])}{number}"
     one_file = _SaveJob(**dict(vars(job), part_size=0))  # layers stay single small files
+    index = _IndexBuilder(plan["prefix"], job.first, deleted)
     digest, size, files = _write_stream(one_file, lambda k: f"{final_name}.tmp-{os.getpid()}",
                                         plan["prefix"], changed, deleted, None, fmt, level,
-                                        total)
+                                        total, index=index)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, sidecar,
-             known={os.path.basename(job.archive): {recorded["sha256"]}})
+             known={os.path.basename(job.archive): {recorded["sha256"]}}, index=index)
     layer_path = os.path.join(os.path.dirname(job.archive), final_name)
     chain = chain + [_PathSource.identity_of(layer_path)]
     fields = dict(recorded, chain=chain)
@@ -5629,9 +6786,27 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
                      f"{len(marker['manifest']):,} entries, "
                      + (f"{len(changes)} local change(s): {_changes_text(changes)}" if changes
                         else "no local changes"))
+    elif state == "incomplete":
+        lines.append(_restoring_status(dest, marker))
     else:
         lines.append(f"folder {dest}: {state}")
     return lines
+
+
+def _restoring_status(dest, marker):
+    """status's line for a folder whose progressive restore runs, or stopped midway."""
+    planned = marker.get("planned", [])
+    try:
+        with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            done = len(set(f.read().splitlines()) & set(planned))
+    except FileNotFoundError:
+        done = 0
+    share = f"{done:,} of {len(planned):,} files in place"
+    if marker["state"] == "restoring" and _alive(marker.get("pid", 0)):
+        return f"folder {dest}: restoring (pid {marker.get('pid')}), {share}"
+    return (f"folder {dest}: an incomplete restore, {share} "
+            f"({marker.get('reason', 'stopped before its end')}); run restore again to go on")
 
 
 def _version_status(archive, version, content, sidecar, names):
@@ -5886,7 +7061,7 @@ def _check_old_version_flag(argv):
                              f"{following}.")
 
 
-COMMANDS = ("restore", "save", "autosave", "split", "status", "demo")
+COMMANDS = ("restore", "save", "autosave", "split", "status", "wait", "demo")
 
 
 def _size(text):
@@ -5940,6 +7115,9 @@ def _parser():
                       help="always write a full archive")
     saving.add_argument("--flush", action="store_true",
                         help="in a Colab kernel: wait for Drive's upload after saving")
+    saving.add_argument("--first", action="append", metavar="GLOB",
+                        help="put the files GLOB names first in the archive (repeatable, in "
+                             "order; default: top-level entries smallest first)")
 
     parser = _ArgumentParser(
         prog=_program_name(),
@@ -5973,6 +7151,9 @@ def _parser():
                                      f"({DEFAULT_CONNECTIONS})")
     restore_parser.add_argument("--list", action="store_true",
                                 help="list the archive's versions and layers, then stop")
+    restore_parser.add_argument("--background", action="store_true",
+                                help="restore in a process of its own and return at once; "
+                                     "then `wait PATH` blocks until PATH is in place")
     commands.add_parser("save", parents=[common, saving],
                         help="local folder -> archive (crash-safe, verified, versioned)")
     autosave_parser = commands.add_parser(
@@ -5992,6 +7173,13 @@ def _parser():
     split_parser.add_argument("--no-verify", dest="verify", action="store_false",
                               help="skip reading the parts back")
     commands.add_parser("status", parents=[common], help="versions, layers, local changes")
+    wait_parser = commands.add_parser(
+        "wait", parents=[common], help="block until PATHs (or everything) of a background "
+                                       "restore are in place; exit as that restore would")
+    wait_parser.add_argument("paths", nargs="*", metavar="PATH",
+                             help="a file, a folder/ or a glob (**: any depth), below --dest")
+    wait_parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                             help="give up after this long (exit 1); the restore goes on")
     demo_parser = commands.add_parser("demo", help="a self-contained round trip in a "
                                                    "temporary folder")
     demo_parser.add_argument("--version", action=_VersionAction)
@@ -6003,7 +7191,8 @@ def _save_arguments(args):
                 keep=args.keep, verify=args.verify, incremental=args.incremental,
                 quiet=args.quiet, drive_mount=args.drive_mount,
                 lock_timeout=args.lock_timeout, retry_for=args.retry_for,
-                flush_drive=args.flush, part_size=args.part_size, drive_cache=args.drive_cache)
+                flush_drive=args.flush, part_size=args.part_size, drive_cache=args.drive_cache,
+                first=args.first)
 
 
 def _run_autosave(args):
@@ -6133,15 +7322,31 @@ def _run(argv):
                            lock_timeout=args.lock_timeout, retry_for=args.retry_for)
             if not args.quiet:
                 print(result.summary())
+        elif args.command == "wait":
+            wait(*args.paths, dest=args.dest, timeout=args.timeout, quiet=args.quiet)
+            if not args.quiet:
+                print(f"in place: {', '.join(args.paths) or 'everything'}")
         elif args.command == "status" or args.list:
             print("\n".join(status(args.archive, args.dest, drive_mount=args.drive_mount,
                                    retry_for=args.retry_for)))
+        elif args.background:
+            print(_start_background([a for a in argv if a != "--background"], args.dest))
         else:
-            result = restore(args.archive, args.dest, sha256=args.sha256, force=args.force,
-                             engine=args.engine, quiet=args.quiet,
-                             drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
-                             retry_for=args.retry_for, version=args.previous,
-                             drive_cache=args.drive_cache, connections=args.connections)
+            try:
+                result = restore(args.archive, args.dest, sha256=args.sha256,
+                                 force=args.force, engine=args.engine, quiet=args.quiet,
+                                 drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
+                                 retry_for=args.retry_for, version=args.previous,
+                                 drive_cache=args.drive_cache, connections=args.connections)
+            except BootstrapError as exc:
+                if os.environ.get(ENV_BACKGROUND):  # for `wait`, in another process
+                    _write_status(_settings(None, args.dest, None)[1],
+                                  {"pid": os.getpid(), "exit_code": exc.exit_code,
+                                   "message": str(exc)})
+                raise
+            if os.environ.get(ENV_BACKGROUND):
+                _write_status(_settings(None, args.dest, None)[1],
+                              {"pid": os.getpid(), "exit_code": 0})
             if not args.quiet:
                 print(result.summary())
         return 0, None
