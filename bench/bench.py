@@ -1591,6 +1591,7 @@ def main(argv=None):
     report = "\n".join(lines)
     print(report)
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(report + "\n")
     try:
