@@ -1003,7 +1003,7 @@ def bench_progressive(data, scratch, runs, src, expect):
         f"<= {k:.2f} x + {plus:g} s (= {limit:.2f} s)", weights <= limit)
     first = med(runs_bg, "first_image")
     row(f"progressive: first of job.files({READY_IMAGES!r}) after weights/ in place",
-        f"{first:.2f}", "", "", "", "", f"<= {TARGETS['first image']} s",
+        f"{first:.3f}", "", "", "", "", f"<= {TARGETS['first image']} s",
         first <= TARGETS["first image"])
     whole = med(runs_bg, "whole")
     row("progressive: whole background restore (process)", f"{whole:.2f}",
