@@ -146,7 +146,7 @@ RESTART_EVERY = 1 << 20
 MAX_INDEX = 256 << 20  # an index larger than this (about 2 million files) is not ours
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
-BACKGROUND_HOLDER = "background restore, "  # how a background restore's lock names it
+BACKGROUND_HOLDER = " (background restore)"  # how a background restore's lock names it
 ENV_BACKGROUND = "BOOTSTRAP_ASSETS_BACKGROUND"  # set for the process restore --background starts
 PART_INFIX = ".part-"  # ARCHIVE.part-0001, ...: one archive stream cut into plain files
 # Drive's mount keeps a local copy of a file for as long as it is open, on the VM's own
@@ -1406,8 +1406,9 @@ class _HttpSource:
         parts = urllib.parse.urlsplit(self.path)
         return urllib.parse.urlunsplit(parts._replace(path=parts.path + ".sha256"))
 
-    def read_sidecar(self):
-        """The entries of the file's .sha256 beside it (the query, if any, kept), or {}."""
+    def read_sidecar(self, raw=False):
+        """The entries of the file's .sha256 beside it (the query, if any, kept), or {};
+        with raw, its bytes (None when there is none)."""
         import urllib.parse
         url = self._sidecar_url()
         client = _HttpClient()
@@ -1431,6 +1432,8 @@ class _HttpSource:
             finally:
                 client.close()
         content = self._retrying(fetch, "fetching the checksum of")
+        if raw:
+            return content
         return {} if content is None else _sidecar_entries(content, self._sidecar_url())
 
     def _open(self, client, start, end=None):
@@ -3017,7 +3020,8 @@ def _tar_members(stream):
             # and the next header follows at once. When what follows is not a header but
             # the block after `size` bytes is, those bytes were the folder's data, which
             # GNU tar and bsdtar step over (looking for the next header): skipped.
-            if not _starts_a_member(stream.peek(BLOCK)):
+            ahead = stream.peek(BLOCK)
+            if ahead and not _starts_a_member(ahead):  # nothing ahead: the archive's end
                 stream.member = name
                 stream.skip(size + (-size) % BLOCK)
             size = 0
@@ -4079,7 +4083,7 @@ class _Lock:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(self.fd, 4096, 0).decode("utf-8", "replace").strip()
-                if holder.startswith(BACKGROUND_HOLDER):
+                if BACKGROUND_HOLDER in holder.partition(":")[0]:
                     # the notebook started it to work meanwhile: what comes next waits for it
                     if not said:
                         sys.stderr.write(f"waiting for the background restore of {self.what} "
@@ -4103,7 +4107,7 @@ class _Lock:
                 pass
             os.close(self.fd)
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{self.purpose}pid {os.getpid()} on {os.uname().nodename}: "
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename}{self.purpose}: "
                            f"{' '.join(sys.argv)[:200]} since {time.strftime('%H:%M:%S')}"
                   .encode(), 0)
         return self
@@ -4333,33 +4337,29 @@ def _stored_stream(source, stored_offset, fmt, hasher, counter):
 
 
 def _read_index(source, line, where):
-    """The index at the place its sidecar line names, checked against the line's hash."""
+    """(index, format): the index at the place its sidecar line names, checked against the
+    line's hash. The bytes from there to the end are the index as it is (a plain tar) or
+    its raw deflate (a .tar.gz): the hash tells which."""
     index_sha, offset, length = line
-    if not 0 <= offset < max(source.size, 1) or length > MAX_INDEX:
+    if not 0 <= offset < max(source.size, 1) or length > MAX_INDEX or \
+            source.size - offset > MAX_INDEX + MAX_TRAILING:
         raise ChecksumMismatch(f"{where}: its checksum file places the index at byte "
-                               f"{offset:,} ({length:,} bytes), outside the archive "
-                               f"({source.size:,} bytes). Nothing was installed.")
-    fmt = "tar"
-    head = next(iter(source.chunks(0)), b"")[:2]
-    if head == b"\x1f\x8b":
-        fmt = "gz"
-    data = bytearray()
-    chunks = source.chunks(offset)
+                               f"{offset:,} ({length:,} bytes), which this archive "
+                               f"({source.size:,} bytes) cannot hold there. Nothing was "
+                               f"installed.")
+    tail = b"".join(source.chunks(offset))
+    candidates = [("tar", tail[:length])]
     try:
-        pieces = _inflated(chunks, source.path) if fmt == "gz" and offset else chunks
-        for piece in pieces:
-            data += piece[:length - len(data)]
-            if len(data) >= length:
-                break
-    finally:
-        chunks.close()
-    if hashlib.sha256(data).hexdigest() != index_sha:
-        raise ChecksumMismatch(f"The index of {where} does not match its checksum: expected "
-                               f"sha256 {index_sha}, got {hashlib.sha256(data).hexdigest()}. "
-                               f"The archive is damaged or is not the one that was saved; "
-                               f"nothing was installed. Save again, or restore the previous "
-                               f"version (--previous 1).")
-    return _Index(bytes(data), where), fmt
+        candidates.append(("gz", zlib.decompressobj(-15).decompress(tail, length)))
+    except zlib.error:
+        pass
+    for fmt, data in candidates:
+        if len(data) == length and hashlib.sha256(data).hexdigest() == index_sha:
+            return _Index(data, where), fmt
+    raise ChecksumMismatch(f"The index of {where} does not match its checksum (sha256 "
+                           f"{index_sha} recorded). The archive is damaged or is not the one "
+                           f"that was saved; nothing was installed. Save again, or restore "
+                           f"the previous version (--previous 1).")
 
 
 def _final_plan(indexes):
@@ -4393,24 +4393,47 @@ def _check_plan(final, extraction, verified):
         extraction.admit(member, entry.path)
 
 
+def _read_journal(dest):
+    """{path: (sha256, size, mtime)} of the files a progressive restore into dest installed."""
+    journal = {}
+    try:
+        with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            for line in f.read().splitlines():
+                words = line.split(" ", 3)
+                if len(words) == 4 and words[1].isdigit() and words[2].lstrip("-").isdigit():
+                    journal[words[3]] = (words[0], int(words[1]), int(words[2]))
+    except FileNotFoundError:
+        pass
+    return journal
+
+
 def _verified_in_place(dest, final, journal):
-    """The paths of the plan an earlier, interrupted restore installed and verified (its
-    journal), still as it left them; and the paths that differ from the plan otherwise."""
-    verified, changes = set(), []
+    """What an earlier, interrupted restore left in dest, judged against this plan: (the
+    paths already as the plan wants them, the files it installed that this plan replaces
+    or drops, the changes made since, which are the user's). journal: {path: (sha256,
+    size, mtime)} of what it installed."""
+    verified, stale, changes = set(), [], []
     for path, entry in _scan(dest).items():
-        planned = final.get(path)
-        if planned is None:
-            changes.append(f"added {path}")
-        elif entry[0] == "d" and planned[1].kind == "d":
+        planned = final.get(path, (None, None))[1]
+        installed = journal.get(path)
+        ours = entry[0] == "f" and installed is not None and \
+            (entry[1], entry[2] // 10**9) == installed[1:]
+        if planned is not None and planned.kind == entry[0] == "d":
             verified.add(path)
-        elif entry[0] == "l" and planned[1].kind == "l" and entry[1] == planned[1].target:
+        elif planned is not None and planned.kind == entry[0] == "l" and \
+                entry[1] == planned.target:
             verified.add(path)
-        elif entry[0] == "f" and planned[1].kind == "f" and path in journal and \
-                entry[1] == planned[1].size and entry[2] // 10**9 == planned[1].mtime:
+        elif ours and planned is not None and planned.kind == "f" and \
+                installed == (planned.sha256, planned.size, planned.mtime):
             verified.add(path)
+        elif ours:
+            stale.append(path)
+        elif entry[0] == "d" and any(p.startswith(path + "/") for p in journal):
+            continue  # a folder an older plan made
         else:
-            changes.append(f"modified {path}")
-    return verified, changes
+            changes.append(f"{'modified' if planned else 'added'} {path}")
+    return verified, stale, changes
 
 
 class _Installer:
@@ -4430,7 +4453,7 @@ class _Installer:
                 self.writer.add(_Member(path, "dir", tuple(path.split("/")), entry.mode,
                                         entry.mtime, 0), ())
 
-    def file(self, entry, pieces, where):
+    def file(self, entry, pieces):
         parts = tuple(entry.path.split("/"))
         self.writer._make_parents(parts)
         self.count += 1
@@ -4443,10 +4466,12 @@ class _Installer:
                 hasher.update(piece)
                 self.writer._write(fd, piece)
             if hasher.hexdigest() != entry.sha256:
-                raise ChecksumMismatch(
-                    f"{where}: member {entry.path!r} does not match the archive's index "
-                    f"(sha256 {entry.sha256} recorded, {hasher.hexdigest()} read). The archive "
-                    f"is damaged; only the files verified before it were installed.")
+                raise CorruptArchive(
+                    f"member {entry.path!r} is damaged: its content does not match the "
+                    f"archive's index (sha256 {entry.sha256} recorded, {hasher.hexdigest()} "
+                    f"read). Only the files verified before it were installed. Fix: save "
+                    f"again from a complete copy of the folder, or restore the previous "
+                    f"version (--previous 1).")
             os.fchmod(fd, entry.mode)
             os.utime(fd, (entry.mtime, entry.mtime))
         except BaseException:
@@ -4460,10 +4485,10 @@ class _Installer:
     def link(self, entry):
         self.writer.add(_Member(entry.path, "symlink", tuple(entry.path.split("/")),
                                 entry.mode, entry.mtime, 0, entry.target), ())
-        self.installed(entry)
 
     def installed(self, entry):
-        self.journal.write(entry.path + "\n")
+        """Journal the file (with the hash it was verified against) and tell the job."""
+        self.journal.write(f"{entry.sha256} {entry.size} {entry.mtime} {entry.path}\n")
         self.journal.flush()
         if self.events:
             self.events.installed(entry.path, entry.size)
@@ -4488,6 +4513,8 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
     if not wanted:
         return
     tar_start, stored_start = index.restart_before(wanted[0].header)
+    if fmt == "tar":  # every header of a plain tar is a restart point
+        tar_start = stored_start = wanted[0].header
     whole = stored_start == 0 and len(wanted) == sum(
         1 for entry in index.members if entry.kind == "f")
     last = wanted[-1].header
@@ -4504,12 +4531,13 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
             entry = next(entries, None)
             path = index.path_of("/".join(member.parts))
             if entry is None or not _same_member(member, entry, path):
-                raise ChecksumMismatch(
-                    f"{source.path} does not match its index at member {member.name!r}: the "
-                    f"archive was changed after it was saved. Only files verified before it "
-                    f"were installed. Save again, or restore the previous version.")
+                raise CorruptArchive(
+                    f"member {member.name!r} is damaged: its header does not match the "
+                    f"archive's index. Only the files verified before it were installed. "
+                    f"Fix: save again from a complete copy of the folder, or restore the "
+                    f"previous version (--previous 1).")
             if entry.path in wanted:
-                installer.file(entry, stream.pieces(member.size), source.path)
+                installer.file(entry, stream.pieces(member.size))
                 progress.update(counter.bytes, installer.count)
             else:
                 stream.skip(member.size)
@@ -4535,9 +4563,9 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
     An index that does not match what vouches for it is exit 5 here, before anything."""
     if engine == "tar":
         return None, "--engine tar extracts the archive whole", None
-    if not isinstance(source, _PathSource):
-        return None, ("files appear as they are verified only from a mount (this archive "
-                      "is read over the network)"), None
+    if not isinstance(source, _PathSource) and not getattr(source, "ranged", False):
+        return None, ("the server does not answer Range requests, so the index at the "
+                      "archive's end cannot be read first"), None
     # A pinned hash vouches for an index only when it is the index's own: an index line
     # beside a pinned whole-archive hash comes from the mount, which the pin distrusts.
     lines = _index_lines(raw_sidecar, None if given else expected, given)
@@ -4591,13 +4619,7 @@ def _restore_progressive(job, chain, base_sha):
     verified = set()
     existed = os.path.isdir(dest)
     if job.state == "incomplete":
-        try:
-            with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
-                      errors="surrogateescape") as f:
-                journal = set(f.read().splitlines())
-        except FileNotFoundError:
-            journal = set()
-        verified, changes = _verified_in_place(dest, final, journal)
+        verified, stale, changes = _verified_in_place(dest, final, _read_journal(dest))
         if changes and not job.force:
             raise DestinationChanged(
                 f"{dest} holds an interrupted restore and changes since: "
@@ -4606,6 +4628,10 @@ def _restore_progressive(job, chain, base_sha):
                 f"{dest}.old-<timestamp>, never deleted).")
         if changes:
             job.moved_aside, verified, existed = _move_aside(dest), set(), False
+        else:  # files of an older archive's plan, verified copies of it: this one replaces
+            for path in stale:
+                if path not in final:
+                    os.unlink(os.path.join(dest, path))
     progress = _Progress(f"restoring {source.name}", sum(src.size for src, *_ in chain),
                          job.quiet)
     staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
@@ -5384,14 +5410,13 @@ def _check_local_room(job, estimate, layer=False):
 
 
 def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level, total,
-                  write=None, index=None):
+                  index, write=None):
     """walk -> tar -> compress -> hash -> write, each stage in its own thread.
     temporary(k): the name of written file k (the parts, in order); write(pieces, progress,
     share): what writes elsewhere than to files (a bucket's upload); index: the
     _IndexBuilder that records the stream (its sha256 and place once written)."""
     folder = os.path.dirname(job.archive)
     counter = _Counter()
-    index = index or _IndexBuilder(prefix)
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
     packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
                                              counter, job.warnings, index)), "pack")
@@ -5739,10 +5764,12 @@ def _save_to_bucket(job, entries, incremental):
     total = _file_bytes(entries)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
+    index = _IndexBuilder(top + "/", job.first)
     digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
-                                               fmt, level, total)
+                                               fmt, level, total, index)
     try:
-        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content)
+        versions = _publish_in_bucket(store, temporary, digest, size, job.keep, content,
+                                      index)
     except BaseException:
         _drop_temporary(store, temporary)
         raise
@@ -5756,16 +5783,17 @@ def _save_to_bucket(job, entries, incremental):
                       bytes_written=size, bytes_packed=total,
                       files=_file_count(entries),
                       seconds=time.monotonic() - job.started, sha256=digest, format=fmt,
-                      verified=job.verify, versions=versions, warnings=job.warnings)
+                      verified=job.verify, versions=versions, warnings=job.warnings,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
-def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total):
+def _upload_verified(job, store, prefix, entries, deleted, base_id, fmt, level, total, index):
     """Pack and upload to a new temporary key and verify it there -> (sha256, size, key);
     on failure the temporary object is removed (or left for the next save's clean_stale)."""
     temporary = f"{store.key}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         digest, size = _write_stream(job, None, prefix, entries, deleted, base_id, fmt, level,
-                                     total, lambda pieces, progress, share:
+                                     total, index, lambda pieces, progress, share:
                                      store.upload(temporary, pieces, progress, share))
         _verify_in_bucket(job, store, temporary, digest, size)
     except BaseException:
@@ -5791,20 +5819,26 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
     folder = store.key.rpartition("/")[0]
     name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
     key = f"{folder}/{name}" if folder else name
+    index = _IndexBuilder(plan["prefix"], job.first, deleted)
     digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
-                                               None, fmt, level, total)
+                                               None, fmt, level, total, index)
     where = store.address(store.key + ".sha256")
     entries = {n: set(h) for n, h in
                (_sidecar_entries(content, where) if content else {}).items() if n}
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     entries.setdefault(store.key.rpartition("/")[2], {recorded["sha256"]})
+    indexes = _sidecar_indexes(content)
+    if index.offset is not None:
+        indexes[digest] = [index.sha256, index.offset, index.length]
     try:
         if name in entries:  # a line left by a layer since removed: unnamed before replaced
             del entries[name]
-            store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+            store.put(store.key + ".sha256",
+                      _sidecar_text(entries, {}, {}, indexes=indexes).encode())
         store.copy(temporary, key, size)
         entries[name] = {digest}
-        store.put(store.key + ".sha256", _sidecar_text(entries, {}, {}).encode())
+        store.put(store.key + ".sha256",
+                  _sidecar_text(entries, {}, {}, indexes=indexes).encode())
     finally:
         _drop_temporary(store, temporary)
     address = store.address(key)
@@ -5814,7 +5848,8 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
                       files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
-                      verified=job.verify, warnings=job.warnings)
+                      verified=job.verify, warnings=job.warnings,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
 def _verify_in_bucket(job, store, temporary, digest, size):
@@ -5838,7 +5873,7 @@ def _verify_in_bucket(job, store, temporary, digest, size):
             f"archive is untouched; save again.")
 
 
-def _publish_in_bucket(store, temporary, digest, size, keep, content):
+def _publish_in_bucket(store, temporary, digest, size, keep, content, index):
     """Put a verified upload in place, keeping `keep` previous versions, by server-side
     copies (a store has no rename), each complete or not at all.
 
@@ -5848,8 +5883,11 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
     KEY; then what is beyond `keep` and the temporary object are deleted and the final
     sidecar written. So at every instant each name holds a complete object its sidecar
     accepts, and the current archive is replaced only by a verified one. Layers of a base
-    no longer kept go with it."""
+    no longer kept go with it. index: the upload's _IndexBuilder, for its `# index` line."""
     name = store.key
+    indexes = _sidecar_indexes(content)
+    if index.offset is not None:
+        indexes[digest] = [index.sha256, index.offset, index.length]
     before = {key: set(hashes) for key, hashes in
               (_sidecar_entries(content, store.address(name + ".sha256")) if content
                else {}).items() if key}
@@ -5877,7 +5915,7 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
 
     def full(key):
         return f"{folder}/{key}" if folder else key
-    store.put(name + ".sha256", _sidecar_text(transition, {}, {}).encode())
+    store.put(name + ".sha256", _sidecar_text(transition, {}, {}, indexes=indexes).encode())
     for source, target in moves:
         held = store.head(full(source))
         if held is not None:
@@ -5886,7 +5924,7 @@ def _publish_in_bucket(store, temporary, digest, size, keep, content):
     for key in doomed + orphans:
         store.delete(full(key))
     store.delete(temporary)
-    store.put(name + ".sha256", _sidecar_text(after, {}, {}).encode())
+    store.put(name + ".sha256", _sidecar_text(after, {}, {}, indexes=indexes).encode())
     return sorted({base} | {target for _, target in moves})
 
 
@@ -5998,7 +6036,9 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
         if given and not _is_bucket(archive):  # a bucket's sidecar also names its layers
             sidecar = {}
         elif _is_url(archive):
-            sidecar = source.read_sidecar()
+            raw_sidecar = source.read_sidecar(raw=True)
+            sidecar = {} if raw_sidecar is None else _sidecar_entries(raw_sidecar,
+                                                                      source.path + ".sha256")
         else:
             sidecar = _sidecar_entries(raw_sidecar, archive + ".sha256") if raw_sidecar \
                 is not None else {}
@@ -6028,8 +6068,7 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
         else:
             why = (f"{dest} held an earlier restore, which served until the new one was "
                    f"complete")
-        if chain and (state != "incomplete" or
-                      marker["archive"].get("chain") == [src.identity for src, *_ in chain]):
+        if chain:
             cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
             job = _Restoring(dest=dest, state=state, force=force, quiet=quiet,
                              space=_restore_space_plan(source, parent, cache), events=events,
@@ -6041,9 +6080,9 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
             return result
         if state == "incomplete" and not force:
             raise DestinationChanged(
-                f"{dest} holds an interrupted restore ({marker.get('reason', 'stopped')}) "
-                f"of another archive than {source.path}. Nothing was changed. Run again with "
-                f"--force to restore anyway (the folder is then moved to "
+                f"{dest} holds an interrupted restore ({marker.get('reason', 'stopped')}), "
+                f"and {source.path} cannot go on from it ({why}). Nothing was changed. Run "
+                f"again with --force to restore anyway (the folder is then moved to "
                 f"{dest}.old-<timestamp>, never deleted).")
         if (state == "foreign" or changes) and not force:
             raise DestinationChanged(
@@ -6246,9 +6285,7 @@ class RestoreJob:
                             raise UsageError(f"{text!r} names no file of the archive being "
                                              f"restored into {self.dest}.")
                         left |= matched
-                    if not patterns:
-                        left = set(self._planned)
-                if left is not None:
+                if left is not None and patterns:
                     left.difference_update(self._installed[seen:])
                     seen = len(self._installed)
                     if not left:
@@ -6346,12 +6383,7 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
                 raise _failure(marker.get("exit_code", 1), marker.get("reason", "stopped"))
             if state == "restoring":
                 planned = marker.get("planned", [])
-                try:
-                    with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
-                              errors="surrogateescape") as f:
-                        done = set(f.read().splitlines())
-                except FileNotFoundError:
-                    done = set()
+                done = _read_journal(dest)
                 needed = [p for p in planned if not matchers or
                           any(m.fullmatch(p) for m in matchers)]
                 for text, matcher in zip(patterns, matchers):
@@ -6606,7 +6638,7 @@ def _save_full(job, entries, manifest, sidecar):
     index = _IndexBuilder(top + "/", job.first)
     digest, size, files = _write_stream(
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
-        base_id, fmt, level, total, index=index)
+        base_id, fmt, level, total, index)
     versions = _publish(job.archive, files, base, digest, True, job.keep, sidecar,
                         index=index)
     chain = [_published_identity(job.archive, len(files))]
@@ -6636,7 +6668,7 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     index = _IndexBuilder(plan["prefix"], job.first, deleted)
     digest, size, files = _write_stream(one_file, lambda k: f"{final_name}.tmp-{os.getpid()}",
                                         plan["prefix"], changed, deleted, None, fmt, level,
-                                        total, index=index)
+                                        total, index)
     # A base restored without a sidecar line gets one: its hash was computed as it was read.
     _publish(job.archive, files, final_name, digest, False, DEFAULT_KEEP, sidecar,
              known={os.path.basename(job.archive): {recorded["sha256"]}}, index=index)
@@ -6649,7 +6681,8 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
                       files=_file_count(changed), format=fmt,
                       seconds=time.monotonic() - job.started, sha256=digest,
-                      verified=job.verify, warnings=job.warnings)
+                      verified=job.verify, warnings=job.warnings,
+                      index_sha256=index.sha256 if index.offset is not None else None)
 
 
 # --------------------------------------------------------------------------------- split --
@@ -6796,12 +6829,7 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=60.0):
 def _restoring_status(dest, marker):
     """status's line for a folder whose progressive restore runs, or stopped midway."""
     planned = marker.get("planned", [])
-    try:
-        with open(os.path.join(dest, JOURNAL_NAME), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            done = len(set(f.read().splitlines()) & set(planned))
-    except FileNotFoundError:
-        done = 0
+    done = len(_read_journal(dest).keys() & set(planned))
     share = f"{done:,} of {len(planned):,} files in place"
     if marker["state"] == "restoring" and _alive(marker.get("pid", 0)):
         return f"folder {dest}: restoring (pid {marker.get('pid')}), {share}"

@@ -9,7 +9,10 @@ Sources:
   fetched through the package managers (pinned versions, cached in $CONFORMANCE_CACHE,
   default ~/.cache/bootstrap-assets-conformance): npm tarballs (`npm pack`), a PyPI sdist
   and a wheel (`pip download`), the data.tar.xz of a few Debian packages (`apt-get
-  download` + `ar x`); a registry that cannot be reached is skipped, and the table says so;
+  download` + `ar x`), and Go's archive/tar test archives (all 40-odd) with two of
+  archive/zip's, from Debian's golang-1.19-src (GO_SRC: Go 1.19.8 as Debian packs it; the
+  expectation of each is in GO_TAR); a registry that cannot be reached is skipped, and the
+  table says so;
   built here from a small tree of odd but legal content (unicode names, spaces, empty files
   and folders, relative and dangling links, hard links, exec bits, long names, deep paths)
   by every archiver on the machine: GNU tar in each format (+ --xattrs, -S), bsdtar (pax,
@@ -20,8 +23,10 @@ Sources:
 Each archive is restored with every engine (bootstrap_assets.available_engines()) and the
 result compared with the reference's: same paths, kinds, contents, link targets, exec bits
 and hard-link groups. The only differences allowed are the documented safety refusals
-(absolute names, links leaving the folder, devices, FIFOs; setuid bits cleared), each
-asserted by name: the error class, the member and the rule, the destination untouched.
+(absolute names, links leaving the folder, devices, FIFOs; setuid bits cleared; for Go's
+archives also the refusals kept on purpose and damage GNU tar fails on too, which is
+checked), each asserted by name: the error class, the member and the rule, the
+destination untouched.
 Sparse members are taken either way (refused cleanly as exit 6, or restored like the
 reference): that support is being built on another branch.
 
@@ -72,11 +77,15 @@ class Case:
     refusal: None (the reference's tree, after the layout rule), or (error class name,
     member, rule words) for a documented safety refusal. cleared: the restore must equal
     the reference except for setuid/setgid/sticky bits, which must be gone. sparse: the
-    reference's tree, and its sparse file (disk.img) keeps its holes."""
+    reference's tree, and its sparse file (disk.img) keeps its holes. note: words the
+    result's note must hold. reference_fails: the reference extractor exits non-zero on
+    this archive too (checked; with no refusal, the files it did extract are compared)."""
 
-    def __init__(self, group, name, path, refusal=None, cleared=False, sparse=False):
+    def __init__(self, group, name, path, refusal=None, cleared=False, sparse=False,
+                 note=None, reference_fails=False):
         self.group, self.name, self.path = group, name, path
         self.refusal, self.cleared, self.sparse = refusal, cleared, sparse
+        self.note, self.reference_fails = note, reference_fails
 
 
 class Skip(Exception):
@@ -163,6 +172,83 @@ def debian_cases(work):
             raise Skip(f"{deb} holds no data.tar.*")
         cases.append(Case(f"Debian {data[0]}", f"{package}={version}",
                           os.path.join(unpacked, data[0]), refusal=refusal))
+    return cases
+
+
+# Go's archive/tar test archives, from Debian's golang-1.19-src (the machine reaches Debian's
+# mirror, not go.dev): the source tree of Go 1.19.8 as Debian packs it, pinned by version.
+GO_SRC = ("golang-1.19-src", "1.19.8-2")
+GO_TESTDATA = "usr/share/go-1.19/src/archive"
+NO_END = "end-of-archive marker"  # the note of an archive that ends without its zero blocks
+# What restore must make of each: None, identical to GNU tar; a str, identical and that note;
+# else (error class, member, rule words, whether GNU tar fails on it too). A name not listed
+# must be identical to GNU tar: a new Go archive is a new case, not a silent pass.
+GO_TAR = {
+    # written without Close: no end-of-archive blocks
+    "gnu-incremental.tar": NO_END, "gnu-multi-hdrs.tar": NO_END, "nil-uid.tar": NO_END,
+    "pax-multi-hdrs.tar": NO_END, "ustar-file-reg.tar": NO_END,
+    # refused on purpose, where GNU tar extracts
+    "hdr-only.tar": ("UnsafeArchive", "fifo", "a FIFO (rule:", False),
+    "pax-bad-mtime-file.tar": ("CorruptArchive", "foo", "not a number (rule:", False),
+    "pax-nul-path.tar": ("UnsafeArchive", "0123456789", "NUL byte in its name (rule:", False),
+    "pax-path-hdr.tar": ("CorruptArchive", "PAX1/PAX1/long-path-name",
+                         "ends after the extended header", False),
+    # damaged: GNU tar fails on each too
+    "issue10968.tar": ("CorruptArchive", "issue10968.tar", "not an archive this tool knows",
+                       True),
+    "issue11169.tar": ("CorruptArchive", "issue11169.tar", "in the middle of a member's header",
+                       True),
+    "issue12435.tar": ("CorruptArchive", "issue12435.tar", "unreadable size field", True),
+    "neg-size.tar": ("CorruptArchive", "neg-size.tar", "unreadable size field", True),
+    "pax-bad-hdr-file.tar": ("CorruptArchive", "pax-bad-hdr-file.tar", "record is malformed",
+                             True),
+    "pax-bad-hdr-large.tar.bz2": ("UnsafeArchive", "pax-bad-hdr-large.tar.bz2",
+                                  "rule: pax headers and long names stay under", True),
+    "pax-global-records.tar": ("UnsafeArchive", "pax-global-records.tar",
+                               "a global pax header sets path", True),
+    "sparse-formats.tar": ("CorruptArchive", "sparse-gnu", "not whole 512-byte blocks", True),
+    "writer-big.tar": ("CorruptArchive", "tmp/16gig.txt", "in the middle of member", True),
+    "writer-big-long.tar": ("CorruptArchive", "longname/longname", "in the middle of member",
+                            True),
+}
+# GNU tar exits 2 over an xattr record whose name holds a NUL, having extracted the file;
+# restore ignores xattrs: the files must equal what GNU tar extracted
+GO_TAR_REFERENCE_FAILS = {"pax-nul-xattrs.tar"}
+GO_ZIP = ["test.zip", "test-prefix.zip"]  # test-prefix: 43 bytes before the zip
+
+
+def go_testdata_cases(work):
+    """Go's archive/tar testdata (every .tar and .tar.bz2 there) and two of archive/zip's."""
+    need("apt-get", "apt")
+    need("ar", "binutils")
+    need("tar", "tar")
+    package, version = GO_SRC
+
+    def fetch(tmp):
+        run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp)
+    deb = cached("debian", f"{package}_{version}_all.deb", fetch)
+    unpacked = tempfile.mkdtemp(prefix="go-src-", dir=work)
+    run(["ar", "x", deb, "data.tar.xz"], cwd=unpacked)
+    run(["tar", "-xJf", "data.tar.xz", "--wildcards", f"./{GO_TESTDATA}/tar/testdata/*",
+         f"./{GO_TESTDATA}/zip/testdata/*"], cwd=unpacked)
+    folder = os.path.join(unpacked, GO_TESTDATA, "tar", "testdata")
+    names = sorted(n for n in os.listdir(folder) if n.endswith((".tar", ".tar.bz2")))
+    if len(names) < 30:
+        raise Skip(f"{deb} holds {len(names)} tar test archives, not Go's usual 40-odd")
+    cases = []
+    for name in names:
+        expect = GO_TAR.get(name)
+        path = os.path.join(folder, name)
+        if isinstance(expect, tuple):
+            cls, member, rule, gnu_fails = expect
+            cases.append(Case("Go archive/tar testdata", name, path, refusal=(cls, member, rule),
+                              reference_fails=gnu_fails))
+        else:
+            cases.append(Case("Go archive/tar testdata", name, path, note=expect,
+                              reference_fails=name in GO_TAR_REFERENCE_FAILS))
+    for name in GO_ZIP:
+        cases.append(Case("Go archive/zip testdata", name,
+                          os.path.join(unpacked, GO_TESTDATA, "zip", "testdata", name)))
     return cases
 
 
@@ -507,15 +593,16 @@ def refusal_cases(work):
 # --------------------------------------------------------------- reference and compare --
 def is_zip(path):
     with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
+        return f.read(4) == b"PK\x03\x04" or path.endswith(".zip")
 
 
-def member_names(path):
+def member_names(path, fails=False):
     if is_zip(path):
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
     def listing(*flags):
-        out = subprocess.run(["tar", *flags, path], stdout=subprocess.PIPE, check=True,
+        out = subprocess.run(["tar", *flags, path], stdout=subprocess.PIPE, check=not fails,
+                             stderr=subprocess.DEVNULL,
                              env=dict(os.environ, LC_ALL="C.UTF-8")).stdout
         return [line for line in out.decode("utf-8", "replace").split("\n") if line]
     # a volume label (-V) is listed like a member, and names no file: its long line starts
@@ -524,14 +611,19 @@ def member_names(path):
             if not long.startswith("V")]
 
 
-def reference(path, into):
-    """The reference extractor's result after the layout rule: the folder --dest must equal."""
+def reference(path, into, fails=False):
+    """The reference extractor's result after the layout rule: the folder --dest must equal.
+    fails: it exits non-zero (else Skip), and what it extracted is the result."""
     os.makedirs(into)
     if is_zip(path):
         run(["unzip", "-q", "-o", path, "-d", into], ok=(0, 1))
+    elif fails:
+        if subprocess.run(["tar", "-xf", path, "-C", into], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            raise Skip("GNU tar extracted it without an error, where the case says it fails")
     else:
         run(["tar", "-xf", path, "-C", into])
-    names = member_names(path)
+    names = member_names(path, fails)
     dotted = any(n.startswith("./") for n in names)
     tops = set()
     for name in names:
@@ -566,8 +658,7 @@ def tree(root, special_bits=False):
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir",)
             elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+                digest = content_digest(path, st.st_size)
                 out[rel] = ("file", digest, oct(st.st_mode & 0o111))
                 inodes.setdefault(st.st_ino, []).append(rel)
             else:
@@ -577,6 +668,30 @@ def tree(root, special_bits=False):
             for rel in group:
                 out[rel] += (tuple(sorted(group)) if len(group) > 1 else (),)
     return out
+
+
+def content_digest(path, size, piece=1 << 16):
+    """sha256 of a file's bytes, whatever holes it has: the size, then each aligned piece
+    that is not all zeros with its offset. Only the data the filesystem keeps is read
+    (SEEK_DATA), so Go's 60 GB sparse test files take milliseconds."""
+    digest = hashlib.sha256(b"%d\n" % size)
+    done = -1  # the last piece hashed
+    with open(path, "rb") as f:
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(f.fileno(), offset, getattr(os, "SEEK_DATA", 3))
+                end = os.lseek(f.fileno(), start, getattr(os, "SEEK_HOLE", 4))
+            except OSError:  # ENXIO: no data after offset
+                break
+            for index in range(max(start // piece, done + 1), (end + piece - 1) // piece):
+                f.seek(index * piece)
+                chunk = f.read(piece)
+                if chunk.strip(b"\0"):
+                    digest.update(b"%d:" % index + chunk)
+                done = index
+            offset = end
+    return digest.hexdigest()[:16]
 
 
 def difference(got, want, limit=8):
@@ -589,14 +704,22 @@ def difference(got, want, limit=8):
 
 
 def restore_with(case, engine, dest):
-    """(exception or None) from restoring case with engine into dest."""
+    """(exception or None, RestoreResult or None) from restoring case with engine into dest."""
     try:
-        ba.restore(case.path, dest, engine=engine, quiet=True, retry_for=2.0, lock_timeout=5.0,
-                   drive_mount=os.path.join(os.path.dirname(dest), "no-drive-here"),
-                   drive_cache=os.path.join(os.path.dirname(dest), "no-drive-cache"))
+        result = ba.restore(case.path, dest, engine=engine, quiet=True, retry_for=2.0,
+                            lock_timeout=5.0,
+                            drive_mount=os.path.join(os.path.dirname(dest), "no-drive-here"),
+                            drive_cache=os.path.join(os.path.dirname(dest), "no-drive-cache"))
     except ba.BootstrapError as exc:
-        return exc
-    return None
+        return exc, None
+    return None, result
+
+
+def reference_exit(path):
+    """GNU tar's exit code extracting path (into a folder thrown away)."""
+    with tempfile.TemporaryDirectory(prefix="reference-exit-") as into:
+        return subprocess.run(["tar", "-xf", path, "-C", into], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode
 
 
 def check(case, engine, work):
@@ -604,7 +727,7 @@ def check(case, engine, work):
     scratch = tempfile.mkdtemp(prefix="case-", dir=work)
     dest = os.path.join(scratch, DEST_NAME)
     try:
-        error = restore_with(case, engine, dest)
+        error, result = restore_with(case, engine, dest)
         leftovers = [n for n in os.listdir(scratch) if ".staging-" in n or n.endswith(".lock")]
         if leftovers:
             return f"left {leftovers} beside the destination"
@@ -613,16 +736,22 @@ def check(case, engine, work):
             if error is None:
                 return f"restored, but {cls} naming {member!r} ({rule}) was promised"
             text = str(error)
-            if (type(error).__name__ != cls or member not in text or rule not in text):
+            if (not isinstance(error, getattr(ba, cls)) or member not in text
+                    or rule not in text):
                 return (f"{type(error).__name__} (exit {error.exit_code}): {text[:300]}; "
                         f"promised {cls} naming {member!r} and {rule!r}")
             if os.path.lexists(dest):
                 return "a refused restore left the destination behind"
+            if case.reference_fails and reference_exit(case.path) == 0:
+                return "GNU tar reads it without an error, where the case says it fails too"
             return None
         if error is not None:
             return f"{type(error).__name__} (exit {error.exit_code}): {str(error)[:400]}"
+        if case.note and case.note not in (result.note or ""):
+            return f"the result's note {result.note!r} does not say {case.note!r}"
         try:
-            want_root = reference(case.path, os.path.join(scratch, "reference"))
+            want_root = reference(case.path, os.path.join(scratch, "reference"),
+                                  case.reference_fails)
         except Skip as exc:
             return f"the reference extractor failed: {exc}"
         got, want = tree(dest), tree(want_root)
@@ -681,6 +810,8 @@ def gather(work):
         ("PyPI sdist (tar.gz)", lambda: pip_cases(False), True),
         ("PyPI wheel (zip)", lambda: pip_cases(True), True),
         ("Debian data.tar.xz", lambda: debian_cases(work), True),
+        ("Go archive/tar testdata (Debian golang-1.19-src)", lambda: go_testdata_cases(work),
+         True),
         ("GNU tar (formats)", lambda: gnu_tar_cases(work), False),
         ("GNU tar -S (sparse)", lambda: sparse_cases(work), False),
         ("bsdtar", lambda: bsdtar_cases(work), False),
@@ -749,9 +880,17 @@ def main(argv=None):
                 row_note = note
                 if any(c.sparse for c in members):
                     row_note = "holes kept (blocks on disk checked)"
+                if any(c.note for c in members):
+                    row_note = (row_note + "; " if row_note else "") + \
+                        f"{sum(bool(c.note) for c in members)} without end blocks: restored, noted"
                 if any(c.refusal for c in members):
                     row_note = (row_note + "; " if row_note else "") + \
                         "each refusal asserted by error class, member and rule"
+                failing = sum(c.reference_fails for c in members)
+                if failing:
+                    row_note += (f"; GNU tar fails on {failing} (checked): "
+                                 f"{sum(c.reference_fails and bool(c.refusal) for c in members)}"
+                                 f" refused, the rest equal to what it extracted")
                 rows.append((group, len(members), runs, good, row_note))
     finally:
         shutil.rmtree(work, ignore_errors=True)

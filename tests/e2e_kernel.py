@@ -391,6 +391,68 @@ class ImportTests(KernelTestCase):
         self.assertFalse(os.path.exists(os.path.dirname(self.dest)))
 
 
+class BackgroundTests(KernelTestCase):
+    """Start working before the restore ends, in every way in: an archive saved by our own
+    save (indexed), restored in the background while the next cells run."""
+
+    def saved_archive(self):
+        archive = os.path.join(self.tmp, "archives", "saved.tar.gz")
+        ba.save(SOURCE, archive, format="gz", quiet=True, drive_mount="")
+        return archive
+
+    def test_import_background_wait_files_result(self):
+        archive, kernel = self.saved_archive(), self.kernel()
+        cell = kernel.run(f"import bootstrap_assets as ba\n"
+                          f"job = ba.restore(archive={archive!r}, dest={self.dest!r}, "
+                          f"background=True)\nprint('started', type(job).__name__)")
+        self.assertWorked(cell)
+        self.assertIn("started RestoreJob", cell.stdout)
+        cell = kernel.run("job.wait('config.yaml', 'weights/')\n"
+                          "print(open(job.dest + '/config.yaml').read())\n"
+                          "print(sorted(p.rsplit('/', 1)[1] for p in job.files('images/**')))\n"
+                          "r = job.result()\nprint('progressive', r.progressive, job.done)")
+        self.assertWorked(cell)
+        self.assertIn("progressive True True", cell.stdout)
+        self.assertIn("img_00.jpg", cell.stdout)
+        self.assertRestored()
+
+    def test_pasted_cell_then_background_restore(self):
+        archive, kernel = self.saved_archive(), self.kernel()
+        other = os.path.join(self.tmp, "content", "second", "_assets")
+        self.assertWorked(kernel.run(edited_config(SCRIPT, ARCHIVE=archive, DEST=self.dest)))
+        self.assertRestored()
+        cell = kernel.run(f"job = restore(dest={other!r}, background=True)\n"
+                          f"job.wait('weights/shard-0.bin')\nprint(job.result().progressive)")
+        self.assertWorked(cell)
+        self.assertIn("True", cell.stdout)
+        self.assertRestored(other)
+
+    def test_run_magic_background_then_shell_wait(self):
+        archive, kernel = self.saved_archive(), self.kernel()
+        cell = kernel.run(f"%run bootstrap_assets.py restore --background --archive {archive} "
+                          f"--dest {self.dest}")
+        self.assertWorked(cell)
+        self.assertIn("in the background", cell.stdout)
+        cell = kernel.run(f"!python bootstrap_assets.py wait config.yaml images/ --dest "
+                          f"{self.dest}\nprint('exit', _exit_code)\n"
+                          f"!python bootstrap_assets.py wait --dest {self.dest}\n"
+                          f"print('exit', _exit_code)")
+        self.assertWorked(cell)
+        self.assertEqual(cell.stdout.count("exit 0"), 2, cell)
+        self.assertRestored()
+
+    def test_failing_background_restore_fails_the_waiting_cell_with_its_message(self):
+        kernel = self.kernel()
+        missing = os.path.join(self.tmp, "archives", "nope.tar.gz")
+        cell = kernel.run(f"import bootstrap_assets as ba\n"
+                          f"job = ba.restore(archive={missing!r}, dest={self.dest!r}, "
+                          f"background=True)")
+        self.assertWorked(cell)
+        cell = kernel.run("job.wait('config.yaml')")
+        self.assertEqual(cell.status, "error", cell)
+        self.assertEqual(cell.error["ename"], "SourceMissing", cell)
+
+
 class KaggleKernelTests(KernelTestCase):
     """A Kaggle kernel (its variables set; a folder standing in for /kaggle): no flags."""
 

@@ -1071,6 +1071,12 @@ def _apply_truncate(data, p, ctx):
         return b""
     if kind == "no-end":
         return data.rstrip(b"\0") + bytes(-len(data.rstrip(b"\0")) % 512)
+    if kind == "no-end-blocks":  # cut exactly at the end marker: as Go's writer without Close
+        offsets = header_offsets(data)
+        if not offsets:
+            return data
+        size = header_number(data[offsets[-1] + 124:offsets[-1] + 136]) or 0
+        return data[:offsets[-1] + 512 + size + (-size % 512)]
     if kind == "block":
         return data[:512 * r.randrange(max(len(data) // 512, 1))]
     if kind == "headers":
@@ -1105,9 +1111,10 @@ def gen_tarraw(rng, model, seed):
         return {"op": "splice", "p": {"seed": s, "kind": kind}, "expect": "damaged",
                 "desc": f"block splice: {kind}"}
     if roll < 0.9:
-        kind = rng.choice(["byte", "byte", "block", "headers", "no-end", "empty"])
+        kind = rng.choice(["byte", "byte", "block", "headers", "no-end", "no-end-blocks",
+                           "empty"])
         return {"op": "truncate", "p": {"seed": s, "kind": kind},
-                "expect": "odd" if kind == "no-end" else "damaged",
+                "expect": {"no-end": "odd", "no-end-blocks": "benign"}.get(kind, "damaged"),
                 "desc": f"tar truncated: {kind}"}
     kind = rng.choice(["zeros", "random", "copy"])
     return {"op": "append", "p": {"seed": s, "kind": kind},
@@ -1435,16 +1442,18 @@ def _apply_zipraw(data, p, ctx):
             data[r.randrange(len(data))] = r.randrange(256)
     elif p["kind"] == "truncate":
         data = data[:r.randrange(max(len(data), 1))]
-    elif p["kind"] == "prepend":
+    elif p["kind"] == "prepend":  # a self-extracting stub: unzip and zipfile read past it
         data[0:0] = b"MZ garbage stub "
+    elif p["kind"] == "pad":
+        data[0:0] = bytes(4096)
     return bytes(data)
 
 
 def gen_zipraw(rng, model, seed):
-    kind = rng.choice(["flip", "flip", "truncate", "prepend"])
+    kind = rng.choice(["flip", "flip", "truncate", "prepend", "pad"])
     n = rng.choice([1, 2, 4, 16])
     return {"op": "zipraw", "p": {"seed": rng.randrange(2 ** 32), "kind": kind, "n": n},
-            "expect": "damaged",
+            "expect": "benign" if kind in ("prepend", "pad") else "damaged",
             "desc": f"zip bytes: {kind}" + (f" x{n}" if kind == "flip" else "")}
 
 

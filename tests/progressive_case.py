@@ -14,6 +14,22 @@ from helpers import ba  # noqa: E402
 URL_PATH = "/assets.tar"
 
 
+class SlowReads(h.FlakyReads):
+    """Every read call of `path` (open()/os.read/pread, as FlakyReads sees them) first sleeps
+    `delay` seconds: a slow local source for this process's restores (the module reads 1 MiB
+    at a time). Set .delay = 0 to let it go at full speed."""
+
+    def __init__(self, path, delay):
+        super().__init__(path, fail_calls=())
+        self.delay = delay
+
+    def check(self):
+        with self.lock:
+            self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+
+
 class ProgressiveCase(h.SaveTestCase):
     """self.local holds make_tree's tree (self.files: {relpath: bytes}) once make() ran."""
 
@@ -66,8 +82,18 @@ class ProgressiveCase(h.SaveTestCase):
         self.http.server.trickle[URL_PATH] = (chunk, delay)
         return url
 
+    def slow_local(self, delay=0.4):
+        """self.archive, read slowly by this process (SlowReads) until full_speed()."""
+        self.slow = SlowReads(self.archive, delay)
+        self.slow.__enter__()
+        self.addCleanup(self.slow.__exit__, None, None, None)
+        return self.archive
+
     def full_speed(self):
-        self.http.server.trickle.pop(URL_PATH, None)
+        if getattr(self, "slow", None) is not None:
+            self.slow.delay = 0
+        if getattr(self, "http", None) is not None:
+            self.http.server.trickle.pop(URL_PATH, None)
 
     def background(self, archive, dest=None, **kw):
         kw.setdefault("quiet", True)
@@ -82,8 +108,7 @@ class ProgressiveCase(h.SaveTestCase):
 
     def _end_job(self, job):
         """Never leave a restore thread running into the next test."""
-        if getattr(self, "http", None) is not None:
-            self.http.server.trickle.pop(URL_PATH, None)
+        self.full_speed()
         try:
             job.result(timeout=60)
         except Exception:

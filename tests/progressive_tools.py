@@ -369,3 +369,15 @@ def visible_entries(root):
 
 def gz_one_stream(raw, level):
     return gzip.compress(raw, compresslevel=level, mtime=0)
+
+
+def lock_pid(dest):
+    """The pid in the lock file beside dest (`pid N ...`), or None."""
+    path = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".lock")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"\bpid (\d+)", text)
+    return int(m.group(1)) if m else None

@@ -22,19 +22,6 @@ from helpers import ba  # noqa: E402
 from progressive_case import URL_PATH, ProgressiveCase  # noqa: E402
 
 
-def lock_pid(dest):
-    """The pid in the lock file beside dest (`pid N ...`), or None."""
-    path = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".lock")
-    try:
-        with open(path) as f:
-            fields = f.read().split()
-    except OSError:
-        return None
-    if len(fields) >= 2 and fields[0] == "pid" and fields[1].isdigit():
-        return int(fields[1])
-    return None
-
-
 def alive(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -58,7 +45,7 @@ class JobTests(ProgressiveCase):
                 self.assertEqual(pt.sha256(f.read()), pt.sha256(self.files[r]), r)
 
     def test_returns_at_once_then_result_and_done(self):
-        job = self.background(self.slow_http())
+        job = self.background(self.slow_local())
         self.assertLess(self.started_in, 1.0, "restore(background=True) did not return at once")
         self.assertFalse(job.done)
         self.full_speed()
@@ -69,19 +56,19 @@ class JobTests(ProgressiveCase):
         self.assertComplete(self.dest)
 
     def test_wait_for_a_file_returns_when_it_is_in_place_not_at_the_end(self):
-        job = self.background(self.slow_http())
+        job = self.background(self.slow_local())
         job.wait("config.yaml", timeout=30)
         self.assertInPlace("config.yaml")
         self.assertFalse(job.done, "wait('config.yaml') returned only at the end")
 
     def test_wait_for_a_folder_with_a_trailing_slash(self):
-        job = self.background(self.slow_http())
+        job = self.background(self.slow_local())
         job.wait("tokenizer/", timeout=30)
         self.assertInPlace(*[r for r in self.files if r.startswith("tokenizer/")])
         self.assertFalse(job.done)
 
     def test_wait_for_a_double_star_glob_and_several_paths(self):
-        job = self.background(self.slow_http(chunk=65536))
+        job = self.background(self.slow_local())
         job.wait("weights/**", "config.yaml", timeout=30)
         self.assertInPlace("config.yaml", *[r for r in self.files if r.startswith("weights/")])
         job.wait("images/class_00/**", timeout=30)
@@ -91,7 +78,7 @@ class JobTests(ProgressiveCase):
         self.assertComplete(self.dest)
 
     def test_files_yields_every_file_whole_in_install_order(self):
-        job = self.background(self.slow_http(chunk=65536))
+        job = self.background(self.slow_local())
         got, wrong = [], []
         for path in job.files():
             self.assertTrue(os.path.isabs(path), path)
@@ -109,12 +96,12 @@ class JobTests(ProgressiveCase):
         self.assertTrue(job.done)
 
     def test_files_with_a_pattern_yields_only_its_files(self):
-        job = self.background(self.slow_http(chunk=65536))
+        job = self.background(self.slow_local())
         got = [os.path.relpath(p, self.dest) for p in job.files("images/class_01/**")]
         self.assertEqual(got, [r for r in self.order if r.startswith("images/class_01/")])
 
     def test_files_started_late_gives_what_is_in_place_first_then_the_rest(self):
-        job = self.background(self.slow_http(chunk=65536))
+        job = self.background(self.slow_local())
         job.wait("weights/", timeout=30)
         got = [os.path.relpath(p, self.dest) for p in job.files() if not os.path.islink(p)]
         self.assertEqual(sorted(got), sorted(self.files))
@@ -128,7 +115,7 @@ class JobTests(ProgressiveCase):
         self.assertEqual(got, [r for r in self.order if r.startswith("tokenizer/")])
 
     def test_progress_counts_up_to_the_totals(self):
-        job = self.background(self.slow_http(chunk=65536))
+        job = self.background(self.slow_local())
         samples = []
         deadline = time.monotonic() + 60
         while not job.done and time.monotonic() < deadline:
@@ -149,7 +136,7 @@ class JobTests(ProgressiveCase):
             self.assertLessEqual(a[:2], b[:2], "progress went back")
 
     def test_wait_timeout(self):
-        job = self.background(self.slow_http(chunk=4096, delay=0.05))
+        job = self.background(self.slow_local(delay=1.0))
         t0 = time.monotonic()
         with self.assertRaises(TimeoutError):
             job.wait("images/**", timeout=0.3)
@@ -234,9 +221,17 @@ class CommandLineTests(ProgressiveCase):
                                       "--dest", self.dest, "--retry-for", "5"] + list(extra))
         self.assertEqual(rc, 0, err)
         self.assertIn("wait", out + err, "it should say how to wait")
-        self.assertTrue(h.wait_for(lambda: lock_pid(self.dest) or os.path.isdir(self.dest),
-                                   timeout=15), "no detached restore started")
-        pid = lock_pid(self.dest)
+        status = os.path.join(os.path.dirname(self.dest),
+                              ".%s.restore.json" % os.path.basename(self.dest))
+        def ended():  # a restore that fails at once may end before it is seen running
+            try:
+                with open(status) as f:
+                    return "exit_code" in f.read()
+            except OSError:
+                return False
+        self.assertTrue(h.wait_for(lambda: pt.lock_pid(self.dest) or ended(), timeout=15),
+                        "no detached restore started")
+        pid = pt.lock_pid(self.dest)
         if pid:
             self.addCleanup(self._kill, pid)
         return pid
@@ -312,7 +307,7 @@ class LockWaitTests(ProgressiveCase):
         self.make("tar")
 
     def test_save_waits_for_the_background_restore_and_saves_the_whole_folder(self):
-        job = self.background(self.slow_http())
+        job = self.background(self.slow_local())
         job.wait("config.yaml", timeout=30)
         out = {}
         other = os.path.join(self.drive, "again.tar")
@@ -338,7 +333,7 @@ class LockWaitTests(ProgressiveCase):
         self.assertComplete(dest2)
 
     def test_cli_save_says_it_waits(self):
-        job = self.background(self.slow_http())
+        job = self.background(self.slow_local())
         job.wait("config.yaml", timeout=30)
         threading.Timer(1.0, self.full_speed).start()
         rc, out, err = self.run_main(["save", "--dest", self.dest, "--archive",
@@ -348,11 +343,11 @@ class LockWaitTests(ProgressiveCase):
         self.assertIn("wait", (out + err).lower(), "save should say it waits for the restore")
 
     def test_a_second_restore_waits_for_the_first(self):
-        url = self.slow_http()
+        url = self.slow_local()
         job = self.background(url)
         job.wait("config.yaml", timeout=30)
         threading.Timer(1.0, self.full_speed).start()
-        r = self.restore(url, self.dest, lock_timeout=0.3, retry_for=5.0)
+        r = self.restore(url, self.dest, lock_timeout=0.3, retry_for=5.0, drive_mount="")
         self.assertTrue(job.done)
         self.assertIn(r.action, ("unchanged", "restored"))
         self.assertComplete(self.dest)

@@ -358,6 +358,13 @@ class FolderWithDataTests(CompatCase):
         self.assertRestoresAs(raw, tree)
         self.assertEqual(gnu_tar_snapshot(self, raw), (tree, 0))
 
+    def test_a_size_on_the_last_folder_of_an_archive_without_end_blocks(self):
+        raw = member("keep.txt", b"k") + header("dir/", tarfile.DIRTYPE, 4096)
+        tree = {"keep.txt": ("file", 0o644, b"k"), "dir": ("dir",)}
+        for result in self.assertRestoresAs(raw, tree):
+            self.assertIn("end-of-archive marker", result.note)
+        self.assertEqual(gnu_tar_snapshot(self, raw), (tree, 0))
+
     def test_a_header_right_after_is_a_member_as_for_every_reader(self):
         raw = (member("keep.txt", b"k") + header("dir/", tarfile.DIRTYPE, BLOCK)
                + header("smuggled.txt") + member("after.txt", b"a") + END)

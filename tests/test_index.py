@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import unittest
 import warnings
 import zipfile
@@ -359,6 +361,42 @@ class TamperedIndexTests(ProgressiveCase):
         with open(self.archive + ".sha256", "w") as f:
             f.write(text)
         self.check_refused(sha256=pin)
+
+    def test_a_pinned_whole_archive_hash_is_not_beaten_by_a_forged_index_line(self):
+        """Whoever replaces the archive can write the sidecar: a `# index` line naming the
+        pinned whole-archive hash but the attacker's index must not make anything visible."""
+        r = self.make("tar")
+        pin = r.sha256
+        other = os.path.join(self.tmp, "evil", pt.TOP)
+        h.write_bytes(os.path.join(other, "config.yaml"), b"model: evil\n")
+        h.write_bytes(os.path.join(other, "tokenizer/vocab.json"), b"{}")
+        evil_archive = os.path.join(self.tmp, "evil-drive", "assets.tar")
+        e = self.save(dest=other, archive=evil_archive, format="tar")
+        _, evil_index, off, length = pt.index_lines(evil_archive)[0]
+        shutil.copy(evil_archive, self.archive)
+        with open(self.archive + ".sha256", "w") as f:
+            f.write("%s  assets.tar\n# index %s %s %d %d\n# index %s %s %d %d\n"
+                    % (e.sha256, pin, evil_index, off, length, e.sha256, evil_index, off, length))
+        watcher_seen = []
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                if os.path.exists(os.path.join(self.dest, "config.yaml")):
+                    watcher_seen.append("config.yaml")
+                    return
+                time.sleep(0.001)
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        try:
+            err = self.foreground_error(self.archive, self.dest, sha256=pin)
+        finally:
+            stop.set()
+            t.join(5)
+        self.assertIsNotNone(err, "the evil archive was restored under a pinned hash")
+        self.assertEqual(err.exit_code, 5, str(err))
+        self.assertEqual(watcher_seen, [], "a file of the evil archive became visible")
+        self.assertFalse(os.path.lexists(self.dest), "dest created from the evil archive")
 
     def test_a_pinned_index_hash_keeps_progressive_restore(self):
         r = self.make("tar")

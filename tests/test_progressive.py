@@ -129,12 +129,12 @@ class ProgressiveRestoreTests(ProgressiveCase):
 
     def test_marker_says_restoring_until_the_end_and_files_appear_in_archive_order(self):
         self.make("tar")
-        url = self.slow_http()
+        url = self.slow_local()
         w = Watcher(self.dest, self.files)
         w.start()
         out = {}
         t = threading.Thread(target=lambda: out.setdefault("r", self.restore(
-            url, self.dest, retry_for=5.0)), daemon=True)
+            url, self.dest, retry_for=5.0, drive_mount="")), daemon=True)
         t.start()
         self.assertTrue(h.wait_for(lambda: len(w.seen) >= 3, timeout=30),
                         "no file visible while the slow restore runs")
@@ -157,13 +157,26 @@ class ProgressiveRestoreTests(ProgressiveCase):
         self.assertLessEqual(w.seen["config.yaml"], w.seen[order[-1]])
 
 
+    def test_https_with_range_is_progressive_too(self):
+        """The spec: a seekable source is a file or parts on a mount, https with Range, s3/gs."""
+        self.make("tar")
+        url = self.slow_http(chunk=1 << 20, delay=0)
+        r = self.restore(url, self.dest, retry_for=5.0)
+        self.assertTrue(r.progressive, r.summary())
+        self.assertComplete(self.dest)
+
+
 class DamagedMidwayTests(ProgressiveCase):
     """A plain tar with bytes in the middle of DAMAGED's data changed."""
 
-    def fail_midway(self, resign):
+    def fail_midway(self, resign, same_identity=False):
         self.make("tar")
         original_sidecar = pt.sidecar_text(self.archive)
+        st = os.stat(self.archive)
         original, _ = pt.damage_member(self.archive, DAMAGED)
+        if same_identity:  # bytes that rotted in place: size and mtime as saved
+            os.utime(self.archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.identity = (st.st_atime_ns, st.st_mtime_ns) if same_identity else None
         if resign:  # the sidecar vouches for the damaged whole: only the index catches it
             pt.resign(self.archive, self.saved.sha256)
         w = Watcher(self.dest, self.files)
@@ -195,6 +208,8 @@ class DamagedMidwayTests(ProgressiveCase):
     def resume(self, original, original_sidecar, earlier):
         inodes = {p: os.stat(os.path.join(self.dest, p)).st_ino for p in earlier}
         pt.restore_bytes(self.archive, original)
+        if self.identity:
+            os.utime(self.archive, ns=self.identity)
         with open(self.archive + ".sha256", "w") as f:
             f.write(original_sidecar)
         w = Watcher(self.dest, self.files)
@@ -209,7 +224,13 @@ class DamagedMidwayTests(ProgressiveCase):
         rewritten = [p for p in earlier if os.stat(os.path.join(self.dest, p)).st_ino != inodes[p]]
         self.assertEqual(rewritten, [], "the resume rewrote files it had verified")
 
+    def test_damage_in_place_then_repaired_resumes(self):
+        """The same file (size, mtime) read damaged once, then read right: a resume."""
+        e, original, sidecar, earlier = self.fail_midway(resign=False, same_identity=True)
+        self.resume(original, sidecar, earlier)
+
     def test_damage_with_the_sidecar_stale_keeps_verified_files_then_resumes(self):
+        """The damaged archive replaced by an intact copy (a new upload, same bytes as saved)."""
         e, original, sidecar, earlier = self.fail_midway(resign=False)
         self.resume(original, sidecar, earlier)
 
