@@ -4383,10 +4383,12 @@ def _read_index(source, line, where):
     index_sha, offset, length = line
     if not 0 <= offset < max(source.size, 1) or length > MAX_INDEX or \
             source.size - offset > MAX_INDEX + MAX_TRAILING:
-        raise ChecksumMismatch(f"{where}: its checksum file places the index at byte "
-                               f"{offset:,} ({length:,} bytes), which this archive "
-                               f"({source.size:,} bytes) cannot hold there. Nothing was "
-                               f"installed.")
+        raise ChecksumMismatch(f"{where} does not match its checksum: the checksum file "
+                               f"places its index at byte {offset:,} ({length:,} bytes), "
+                               f"which this file ({source.size:,} bytes) cannot hold. It is "
+                               f"damaged or is not the one that was saved; nothing was "
+                               f"installed. Save again, or restore the previous version "
+                               f"(--previous 1).")
     tail = b"".join(source.chunks(offset))
     candidates = [("tar", tail[:length])]
     try:
@@ -4396,10 +4398,10 @@ def _read_index(source, line, where):
     for fmt, data in candidates:
         if len(data) == length and hashlib.sha256(data).hexdigest() == index_sha:
             return _Index(data, where), fmt
-    raise ChecksumMismatch(f"The index of {where} does not match its checksum (sha256 "
-                           f"{index_sha} recorded). The archive is damaged or is not the one "
-                           f"that was saved; nothing was installed. Save again, or restore "
-                           f"the previous version (--previous 1).")
+    raise ChecksumMismatch(f"{where} does not match its checksum: its index is not the one "
+                           f"the checksum file records (sha256 {index_sha}). It is damaged "
+                           f"or is not the one that was saved; nothing was installed. Save "
+                           f"again, or restore the previous version (--previous 1).")
 
 
 def _final_plan(indexes):
