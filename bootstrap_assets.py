@@ -4365,10 +4365,15 @@ def _inflated(chunks, where):
                              f"decompress ({exc}).") from None
 
 
-def _stored_stream(source, stored_offset, fmt, hasher, counter):
+def _counted(source, counter, offset):
+    for data in source.chunks(offset):
+        counter.bytes += len(data)
+        yield data
+
+
+def _stored_stream(source, stored_offset, fmt, counter):
     """The tar stream from a restart point: (stages to close, the tar pieces)."""
-    raw = _Stage(lambda: _hashing(source, hasher, counter, stored_offset), "read",
-                 READ_AHEAD_DEPTH)
+    raw = _Stage(lambda: _counted(source, counter, stored_offset), "read", READ_AHEAD_DEPTH)
     if fmt == "tar":
         return [raw], raw
     data = _Stage(lambda: _decompressed(raw, fmt, source.path) if stored_offset == 0 else
@@ -4544,12 +4549,13 @@ def _same_member(member, entry, path):
             int(member.mtime) == entry.mtime and (kind == "l" or member.mode == entry.mode))
 
 
-def _install_from(source, index, fmt, number, final, verified, installer, expected,
-                  progress, counter):
+def _install_from(source, index, fmt, number, final, verified, installer, progress,
+                  counter):
     """Read one archive of the chain from the restart point before the first file it still
-    has to give, install those files, and stop after the last one (or, reading it whole,
-    at its end, checking the archive's hash). Each member read is checked against the
-    index."""
+    has to give, install those files, and stop after the last one. Each member read is
+    checked against the index, and each file's content against its hash there: what the
+    index does not describe is never installed, so the archive's own hash (which covers
+    the same bytes again) is not computed."""
     wanted = [entry for entry in index.members if entry.kind == "f"
               and final.get(entry.path, (None,))[0] == number and entry.path not in verified]
     if not wanted:
@@ -4557,12 +4563,9 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
     tar_start, stored_start = index.restart_before(wanted[0].header)
     if fmt == "tar":  # every header of a plain tar is a restart point
         tar_start = stored_start = wanted[0].header
-    whole = stored_start == 0 and len(wanted) == sum(
-        1 for entry in index.members if entry.kind == "f")
     last = wanted[-1].header
     wanted = {entry.path for entry in wanted}
-    hasher = hashlib.sha256()
-    stages, data = _stored_stream(source, stored_start, fmt, hasher, counter)
+    stages, data = _stored_stream(source, stored_start, fmt, counter)
     entries = iter([entry for entry in index.members if entry.header >= tar_start])
     try:
         stream = _TarStream(data)
@@ -4584,11 +4587,8 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
             else:
                 stream.skip(member.size)
             stream.skip((-member.size) % BLOCK)
-            if entry.header == last and not whole:
+            if entry.header == last:
                 return
-        stream.drain(MAX_INDEX + MAX_TRAILING)
-        if expected and hasher.hexdigest() not in expected:
-            _check_hash(hasher, expected, "sidecar", source)
     except CorruptArchive as exc:
         raise _with_context(exc, f"Cannot restore {source.path}: ") from None
     except UnsafeArchive as exc:
@@ -4600,7 +4600,7 @@ def _install_from(source, index, fmt, number, final, verified, installer, expect
 
 def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, engine,
                        retry_for, drive_mount):
-    """([(source, index, format, expected hashes)] of the base and its layers, None, base
+    """([(source, index, format)] of the base and its layers, None, base
     sha256) when the files can appear as they are verified; otherwise (None, why not, None).
     An index that does not match what vouches for it is exit 5 here, before anything."""
     if engine == "tar":
@@ -4621,7 +4621,7 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
         return None, ("the archive has no index (it was made by another tool or an older "
                       "version of this one)"), None
     base_sha, index, fmt = _vouched_index(source, lines)
-    chain = [(source, index, fmt, None if given else expected)]
+    chain = [(source, index, fmt)]
     for layer_path, _ in _layers_of(archive, base_sha, sidecar, retry_for):
         layer = _open_source(layer_path, retry_for, drive_mount)
         layer_expected = _expected_hashes(sidecar, layer.name, fallback=False)
@@ -4629,7 +4629,7 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
         if not layer_lines:
             return None, f"the layer {layer.name} has no index", None
         _, layer_index, layer_fmt = _vouched_index(layer, layer_lines)
-        chain.append((layer, layer_index, layer_fmt, layer_expected))
+        chain.append((layer, layer_index, layer_fmt))
     return chain, None, base_sha
 
 
@@ -4652,8 +4652,8 @@ def _restore_progressive(job, chain, base_sha):
     working before the restore ends); resume what an interrupted one left."""
     dest, parent = job.dest, os.path.dirname(job.dest)
     source = chain[0][0]
-    final = _final_plan([index for _, index, _, _ in chain])
-    identities = [src.identity for src, _, _, _ in chain]
+    final = _final_plan([index for _, index, _ in chain])
+    identities = [src.identity for src, _, _ in chain]
     archive_fields = {"identity": source.identity, "chain": identities, "sha256": base_sha,
                       "verified": job.checksum_source is not None,
                       "checksum_source": job.checksum_source, "format": chain[0][2],
@@ -4674,7 +4674,7 @@ def _restore_progressive(job, chain, base_sha):
             for path in stale:
                 if path not in final:
                     os.unlink(os.path.join(dest, path))
-    progress = _Progress(f"restoring {source.name}", sum(src.size for src, *_ in chain),
+    progress = _Progress(f"restoring {source.name}", sum(src.size for src, _, _ in chain),
                          job.quiet)
     staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
                                    f"{os.urandom(4).hex()}")
@@ -4699,10 +4699,10 @@ def _restore_progressive(job, chain, base_sha):
             installer = _Installer(dest, staging, job.events, journal)
             installer.folders(final)
             counter = _Counter()
-            for number, (src, index, fmt, expected) in enumerate(chain):
+            for number, (src, index, fmt) in enumerate(chain):
                 progress.label, progress.total = f"restoring {src.name}", src.size
-                _install_from(src, index, fmt, number, final, verified, installer, expected,
-                              progress, counter)
+                _install_from(src, index, fmt, number, final, verified, installer, progress,
+                              counter)
             for path, (_, entry) in final.items():
                 if entry.kind == "l" and path not in verified and \
                         tuple(path.split("/")) not in extraction.absolute_links:
