@@ -319,6 +319,29 @@ def _retried(action, retry_for, failures, judge, give_up, stop=None, first=0.2):
                 raise give_up(exc) from None
 
 
+class _Background(threading.Thread):
+    """action() in a thread of its own: a round trip on the mount that what follows need not
+    wait for. result() waits for it, then returns what action returned or raises what it
+    raised."""
+
+    def __init__(self, action, name):
+        super().__init__(name=name, daemon=True)
+        self.action, self.value, self.error = action, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.value = self.action()
+        except BaseException as exc:  # handed to whoever asks for the result
+            self.error = exc
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def _mb_per_s(nbytes, seconds):
     return nbytes / seconds / 1e6 if seconds else 0.0
 
@@ -810,14 +833,25 @@ def _layer_prefix(archive_path, base_sha):
     return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
 
 
-def _find_layers(archive_path, base_sha):
+def _find_layers(archive_path, base_sha, names=None):
     """The layer files of the base with this hash, in order (stops at the first gap).
 
-    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
+    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name. names:
+    its folder's listing, when the caller has one (a listing is a round trip on the mount).
     """
     folder = os.path.dirname(archive_path)
+    names = os.listdir(folder) if names is None else names
     return [os.path.join(folder, name) for name in
-            _layer_names(os.listdir(folder), _layer_prefix(archive_path, base_sha))]
+            _layer_names(names, _layer_prefix(archive_path, base_sha))]
+
+
+def _listing(folder):
+    """os.listdir(folder), or None when that fails: the caller then lists again where it
+    always did, and meets the error there."""
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return None
 
 
 def _layer_names(names, prefix):
@@ -1072,16 +1106,16 @@ def _read_sidecar(archive, retry_for, raw=False):
     return {} if content is None else _sidecar_entries(content, sidecar)
 
 
-def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
+def _layers_of(archive, base_sha, sidecar, retry_for, store=None, names=None):
     """[(path or address, identity)] of the layers of the base with this hash, in order:
-    files beside an archive on a mount; objects beside one in a bucket (store: the
-    bucket's, when the caller has it), of those its sidecar names (a layer is named only
-    once complete); none for a URL."""
+    files beside an archive on a mount (names: its folder's listing, when the caller has
+    one); objects beside one in a bucket (store: the bucket's, when the caller has it), of
+    those its sidecar names (a layer is named only once complete); none for a URL."""
     if not base_sha or (_is_url(archive) and not _is_bucket(archive)):
         return []
     if not _is_bucket(archive):
         return [(path, _PathSource.identity_of(path)) for path in
-                _find_layers(archive, base_sha)]
+                _find_layers(archive, base_sha, names)]
     store = store or _bucket(archive, retry_for)
     return [(store.address(key), {"path": store.address(key), **held})
             for key, held in _bucket_layers(store, base_sha, sidecar)]
@@ -6116,6 +6150,9 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
     cache_shares_disk = bool(in_cache)
     writer = _GnuTarWriter(extraction_root) if engine == "tar" else \
         _PythonWriter(extraction_root, cache_shares_disk)
+    # the archive's folder, listed for its layers while the archive streams, not after it
+    listing = None if _is_url(archive) else \
+        _Background(lambda: _listing(os.path.dirname(archive)), "list")
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, staging)
@@ -6125,7 +6162,8 @@ def _restore_into(source, archive, sidecar, staging, dest, engine, expected, che
                                  f"changed at {dest}. Fix: save again from the folder that has "
                                  f"the files, or pass --archive with the right archive.")
         layers = _layers_of(archive, base_sha, sidecar, retry_for,
-                            getattr(source, "store", None))
+                            getattr(source, "store", None),
+                            listing.result() if listing else None)
         chain = [source.identity]
         for layer_path, _ in layers:
             if engine == "tar":
