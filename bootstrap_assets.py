@@ -1121,15 +1121,16 @@ def _layers_of(archive, base_sha, sidecar, retry_for, store=None, names=None):
             for key, held in _bucket_layers(store, base_sha, sidecar)]
 
 
-def _chain_on_drive(archive, base_sha, sidecar):
-    """Identities of the base and its layers as they are on the mount now."""
+def _chain_on_drive(archive, base_sha, sidecar, names=None):
+    """Identities of the base and its layers as they are on the mount now (names: the
+    folder's listing, when the caller has one)."""
     try:
         found = _archive_files(archive, 0, sidecar)
     except (SourceMissing, CorruptArchive):
         found = None
     if found is None:
         return None
-    layers = _find_layers(archive, base_sha) if base_sha else []
+    layers = _find_layers(archive, base_sha, names) if base_sha else []
     return [_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers]
 
 
@@ -5743,10 +5744,10 @@ def _publish(archive, written, final_name, digest, rotate, keep, content, known=
     return sorted(kept_bases)
 
 
-def _clean_stale_temporaries(archive, content=False):
+def _clean_stale_temporaries(archive, content=False, names=None):
     """Remove temporary files of saves that died (we hold the lock, so none is live), but
-    none that a journal still has to move into place. content: the sidecar's bytes, when
-    the caller has them."""
+    none that a journal still has to move into place. content: the sidecar's bytes, and
+    names: the folder's listing, when the caller has them."""
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     try:
         if content is False:
@@ -5755,7 +5756,7 @@ def _clean_stale_temporaries(archive, content=False):
     except BootstrapError:
         journal = {}
     pending = {move[0] for move in journal.get("moves", [])}
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if names is None else names:
         if name.startswith(base + ".") and ".tmp-" in name and name not in pending:
             os.unlink(os.path.join(folder, name))
 
@@ -6570,17 +6571,23 @@ def _archive_fix(archive):
 def _save_locked(job, entries, incremental):
     """save(), holding the lock, once the archive's folder exists."""
     archive, dest, retry_for = job.archive, job.dest, job.retry_for
-    sidecar = _finish_interrupted(archive, retry_for)
-    _clean_stale_temporaries(archive, sidecar)
-    manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(dest)
     if marker and marker.get("state"):
         raise BootstrapError(
             f"{dest} holds a restore that did not finish ({marker.get('reason', 'stopped')}): "
             f"a save of it would drop the files it does not have yet. Nothing was written. "
             f"Fix: run the restore again (it goes on where it stopped), then save.")
+    # A save that can only be a full one samples the local files for its format while the
+    # mount answers the round trips below.
+    sampling = _Background(lambda: _choose_format(dest, entries, job.format, job.level),
+                           "sample") if job.format == "auto" and (
+        marker is None or incremental == "never") else None
+    sidecar = _finish_interrupted(archive, retry_for)
+    names = os.listdir(os.path.dirname(archive))  # one round trip on the mount for both
+    _clean_stale_temporaries(archive, sidecar, names)
+    manifest = {path: entry for path, entry, _ in entries}
     recorded = (marker or {}).get("archive", {})
-    chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
+    chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar, names)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
         # the save that made it may have closed its files a moment ago (autosave's last)
@@ -6592,7 +6599,7 @@ def _save_locked(job, entries, incremental):
     try:
         if plan:
             return _save_layer(job, plan, manifest, recorded, chain, sidecar)
-        return _save_full(job, entries, manifest, sidecar)
+        return _save_full(job, entries, manifest, sidecar, sampling)
     except OSError as exc:
         raise _save_failure(exc, archive) from None
 
@@ -6649,8 +6656,10 @@ def _save_failure(exc, archive):
                           f"checksum are intact.")
 
 
-def _save_full(job, entries, manifest, sidecar):
-    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+def _save_full(job, entries, manifest, sidecar, sampling=None):
+    """sampling: the _Background already choosing the format, if any."""
+    fmt, level = sampling.result() if sampling else _choose_format(job.dest, entries,
+                                                                   job.format, job.level)
     total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
     _check_room(job.archive, estimate)
