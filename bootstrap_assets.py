@@ -5311,36 +5311,26 @@ class _OutputFile:
             self.reader = None
 
 
-def _create(path):
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                   0o644)
+def _create(path, replace=False, mode=0o644):
+    """A new file, opened for writing. replace: one of that name (a dead run's temporary)
+    is emptied, not an error."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+                   | getattr(os, "O_CLOEXEC", 0), mode)
 
 
-class _Creating(threading.Thread):
-    """Creates the next part's file while this part is written: a create is a round trip
-    on Drive's mount, which the writer then does not wait for."""
+class _Creating(_Background):
+    """Creates a file while other work goes on (the next part's while this part is written,
+    a sidecar's while the steps before it run): a create is a round trip on Drive's mount,
+    which the writer then does not wait for."""
 
-    def __init__(self, path):
-        super().__init__(name="create", daemon=True)
-        self.path, self.fd, self.error = path, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.fd = _create(self.path)
-        except OSError as exc:
-            self.error = exc
-
-    def result(self):
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.fd
+    def __init__(self, path, replace=False, mode=0o644):
+        self.path = path
+        super().__init__(lambda: _create(path, replace, mode), "create")
 
     def discard(self):
         self.join()
-        if self.fd is not None:
-            os.close(self.fd)
+        if self.value is not None:
+            os.close(self.value)
             os.unlink(self.path)
 
 
@@ -5556,15 +5546,27 @@ class _ReadBack:
 
 
 # ------------------------------------------------------------------------- save: publish --
-def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexes=None):
-    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
-    lines = _sidecar_text(entries, part_sets, identities, journal, indexes)
-    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+def _sidecar_temporary(archive):
+    """The temporary file of the next sidecar, created in the background (see _Creating):
+    the caller does its other round trips on the mount meanwhile."""
+    return _Creating(f"{archive}.sha256.tmp-{os.getpid()}", replace=True, mode=0o666)
+
+
+def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexes=None,
+                   temporary=None):
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over).
+    temporary: its _sidecar_temporary, when the caller started it."""
+    temporary = temporary or _sidecar_temporary(archive)
+    try:
+        lines = _sidecar_text(entries, part_sets, identities, journal, indexes)
+    except BaseException:
+        temporary.discard()
+        raise
+    with open(temporary.result(), "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(lines)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(temporary, archive + ".sha256")
+    os.replace(temporary.path, archive + ".sha256")
 
 
 def _carry_out(archive, journal, identities, indexes):
@@ -5588,17 +5590,23 @@ def _carry_out(archive, journal, identities, indexes):
             return False
         return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
-    for name, size, mtime_ns in journal["drops"]:
-        if recorded(name, size, mtime_ns):
-            os.unlink(os.path.join(folder, name))
-    for source, target, size, mtime_ns in journal["moves"]:
-        if not os.path.lexists(os.path.join(folder, target)) and recorded(source, size,
-                                                                          mtime_ns):
-            os.rename(os.path.join(folder, source), os.path.join(folder, target))
-    for name, size, mtime_ns in journal["deletes"]:
-        if recorded(name, size, mtime_ns):
-            os.unlink(os.path.join(folder, name))
-    _write_sidecar(archive, entries, part_sets, identities, indexes=indexes)
+    temporary = _sidecar_temporary(archive)  # made while the steps below run
+    try:
+        for name, size, mtime_ns in journal["drops"]:
+            if recorded(name, size, mtime_ns):
+                os.unlink(os.path.join(folder, name))
+        for source, target, size, mtime_ns in journal["moves"]:
+            if not os.path.lexists(os.path.join(folder, target)) and recorded(source, size,
+                                                                              mtime_ns):
+                os.rename(os.path.join(folder, source), os.path.join(folder, target))
+        for name, size, mtime_ns in journal["deletes"]:
+            if recorded(name, size, mtime_ns):
+                os.unlink(os.path.join(folder, name))
+    except BaseException:
+        temporary.discard()
+        raise
+    _write_sidecar(archive, entries, part_sets, identities, indexes=indexes,
+                   temporary=temporary)
 
 
 def _finish_interrupted(archive, retry_for):
