@@ -6590,8 +6590,16 @@ def _save_locked(job, entries, incremental):
     sampling = _Background(lambda: _choose_format(dest, entries, job.format, job.level),
                            "sample") if job.format == "auto" and (
         marker is None or incremental == "never") else None
-    sidecar = _finish_interrupted(archive, retry_for)
-    names = os.listdir(os.path.dirname(archive))  # one round trip on the mount for both
+    # one listing of the folder (for stale temporaries and layers), made while the sidecar
+    # is read: each is a round trip on the mount
+    folder = os.path.dirname(archive)
+    listing = _Background(lambda: os.listdir(folder), "list")
+    sidecar = _read_sidecar(archive, retry_for, raw=True)
+    if _sidecar_journal(sidecar):  # a save or split died mid-swap: finish it, list again
+        listing.join()
+        sidecar, names = _finish_interrupted(archive, retry_for), os.listdir(folder)
+    else:
+        names = listing.result()
     _clean_stale_temporaries(archive, sidecar, names)
     manifest = {path: entry for path, entry, _ in entries}
     recorded = (marker or {}).get("archive", {})
