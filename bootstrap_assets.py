@@ -328,6 +328,29 @@ def _retried(action, retry_for, failures, judge, give_up, stop=None, first=0.2):
                 raise give_up(exc) from None
 
 
+class _Background(threading.Thread):
+    """action() in a thread of its own: a round trip on the mount that what follows need not
+    wait for. result() waits for it, then returns what action returned or raises what it
+    raised."""
+
+    def __init__(self, action, name):
+        super().__init__(name=name, daemon=True)
+        self.action, self.value, self.error = action, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.value = self.action()
+        except BaseException as exc:  # handed to whoever asks for the result
+            self.error = exc
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def _mb_per_s(nbytes, seconds):
     return nbytes / seconds / 1e6 if seconds else 0.0
 
@@ -819,14 +842,25 @@ def _layer_prefix(archive_path, base_sha):
     return f"{os.path.basename(archive_path)}.{base_sha[:16]}{LAYER_INFIX}"
 
 
-def _find_layers(archive_path, base_sha):
+def _find_layers(archive_path, base_sha, names=None):
     """The layer files of the base with this hash, in order (stops at the first gap).
 
-    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name.
+    archive_path is the main archive's path (not ARCHIVE.N): layers carry its name. names:
+    its folder's listing, when the caller has one (a listing is a round trip on the mount).
     """
     folder = os.path.dirname(archive_path)
+    names = os.listdir(folder) if names is None else names
     return [os.path.join(folder, name) for name in
-            _layer_names(os.listdir(folder), _layer_prefix(archive_path, base_sha))]
+            _layer_names(names, _layer_prefix(archive_path, base_sha))]
+
+
+def _listing(folder):
+    """os.listdir(folder), or None when that fails: the caller then lists again where it
+    always did, and meets the error there."""
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return None
 
 
 def _layer_names(names, prefix):
@@ -1081,30 +1115,31 @@ def _read_sidecar(archive, retry_for, raw=False):
     return {} if content is None else _sidecar_entries(content, sidecar)
 
 
-def _layers_of(archive, base_sha, sidecar, retry_for, store=None):
+def _layers_of(archive, base_sha, sidecar, retry_for, store=None, names=None):
     """[(path or address, identity)] of the layers of the base with this hash, in order:
-    files beside an archive on a mount; objects beside one in a bucket (store: the
-    bucket's, when the caller has it), of those its sidecar names (a layer is named only
-    once complete); none for a URL."""
+    files beside an archive on a mount (names: its folder's listing, when the caller has
+    one); objects beside one in a bucket (store: the bucket's, when the caller has it), of
+    those its sidecar names (a layer is named only once complete); none for a URL."""
     if not base_sha or (_is_url(archive) and not _is_bucket(archive)):
         return []
     if not _is_bucket(archive):
         return [(path, _PathSource.identity_of(path)) for path in
-                _find_layers(archive, base_sha)]
+                _find_layers(archive, base_sha, names)]
     store = store or _bucket(archive, retry_for)
     return [(store.address(key), {"path": store.address(key), **held})
             for key, held in _bucket_layers(store, base_sha, sidecar)]
 
 
-def _chain_on_drive(archive, base_sha, sidecar):
-    """Identities of the base and its layers as they are on the mount now."""
+def _chain_on_drive(archive, base_sha, sidecar, names=None):
+    """Identities of the base and its layers as they are on the mount now (names: the
+    folder's listing, when the caller has one)."""
     try:
         found = _archive_files(archive, 0, sidecar)
     except (SourceMissing, CorruptArchive):
         found = None
     if found is None:
         return None
-    layers = _find_layers(archive, base_sha) if base_sha else []
+    layers = _find_layers(archive, base_sha, names) if base_sha else []
     return [_identity(archive, found[0])] + [_PathSource.identity_of(p) for p in layers]
 
 
@@ -5328,36 +5363,26 @@ class _OutputFile:
             self.reader = None
 
 
-def _create(path):
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                   0o644)
+def _create(path, replace=False, mode=0o644):
+    """A new file, opened for writing. replace: one of that name (a dead run's temporary)
+    is emptied, not an error."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+                   | getattr(os, "O_CLOEXEC", 0), mode)
 
 
-class _Creating(threading.Thread):
-    """Creates the next part's file while this part is written: a create is a round trip
-    on Drive's mount, which the writer then does not wait for."""
+class _Creating(_Background):
+    """Creates a file while other work goes on (the next part's while this part is written,
+    a sidecar's while the steps before it run): a create is a round trip on Drive's mount,
+    which the writer then does not wait for."""
 
-    def __init__(self, path):
-        super().__init__(name="create", daemon=True)
-        self.path, self.fd, self.error = path, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.fd = _create(self.path)
-        except OSError as exc:
-            self.error = exc
-
-    def result(self):
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.fd
+    def __init__(self, path, replace=False, mode=0o644):
+        self.path = path
+        super().__init__(lambda: _create(path, replace, mode), "create")
 
     def discard(self):
         self.join()
-        if self.fd is not None:
-            os.close(self.fd)
+        if self.value is not None:
+            os.close(self.value)
             os.unlink(self.path)
 
 
@@ -5573,15 +5598,27 @@ class _ReadBack:
 
 
 # ------------------------------------------------------------------------- save: publish --
-def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexes=None):
-    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over)."""
-    lines = _sidecar_text(entries, part_sets, identities, journal, indexes)
-    temporary = f"{archive}.sha256.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+def _sidecar_temporary(archive):
+    """The temporary file of the next sidecar, created in the background (see _Creating):
+    the caller does its other round trips on the mount meanwhile."""
+    return _Creating(f"{archive}.sha256.tmp-{os.getpid()}", replace=True, mode=0o666)
+
+
+def _write_sidecar(archive, entries, part_sets, identities, journal=None, indexes=None,
+                   temporary=None):
+    """Replace ARCHIVE.sha256 atomically (write a temporary file, fsync, rename over).
+    temporary: its _sidecar_temporary, when the caller started it."""
+    temporary = temporary or _sidecar_temporary(archive)
+    try:
+        lines = _sidecar_text(entries, part_sets, identities, journal, indexes)
+    except BaseException:
+        temporary.discard()
+        raise
+    with open(temporary.result(), "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(lines)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(temporary, archive + ".sha256")
+    os.replace(temporary.path, archive + ".sha256")
 
 
 def _carry_out(archive, journal, identities, indexes):
@@ -5606,17 +5643,23 @@ def _carry_out(archive, journal, identities, indexes):
             return False
         return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
-    for name, size, mtime_ns in journal["drops"]:
-        if recorded(name, size, mtime_ns):
-            os.unlink(os.path.join(folder, name))
-    for source, target, size, mtime_ns in journal["moves"]:
-        if not os.path.lexists(os.path.join(folder, target)) and recorded(source, size,
-                                                                          mtime_ns):
-            os.rename(os.path.join(folder, source), os.path.join(folder, target))
-    for name, size, mtime_ns in journal["deletes"]:
-        if recorded(name, size, mtime_ns):
-            os.unlink(os.path.join(folder, name))
-    _write_sidecar(archive, entries, part_sets, identities, indexes=indexes)
+    temporary = _sidecar_temporary(archive)  # made while the steps below run
+    try:
+        for name, size, mtime_ns in journal["drops"]:
+            if recorded(name, size, mtime_ns):
+                os.unlink(os.path.join(folder, name))
+        for source, target, size, mtime_ns in journal["moves"]:
+            if not os.path.lexists(os.path.join(folder, target)) and recorded(source, size,
+                                                                              mtime_ns):
+                os.rename(os.path.join(folder, source), os.path.join(folder, target))
+        for name, size, mtime_ns in journal["deletes"]:
+            if recorded(name, size, mtime_ns):
+                os.unlink(os.path.join(folder, name))
+    except BaseException:
+        temporary.discard()
+        raise
+    _write_sidecar(archive, entries, part_sets, identities, indexes=indexes,
+                   temporary=temporary)
 
 
 def _finish_interrupted(archive, retry_for):
@@ -5799,10 +5842,10 @@ def _plan_publish(archive, names, before, sets_before, written, final_name, dige
                         part_sets_transition=sets_transition, kept=sorted(kept_bases))
 
 
-def _clean_stale_temporaries(archive, content=False):
+def _clean_stale_temporaries(archive, content=False, names=None):
     """Remove temporary files of saves that died (we hold the lock, so none is live), but
-    none that a journal still has to move into place. content: the sidecar's bytes, when
-    the caller has them."""
+    none that a journal still has to move into place. content: the sidecar's bytes, and
+    names: the folder's listing, when the caller has them."""
     folder, base = os.path.dirname(archive), os.path.basename(archive)
     try:
         if content is False:
@@ -5811,7 +5854,7 @@ def _clean_stale_temporaries(archive, content=False):
     except BootstrapError:
         journal = {}
     pending = {move[0] for move in journal.get("moves", [])}
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if names is None else names:
         if name.startswith(base + ".") and ".tmp-" in name and name not in pending:
             os.unlink(os.path.join(folder, name))
 
@@ -6228,6 +6271,9 @@ def _restore_into(job, staging):
     cache_shares_disk = bool(in_cache)
     writer = _GnuTarWriter(extraction_root) if engine == "tar" else \
         _PythonWriter(extraction_root, cache_shares_disk)
+    # the archive's folder, listed for its layers while the archive streams, not after it
+    listing = None if _is_url(archive) else \
+        _Background(lambda: _listing(os.path.dirname(archive)), "list")
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, staging)
@@ -6237,7 +6283,8 @@ def _restore_into(job, staging):
                                  f"changed at {dest}. Fix: save again from the folder that has "
                                  f"the files, or pass --archive with the right archive.")
         layers = _layers_of(archive, base_sha, sidecar, retry_for,
-                            getattr(source, "store", None))
+                            getattr(source, "store", None),
+                            listing.result() if listing else None)
         chain = [source.identity]
         for layer_path, _ in layers:
             if engine == "tar":
@@ -6646,17 +6693,31 @@ def _archive_fix(archive):
 def _save_locked(job, entries, incremental):
     """save(), holding the lock, once the archive's folder exists."""
     archive, dest, retry_for = job.archive, job.dest, job.retry_for
-    sidecar = _finish_interrupted(archive, retry_for)
-    _clean_stale_temporaries(archive, sidecar)
-    manifest = {path: entry for path, entry, _ in entries}
     marker = _read_marker(dest)
     if marker and marker.get("state"):
         raise BootstrapError(
             f"{dest} holds a restore that did not finish ({marker.get('reason', 'stopped')}): "
             f"a save of it would drop the files it does not have yet. Nothing was written. "
             f"Fix: run the restore again (it goes on where it stopped), then save.")
+    # A save that can only be a full one samples the local files for its format while the
+    # mount answers the round trips below.
+    sampling = _Background(lambda: _choose_format(dest, entries, job.format, job.level),
+                           "sample") if job.format == "auto" and (
+        marker is None or incremental == "never") else None
+    # one listing of the folder (for stale temporaries and layers), made while the sidecar
+    # is read: each is a round trip on the mount
+    folder = os.path.dirname(archive)
+    listing = _Background(lambda: os.listdir(folder), "list")
+    sidecar = _read_sidecar(archive, retry_for, raw=True)
+    if _sidecar_journal(sidecar):  # a save or split died mid-swap: finish it, list again
+        listing.join()
+        sidecar, names = _finish_interrupted(archive, retry_for), os.listdir(folder)
+    else:
+        names = listing.result()
+    _clean_stale_temporaries(archive, sidecar, names)
+    manifest = {path: entry for path, entry, _ in entries}
     recorded = (marker or {}).get("archive", {})
-    chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar)
+    chain = _chain_on_drive(archive, recorded.get("sha256"), sidecar, names)
     same_chain = bool(marker) and chain is not None and recorded.get("chain") == chain
     if same_chain and marker["manifest"] == manifest and incremental != "never":
         # the save that made it may have closed its files a moment ago (autosave's last)
@@ -6668,7 +6729,7 @@ def _save_locked(job, entries, incremental):
     try:
         if plan:
             return _save_layer(job, plan, manifest, recorded, chain, sidecar)
-        return _save_full(job, entries, manifest, sidecar)
+        return _save_full(job, entries, manifest, sidecar, sampling)
     except OSError as exc:
         raise _save_failure(exc, archive) from None
 
@@ -6725,8 +6786,10 @@ def _save_failure(exc, archive):
                           f"checksum are intact.")
 
 
-def _save_full(job, entries, manifest, sidecar):
-    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+def _save_full(job, entries, manifest, sidecar, sampling=None):
+    """sampling: the _Background already choosing the format, if any."""
+    fmt, level = sampling.result() if sampling else _choose_format(job.dest, entries,
+                                                                   job.format, job.level)
     total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
     _check_room(job.archive, estimate)

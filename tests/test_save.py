@@ -416,14 +416,19 @@ class NoSpaceTests(h.SaveTestCase):
         before = h.folder_state(self.drive)
         h.write_bytes(os.path.join(self.local, "more.txt"), b"more\n")
         import builtins
-        real_open, opened = builtins.open, []
+        real_open, real_os_open, opened = builtins.open, os.open, []
 
         def recording_open(file, *a, **kw):
             opened.append(str(file))
             return real_open(file, *a, **kw)
+
+        def recording_os_open(path, *a, **kw):  # the sidecar's temporary is made this way
+            opened.append(str(path))
+            return real_os_open(path, *a, **kw)
         for incremental in ("auto", "never"):
             with self.subTest(incremental=incremental), \
-                    mock.patch("builtins.open", recording_open):
+                    mock.patch("builtins.open", recording_open), \
+                    mock.patch("os.open", recording_os_open):
                 del opened[:]
                 self.check_nospace(before, incremental=incremental)
                 self.assertTrue(any(".sha256.tmp-" in p for p in opened),
