@@ -4334,8 +4334,8 @@ class _Index:
             self.members = [_IndexEntry(str(path), kind, int(size), int(mode), int(mtime),
                                         str(value) if kind == "f" else "",
                                         str(value) if kind == "l" else "", int(header),
-                                        int(data))
-                            for path, kind, size, mode, mtime, value, header, data
+                                        int(data_offset))
+                            for path, kind, size, mode, mtime, value, header, data_offset
                             in doc["members"]]
             self.deleted = [str(path) for path in doc["deleted"] or ()]
             if not isinstance(self.prefix, str) or any(
@@ -4401,6 +4401,7 @@ def _inflated(chunks, where):
 
 
 def _counted(source, counter, offset):
+    """The stored stream from offset on, its bytes counted (the progress line's figure)."""
     for data in source.chunks(offset):
         counter.bytes += len(data)
         yield data
@@ -4449,12 +4450,11 @@ def _final_plan(indexes):
     are applied, each path in its final content."""
     final = {}
     for number, index in enumerate(indexes):
-        for name in index.deleted:
-            path = index.path_of(name)
-            if path is None:
-                continue
-            for known in [p for p in final if p == path or p.startswith(path + "/")]:
-                del final[known]
+        deleted = {index.path_of(name) for name in index.deleted} - {None}
+        if deleted:  # a deleted path takes everything below it
+            final = {path: held for path, held in final.items()
+                     if not any("/".join(path.split("/")[:depth]) in deleted
+                                for depth in range(1, path.count("/") + 2))}
         for entry in index.members:
             final[entry.path] = (number, entry)
     return final
