@@ -70,6 +70,7 @@ DEST = "/content/_assets"
 SHA256 = ""  # expected sha256 of the archive, kept OUTSIDE Drive ("" = use ARCHIVE.sha256)
 ENGINE = "auto"  # auto | python | tar
 FIRST = []  # save: globs of files to put first in the archive, e.g. ["config.yaml", "weights/"]
+ONLY = []  # restore: only the files these globs name, e.g. ["weights/**", "config.yaml"]
 DRIVE_MOUNT = "/content/drive"
 DRIVE_CACHE = "/root/.config/Google/DriveFS"  # where Colab's Drive mount keeps its local copies
 # ------------------------------------------------------------------------------------------
@@ -150,6 +151,10 @@ MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp", JOURNAL_NAME)  # ours, never 
 # much before it, and the archive grows by well under 1 %.
 INDEX_VERSION = "bootstrap_assets index 1"
 RESTART_EVERY = 1 << 20
+# restore --only reads neighbouring wanted members as one read when the gap between them
+# is under this (a new read costs about that much time on a mount), or when the next one's
+# restart point lies inside the read already (a .tar.gz)
+COALESCE_GAP = 256 << 10
 MAX_INDEX = 256 << 20  # an index larger than this (about 2 million files) is not ours
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
@@ -1222,19 +1227,26 @@ class _PathSource:
         st = os.stat(path)
         return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-    def chunks(self, offset=0):
-        """The stream from offset on: the part holding offset, then every later part."""
+    def chunks(self, offset=0, end=None):
+        """The stream from offset on (to end, when given): the part holding offset, then
+        every later part."""
         start = 0
         for path, size, _ in self.files:
+            if end is not None and start >= end:
+                return
             if offset < start + size or (size == 0 and offset == start):
-                yield from self._file_chunks(path, offset - start, size)
+                stop = None if end is None or end - start >= size else end - start
+                yield from self._file_chunks(path, offset - start, size, stop)
                 offset = start + size
             start += size
 
-    def _file_chunks(self, path, offset, size):
-        """The bytes of one file (or part) from offset on, reopening it after a transient
-        error; a file that ends before its recorded size changed while it was read."""
+    def _file_chunks(self, path, offset, size, stop=None):
+        """The bytes of one file (or part) from offset on (to stop), reopening it after a
+        transient error; a file that ends before its recorded size changed while it was
+        read."""
         handle = None
+        bounded = stop is not None  # else read to the end, as a whole file
+        stop = size if stop is None else stop
 
         def drop_handle():
             nonlocal handle
@@ -1253,13 +1265,13 @@ class _PathSource:
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             try:
-                return handle.read(CHUNK)
+                return handle.read(min(CHUNK, stop - offset) if bounded else CHUNK)
             except OSError:
                 drop_handle()
                 raise
 
         try:
-            while True:
+            while not bounded or offset < stop:
                 data = self._retrying(read_next, "reading", path, offset)
                 if not data:
                     break
@@ -1267,7 +1279,7 @@ class _PathSource:
                 yield data
         finally:
             drop_handle()
-        if offset != size:
+        if offset != stop:
             raise CorruptArchive(
                 f"{path} changed while it was read: {size:,} bytes were expected, "
                 f"{offset:,} were read. Drive may still be syncing it; wait and run this again.")
@@ -1526,20 +1538,24 @@ class _HttpSource:
                 skip -= len(piece)
         return response
 
-    def chunks(self, offset=0):
-        if self.ranged and self.connections > 1 and self.size - offset > HTTP_MIN_PIECE:
-            return _RangedDownload(self, offset).chunks()
-        return self._stream(offset)
+    def chunks(self, offset=0, end=None):
+        """The file from offset on (to end, when given: a ranged source only)."""
+        stop = self.size if end is None or not self.ranged else min(end, self.size)
+        if self.ranged and self.connections > 1 and stop - offset > HTTP_MIN_PIECE:
+            return _RangedDownload(self, offset, stop).chunks()
+        return self._stream(offset, None if stop == self.size else stop)
 
-    def _stream(self, offset):
-        """The file from offset on, over one connection, resumed where a drop left it."""
+    def _stream(self, offset, end=None):
+        """The file from offset on (to end), over one connection, resumed where a drop
+        left it."""
         import http.client
         client = _HttpClient()
+        stop = self.size if end is None else end
         try:
             backoff = _Backoff(self.retry_for)
-            while self.size < 0 or offset < self.size:
-                response = self._retrying(lambda: self._open(client, offset), "downloading",
-                                          offset)
+            while self.size < 0 or offset < stop:
+                response = self._retrying(lambda: self._open(client, offset, end),
+                                          "downloading", offset)
                 try:
                     while True:
                         data = response.read(CHUNK)
@@ -1554,13 +1570,13 @@ class _HttpSource:
                 except (OSError, http.client.HTTPException) as exc:
                     failure = exc
                 client.close()
-                if offset < self.size and not backoff.wait():
+                if offset < stop and not backoff.wait():
                     raise BootstrapError(f"Downloading {self.path} kept failing for "
                                          f"{self.retry_for:g} s at byte {offset:,}: {failure}. "
                                          f"Check the network and run this again.")
         finally:
             client.close()
-        if offset != self.size:
+        if offset != stop:
             raise CorruptArchive(f"{self.path} sent {offset:,} bytes, but announced "
                                  f"{self.size:,}. Run this again.")
 
@@ -1578,8 +1594,9 @@ class _RangedDownload:
     hold one and a half per connection: room for the pieces that finish before the one the
     consumer waits for."""
 
-    def __init__(self, source, offset):
+    def __init__(self, source, offset, end=None):
         self.source = source
+        self.end = source.size if end is None else end  # where the reading stops
         self.piece = max(HTTP_MIN_PIECE, min(HTTP_MAX_PIECE,
                                              HTTP_WINDOW * 2 // (3 * source.connections)
                                              // HTTP_MIN_PIECE * HTTP_MIN_PIECE))
@@ -1590,7 +1607,7 @@ class _RangedDownload:
         self.stopped = False
         self.stopping = threading.Event()  # ends a worker's wait between retries
         self.clients = []
-        workers = min(source.connections, -(-(source.size - offset) // self.piece))
+        workers = min(source.connections, -(-(self.end - offset) // self.piece))
         self.threads = [threading.Thread(target=self._work, name=f"range-{n}", daemon=True)
                         for n in range(workers)]
 
@@ -1601,7 +1618,7 @@ class _RangedDownload:
             thread.start()
         position = piece_start = self.consumed
         try:
-            while position < self.source.size:
+            while position < self.end:
                 with self.condition:
                     while True:
                         if self.failure is not None:
@@ -1630,12 +1647,12 @@ class _RangedDownload:
 
     def _take(self):
         with self.condition:
-            while not self.stopped and self.taken < self.source.size and \
-                    min(self.taken + self.piece, self.source.size) - self.consumed > HTTP_WINDOW:
+            while not self.stopped and self.taken < self.end and \
+                    min(self.taken + self.piece, self.end) - self.consumed > HTTP_WINDOW:
                 self.condition.wait()
-            if self.stopped or self.taken >= self.source.size:
+            if self.stopped or self.taken >= self.end:
                 return None
-            piece = _Piece(self.taken, min(self.taken + self.piece, self.source.size))
+            piece = _Piece(self.taken, min(self.taken + self.piece, self.end))
             self.pieces[piece.start] = piece
             self.taken = piece.end
             return piece
@@ -3678,6 +3695,30 @@ class _Extraction:
         # A whole path holds at most MAX_PATH_BYTES: what a member's name may take below the
         # staging root (longer than dest's own path, so what fits here fits there too).
         self.path_room = MAX_PATH_BYTES - len(os.fsencode(root)) - 1
+        self.matches = None  # restore --only: which paths to write (see passes)
+        self.skipped_files = self.skipped_bytes = 0  # what --only left out
+
+    def passes(self, member):
+        """False for a member restore --only leaves out: not read into the tree, not written.
+        Where the archive's top folder is not known yet (see content_root) a path passes
+        with or without its first component; what passed wrongly goes at the end
+        (_only_prune). Folders always pass (the empty ones go at the end); a hard link
+        only with the file it links to."""
+        if self.matches is None or member.kind == "dir":
+            return True
+        path = "/".join(member.parts)
+        passes = self.matches(path) or (len(member.parts) > 1 and
+                                        self.matches("/".join(member.parts[1:])))
+        if passes and member.kind == "hardlink":
+            try:
+                passes = self.tree.kinds.get(_member_parts(member.linkname,
+                                                           member.linkname)) == "file"
+            except UnsafeArchive:
+                passes = True  # admit judges it
+        if not passes:
+            self.skipped_files += 1
+            self.skipped_bytes += member.size
+        return passes
 
     def admit(self, member, raw_name):
         """Judge member against the tree so far; False when it is not to be written now (a
@@ -3816,6 +3857,9 @@ def _stream_tar(data, extraction, writer, counter):
                 raise CorruptArchive(f"member {member.name!r} is not a JSON list of "
                                      f"paths") from None
             continue
+        if not extraction.passes(member):
+            stream.skip(member.size + (-member.size) % BLOCK)
+            continue
         try:
             admitted = extraction.admit(member, member.name)
         except NoSpace:
@@ -3926,7 +3970,7 @@ def _extract_zip(spool, extraction, writer, counter):
                     member.linkname = _zip_damaged(archive.read, info).decode(
                         "utf-8", "surrogateescape")
                     member.size = 0
-                if not extraction.admit(member, name):
+                if not extraction.passes(member) or not extraction.admit(member, name):
                     continue
                 if member.kind == "file":
                     with _zip_damaged(archive.open, info) as data:
@@ -4231,10 +4275,11 @@ def _check_dest_is_folder(dest):
             f"the file {dest} away.")
 
 
-def _restore_space_plan(source, parent, cache):
+def _restore_space_plan(source, parent, cache, files_bytes=None):
     """(reclaimable, in_cache): refuse up front a restore that cannot fit on parent's disk.
 
-    The extracted files take at least the archive's size. When Drive's cache shares that
+    The extracted files take at least the archive's size (files_bytes, when the restore
+    judges its files' sizes itself: restore --only by ranges). When Drive's cache shares that
     disk it also holds what is being read: a single file whole until it is closed, parts
     about two at a time. What the cache holds already comes back as the disk fills.
     """
@@ -4244,7 +4289,7 @@ def _restore_space_plan(source, parent, cache):
     if cache:
         sizes = [size for _, size, _ in getattr(source, "files", [])] or [source.size]
         in_cache = source.size if len(sizes) == 1 else 2 * max(sizes)
-    need = source.size + in_cache + SPACE_MARGIN
+    need = (source.size if files_bytes is None else files_bytes) + in_cache + SPACE_MARGIN
     if need <= free + reclaimable:
         return reclaimable, in_cache
     where = _mount_point(parent)
@@ -4400,16 +4445,19 @@ def _inflated(chunks, where):
                              f"decompress ({exc}).") from None
 
 
-def _counted(source, counter, offset):
-    """The stored stream from offset on, its bytes counted (the progress line's figure)."""
-    for data in source.chunks(offset):
+def _counted(source, counter, offset, end=None):
+    """The stored stream from offset (to end, when given), its bytes counted (the progress
+    line's figure)."""
+    for data in source.chunks(offset) if end is None else source.chunks(offset, end):
         counter.bytes += len(data)
         yield data
 
 
-def _stored_stream(source, stored_offset, fmt, counter):
-    """The tar stream from a restart point: (stages to close, the tar pieces)."""
-    raw = _Stage(lambda: _counted(source, counter, stored_offset), "read", READ_AHEAD_DEPTH)
+def _stored_stream(source, stored_offset, fmt, counter, end=None):
+    """The tar stream from a restart point (to the stored offset end, when given): (stages
+    to close, the tar pieces)."""
+    raw = _Stage(lambda: _counted(source, counter, stored_offset, end), "read",
+                 READ_AHEAD_DEPTH)
     if fmt == "tar":
         return [raw], raw
     data = _Stage(lambda: _decompressed(raw, fmt, source.path) if stored_offset == 0 else
@@ -4584,23 +4632,57 @@ def _same_member(member, entry, path):
             int(member.mtime) == entry.mtime and (kind == "l" or member.mode == entry.mode))
 
 
+def _segments(index, fmt, wanted):
+    """The wanted members of one archive (in stream order) as the reads that give them:
+    [(tar offset, stored offset to start at, stored offset to stop at or None, members)].
+    Neighbours are read as one when the gap is under COALESCE_GAP or the next one's
+    restart point is inside the read already; each read starts at the restart point before
+    its first member and stops at the one after its last."""
+    import bisect
+    groups = []
+    for entry in wanted:
+        end = entry.data + entry.size + (-entry.size) % BLOCK
+        start = entry.header if fmt == "tar" else index.restart_before(entry.header)[0]
+        if groups and (entry.header - groups[-1][1] < COALESCE_GAP or
+                       start < groups[-1][1]):
+            groups[-1][1] = end
+            groups[-1][2].append(entry)
+        else:
+            groups.append([entry.header, end, [entry]])
+    segments = []
+    for first, end, members in groups:
+        if fmt == "tar":  # every header of a plain tar is a restart point
+            segments.append((first, first, end, members))
+            continue
+        tar_start, stored_start = index.restart_before(first)
+        after = bisect.bisect_left(index.restarts, (end, -1))
+        stop = index.restarts[after][1] if after < len(index.restarts) else None
+        segments.append((tar_start, stored_start, stop, members))
+    return segments
+
+
 def _install_from(source, index, fmt, number, final, verified, installer, progress,
                   counter):
-    """Read one archive of the chain from the restart point before the first file it still
-    has to give, install those files, and stop after the last one. Each member read is
-    checked against the index, and each file's content against its hash there: what the
-    index does not describe is never installed, so the archive's own hash (which covers
-    the same bytes again) is not computed."""
+    """Read the files one archive of the chain still has to give, by ranges: each run of
+    neighbouring wanted members from the restart point before it to the one after it (see
+    _segments), and install those files. Each member read is checked against the index,
+    and each file's content against its hash there: what the index does not describe is
+    never installed, so the archive's own hash (which covers the same bytes again) is not
+    computed. Returns the number of reads."""
     wanted = [entry for entry in index.members if entry.kind == "f"
               and final.get(entry.path, (None,))[0] == number and entry.path not in verified]
-    if not wanted:
-        return
-    tar_start, stored_start = index.restart_before(wanted[0].header)
-    if fmt == "tar":  # every header of a plain tar is a restart point
-        tar_start = stored_start = wanted[0].header
-    last = wanted[-1].header
-    wanted = {entry.path for entry in wanted}
-    stages, data = _stored_stream(source, stored_start, fmt, counter)
+    segments = _segments(index, fmt, wanted)
+    for tar_start, stored_start, stop, members in segments:
+        _install_segment(source, index, fmt, tar_start, stored_start, stop,
+                         {entry.path for entry in members}, members[-1].header, installer,
+                         progress, counter)
+    return len(segments)
+
+
+def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, last,
+                     installer, progress, counter):
+    """One read of _install_from: the members from tar_start to the one at header last."""
+    stages, data = _stored_stream(source, stored_start, fmt, counter, stop)
     entries = iter([entry for entry in index.members if entry.header >= tar_start])
     try:
         stream = _TarStream(data)
@@ -4631,6 +4713,40 @@ def _install_from(source, index, fmt, number, final, verified, installer, progre
     finally:
         for stage in reversed(stages):
             stage.close()
+
+
+def _matcher(patterns):
+    """A function telling whether a path (relative to dest) is one of patterns' (see
+    _pattern), or None when patterns are empty (everything)."""
+    compiled = [_pattern(text) for text in patterns or ()]
+    if not compiled:
+        return None
+    return lambda path: any(regex.fullmatch(path) for regex in compiled)
+
+
+def _subset(final, matches, held=()):
+    """The part of the final plan a restore with --only installs: the files patterns name,
+    the folders above them (and folders they name), the links they name whose target is
+    inside that part, and the paths held (already in the folder, verified)."""
+    import posixpath
+    keep = {path for path, (_, entry) in final.items()
+            if entry.kind != "l" and matches(path)} | {p for p in held if p in final}
+    for path in list(keep):
+        parts = path.split("/")
+        keep.update("/".join(parts[:n]) for n in range(1, len(parts)))
+    for path, (_, entry) in final.items():
+        if entry.kind == "l" and matches(path) and not entry.target.startswith("/"):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path),
+                                                       entry.target))
+            if target in keep:
+                keep.add(path)
+    return {path: final[path] for path in final if path in keep}
+
+
+def _only_text(patterns):
+    """The patterns of --only as said: `weights/** and config.yaml`."""
+    quoted = list(patterns)
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, engine,
@@ -4687,7 +4803,9 @@ def _restore_progressive(job, chain, base_sha):
     working before the restore ends); resume what an interrupted one left."""
     dest, parent = job.dest, os.path.dirname(job.dest)
     source = chain[0][0]
-    final = _final_plan([index for _, index, _ in chain])
+    final = full = _final_plan([index for _, index, _ in chain])
+    matches = _matcher(job.only)
+    held_journal = None
     identities = [src.identity for src, _, _ in chain]
     archive_fields = {"identity": source.identity, "chain": identities, "sha256": base_sha,
                       "verified": job.checksum_source is not None,
@@ -4695,9 +4813,22 @@ def _restore_progressive(job, chain, base_sha):
                       "prefix": chain[0][1].prefix.rstrip("/").lstrip(".")}
     verified = set()
     existed = os.path.isdir(dest)
-    if job.state == "incomplete":
-        verified, stale, changes = _verified_in_place(dest, final, _read_journal(dest))
+    if job.state in ("incomplete", "ours"):
+        if job.state == "ours":  # a partial folder (restore --only): what it holds is kept
+            held_journal = _held_journal(dest, job.marker["manifest"], full)
+            journal = {path: words for path, words, _ in held_journal}
+        else:
+            journal = _read_journal(dest)
+        verified, stale, changes = _verified_in_place(dest, full, journal)
         if changes and not job.force:
+            if job.state == "ours":
+                raise DestinationChanged(
+                    f"{dest} holds part of the archive "
+                    f"({_only_text(job.marker['only']['patterns'])}) and local changes to "
+                    f"it: {_changes_text(changes)}. Nothing was changed. Save them first "
+                    f"(python bootstrap_assets.py save --dest {dest} writes them as a "
+                    f"layer), then restore again; or run again with --force (the folder is "
+                    f"then moved to {dest}.old-<timestamp>, never deleted).")
             raise DestinationChanged(
                 f"{dest} holds an interrupted restore and changes since: "
                 f"{_changes_text(changes)}. Nothing was changed. Save what you need from it, "
@@ -4705,10 +4836,20 @@ def _restore_progressive(job, chain, base_sha):
                 f"{dest}.old-<timestamp>, never deleted).")
         if changes:
             job.moved_aside, verified, existed = _move_aside(dest), set(), False
+            held_journal = None
         else:  # files of an older archive's plan, verified copies of it: this one replaces
+            if matches:
+                final = _subset(full, matches, verified)
             for path in stale:
                 if path not in final:
                     os.unlink(os.path.join(dest, path))
+    if matches and final is full:
+        final = _subset(full, matches, verified)
+    if matches and not any(matches(path) for path in full):
+        raise UsageError(f"--only {_only_text(job.only)}: no file of {source.path} matches. "
+                         f"Nothing was changed. The paths are relative to the folder (e.g. "
+                         f"'weights/**', 'config.yaml', 'images/class_07/'); `status` lists "
+                         f"what the folder holds.")
     progress = _Progress(f"restoring {source.name}", sum(src.size for src, _, _ in chain),
                          job.quiet)
     staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
@@ -4724,6 +4865,10 @@ def _restore_progressive(job, chain, base_sha):
             os.mkdir(dest)
         files = [path for path, (_, entry) in final.items() if entry.kind == "f"]
         total_bytes = sum(entry.size for _, entry in final.values())
+        if held_journal is not None:  # before the marker says restoring: resume keeps them
+            with open(os.path.join(dest, JOURNAL_NAME), "w", encoding="utf-8",
+                      errors="surrogateescape") as journal:
+                journal.writelines(line for _, _, line in held_journal)
         _write_marker(dest, {"state": "restoring", "pid": os.getpid(),
                              "archive": archive_fields, "planned": files,
                              "planned_bytes": total_bytes, "manifest": {}})
@@ -4734,10 +4879,11 @@ def _restore_progressive(job, chain, base_sha):
             installer = _Installer(dest, staging, job.events, journal)
             installer.folders(final)
             counter = _Counter()
+            reads = 0
             for number, (src, index, fmt) in enumerate(chain):
                 progress.label, progress.total = f"restoring {src.name}", src.size
-                _install_from(src, index, fmt, number, final, verified, installer, progress,
-                              counter)
+                reads += _install_from(src, index, fmt, number, final, verified, installer,
+                                       progress, counter)
             for path, (_, entry) in final.items():
                 if entry.kind == "l" and path not in verified and \
                         tuple(path.split("/")) not in extraction.absolute_links:
@@ -4745,7 +4891,8 @@ def _restore_progressive(job, chain, base_sha):
             extraction.install_absolute_links()
             installer.writer.finish()
         manifest = _scan(dest, check=True)
-        _write_marker(dest, {"archive": archive_fields, "manifest": manifest})
+        subset = _subset_fields(final, full, job)
+        _write_marker(dest, dict({"archive": archive_fields, "manifest": manifest}, **subset))
         os.unlink(os.path.join(dest, JOURNAL_NAME))
     except BaseException as exc:
         failure = _writing_failure(exc, source, dest, in_cache)
@@ -4756,7 +4903,8 @@ def _restore_progressive(job, chain, base_sha):
                                  "exit_code": getattr(failure, "exit_code", 1),
                                  "archive": archive_fields,
                                  "planned": [p for p, (_, e) in final.items()
-                                             if e.kind == "f"], "manifest": {}})
+                                             if e.kind == "f"], "manifest": {},
+                                 "only_patterns": _all_patterns(job)})
         elif os.path.isdir(dest) and not existed:
             _remove_tree(dest)  # made by this run and holding nothing of the archive
         if failure is exc:
@@ -4773,7 +4921,53 @@ def _restore_progressive(job, chain, base_sha):
                          checksum_source=job.checksum_source, engine="python",
                          format=chain[0][2], parts=getattr(source, "parts", 0),
                          moved_aside=job.moved_aside, progressive=True,
-                         resumed=len([p for p in verified if final[p][1].kind == "f"]))
+                         resumed=len([p for p in verified if final[p][1].kind == "f"]),
+                         only=subset.get("only"),
+                         only_way=(f"by ranges ({reads} read(s) of the archive and its index)"
+                                   if job.only else None))
+
+
+def _held_text(only):
+    """What a partial folder holds: `weights/** and config.yaml: 3 of 2,004 files, 512 MiB
+    of 1.4 GB`."""
+    return (f"{_only_text(only['patterns'])}: {len(only['held']):,} of {only['files']:,} "
+            f"files, {_human(only['held_bytes'])} of {_human(only['bytes'])}")
+
+
+def _all_patterns(job):
+    """The --only patterns of this restore and of what the folder held before it."""
+    before = (job.marker or {}).get("only", {}).get("patterns") or \
+        (job.marker or {}).get("only_patterns") or []
+    return list(dict.fromkeys(list(before) + list(job.only or ()))) if job.only else []
+
+
+def _subset_fields(final, full, job):
+    """The marker's record of a partial folder, {} for a complete one: {"only": {patterns,
+    held (its files), files, bytes (the whole archive's), held_bytes}}."""
+    if set(final) == set(full):
+        return {}
+    held = sorted(path for path, (_, entry) in final.items() if entry.kind == "f")
+    return {"only": {"patterns": _all_patterns(job), "held": held,
+                     "files": sum(entry.kind == "f" for _, entry in full.values()),
+                     "bytes": sum(entry.size for _, entry in full.values()),
+                     "held_bytes": sum(final[path][1].size for path in held)}}
+
+
+def _held_journal(dest, manifest, full):
+    """[(path, (sha256, size, mtime), journal line)] of the files a partial folder holds
+    as the archive has them (unchanged since its marker): kept by an adding restore."""
+    current = _scan(dest)
+    lines = []
+    for path, recorded in manifest.items():
+        planned = full.get(path, (None, None))[1]
+        if recorded[0] != "f" or planned is None or planned.kind != "f" or \
+                current.get(path) != recorded or recorded[1] != planned.size or \
+                recorded[2] // 10**9 != planned.mtime:
+            continue
+        words = (planned.sha256, planned.size, planned.mtime)
+        lines.append((path, words, f"{planned.sha256} {planned.size} {planned.mtime} "
+                                   f"{path}\n"))
+    return lines
 
 
 # ---------------------------------------------------------- report: progress and results --
@@ -4852,6 +5046,8 @@ class RestoreResult(_Record):
     progressive: bool = False  # each file appeared as it was verified (else all at the end)
     staged: str = None  # why not: why the files appeared at once, at the end
     resumed: int = 0  # files an interrupted restore had verified, kept
+    only: dict = None  # restore --only: what the folder holds (see _subset_fields)
+    only_way: str = None  # how --only read the archive: by ranges, or one pass and why
 
     @property
     def mb_per_s(self):
@@ -4877,6 +5073,10 @@ class RestoreResult(_Record):
             text += f"; the previous folder was moved to {self.moved_aside}"
         if self.resumed:
             text += f"; resumed: {self.resumed:,} files verified before were kept"
+        if self.only:
+            text += f"; {_held_text(self.only)}"
+        if self.only_way:
+            text += f"; --only read {self.only_way}"
         if self.staged:
             text += f"; the files appeared at once, at the end: {self.staged}"
         if self.note:
@@ -5888,6 +6088,8 @@ def _save_to_bucket(job, entries, incremental):
         return SaveResult(action="unchanged", archive=job.archive,
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
     plan = _layer_plan(job.dest, entries, marker, chain, incremental) if same_chain else None
+    if not plan and (marker or {}).get("only"):
+        raise _partial_refusal(job, marker, incremental, same_chain)
     store.clean_stale(name)
     if plan:
         return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
@@ -5974,7 +6176,8 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
         _drop_temporary(store, temporary)
     address = store.address(key)
     chain = chain + [{"path": address, **store.head(key)}]
-    _write_marker(job.dest, {"archive": dict(recorded, chain=chain), "manifest": manifest})
+    _write_marker(job.dest, dict({"archive": dict(recorded, chain=chain), "manifest": manifest},
+                                 **_held_after_layer(_read_marker(job.dest), manifest)))
     return SaveResult(action="layer", archive=job.archive, layer=number, written=address,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
                       files=_file_count(changed), format=fmt,
@@ -6092,11 +6295,14 @@ class _Restoring(_Record):
     space: tuple = (0, 0)  # (reclaimable, in_cache): see _restore_space_plan
     events: object = None  # a RestoreJob told of each file installed, or None
     moved_aside: str = None
+    only: list = []  # restore --only: the patterns asked for now ([]: everything)
+    marker: dict = None  # dest's marker, when it has one
 
 
 def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, quiet=False,
             drive_mount=None, lock_timeout=DEFAULT_LOCK_TIMEOUT, retry_for=DEFAULT_RETRY_FOR,
-            version=0, drive_cache=None, connections=DEFAULT_CONNECTIONS, background=False):
+            version=0, drive_cache=None, connections=DEFAULT_CONNECTIONS, background=False,
+            only=None):
     """Make dest a verified copy of the archive's contents; return a RestoreResult.
 
     When dest does not exist yet and the archive has an index its checksum vouches for,
@@ -6111,7 +6317,10 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     Layers written by `save --incremental` are applied on top of their base, each verified.
     drive_cache: the folder of Drive's local cache, counted in the space plan when it is on
     the destination's disk (default: Colab's). connections: how many Range requests read
-    a URL at once (1: one stream). Unset arguments come from the environment
+    a URL at once (1: one stream). only: globs of the files to restore (the rules of
+    wait(); None: the CONFIG block's ONLY, empty: everything): with an index and a source
+    read by ranges only their bytes are read; a later call adds to what the folder holds,
+    and a restore without only completes it. Unset arguments come from the environment
     (BOOTSTRAP_ASSETS_ARCHIVE, _DEST, _DRIVE_MOUNT, _DRIVE_CACHE) and then from the CONFIG
     block. Raises a BootstrapError subclass on failure, after which dest is exactly as it was
     (a progressive restore keeps the files it verified, and the next restore goes on).
@@ -6119,16 +6328,18 @@ def restore(archive=None, dest=None, *, sha256=None, force=False, engine=None, q
     arguments = dict(archive=archive, dest=dest, sha256=sha256, force=force, engine=engine,
                      quiet=quiet, drive_mount=drive_mount, lock_timeout=lock_timeout,
                      retry_for=retry_for, version=version, drive_cache=drive_cache,
-                     connections=connections)
+                     connections=connections, only=only)
     if background:
         return RestoreJob(arguments)
     return _restore(**arguments)
 
 
 def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_timeout,
-             retry_for, version, drive_cache, connections, events=None):
+             retry_for, version, drive_cache, connections, only=None, events=None):
     """restore(), in the foreground; events: the RestoreJob to tell of each file."""
     archive, dest, drive_mount = _settings(archive, dest, drive_mount)
+    only = list(ONLY if only is None else [only] if isinstance(only, str) else only)
+    only = list(dict.fromkeys(text.strip() for text in only if text.strip()))
     given = sha256 or SHA256
     given = frozenset([_parse_sha256(given, "--sha256")]) if given else None
     whole_only = (engine or ENGINE) == "tar"  # asked for GNU tar, which extracts whole
@@ -6184,6 +6395,8 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
                                                                                 source.name)
         checksum_source = "--sha256" if given else ("sidecar" if expected else None)
         state, marker, changes = _inspect_dest(dest)
+        held = (marker or {}).get("only") if state == "ours" else None
+        adding = False  # a partial folder of this same archive, to add files to
         if state == "ours" and not force:
             recorded = marker.get("archive", {})
             layers = _layers_of(archive, recorded.get("sha256"), sidecar, retry_for,
@@ -6191,19 +6404,22 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
             chain = [source.identity] + [identity for _, identity in layers]
             if (recorded.get("chain") == chain and
                     (expected is None or recorded.get("sha256") in expected)):
-                return RestoreResult(
-                    action="unchanged", archive=source.path, dest=dest,
-                    archive_bytes=source.size, sha256=recorded.get("sha256"),
-                    verified=bool(recorded.get("verified")),
-                    checksum_source=recorded.get("checksum_source"),
-                    local_changes=changes, seconds=time.monotonic() - started)
+                if not held or (only and set(only) <= set(held["patterns"])):
+                    return RestoreResult(
+                        action="unchanged", archive=source.path, dest=dest,
+                        archive_bytes=source.size, sha256=recorded.get("sha256"),
+                        verified=bool(recorded.get("verified")),
+                        checksum_source=recorded.get("checksum_source"),
+                        local_changes=changes, only=held,
+                        seconds=time.monotonic() - started)
+                adding = True
         job = _Restoring(source=source, archive=archive, dest=dest, state=state,
                          sidecar=sidecar, expected=expected, checksum_source=checksum_source,
                          engine=engine, force=force, quiet=quiet, retry_for=retry_for,
-                         drive_mount=drive_mount, events=events)
+                         drive_mount=drive_mount, events=events, only=only, marker=marker)
         cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
         chain, why, base_sha = None, None, None
-        if state in ("absent", "empty", "incomplete"):
+        if state in ("absent", "empty", "incomplete") or adding:
             chain, why, base_sha = _progressive_chain(
                 source, archive, raw_sidecar or b"", sidecar, expected or frozenset(), given,
                 "tar" if whole_only else "python",
@@ -6212,7 +6428,7 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
             why = (f"{dest} held an earlier restore, which served until the new one was "
                    f"complete")
         if chain:
-            job.space = _restore_space_plan(source, parent, cache)
+            job.space = _restore_space_plan(source, parent, cache, 0 if only else None)
             result = _restore_progressive(job, chain, base_sha)
             _clean_stale_staging(dest, keep=None)
             result.note = "; ".join(text for text in (note, result.note) if text) or None
@@ -6230,6 +6446,8 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
                 f"{_changes_text(changes)}. Nothing was changed. Save them first, or run "
                 f"again with --force to restore anyway (the current folder is then moved to "
                 f"{dest}.old-<timestamp>, never deleted).")
+        if held and only and not force:  # staged whole: what it held and what is asked now
+            job.only = list(dict.fromkeys(list(held["patterns"]) + only))
         job.space = _restore_space_plan(source, parent, cache)
         # the staging folder beside dest: everything of this restore, removed at the end
         staging = os.path.join(parent, f"{_staging_prefix(dest)}{os.getpid()}-"
@@ -6243,6 +6461,8 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
         _clean_stale_staging(dest, keep=staging)
     result.dest = dest
     result.staged = why
+    if job.only:
+        result.only_way = f"in one pass that skipped the rest: {why}"
     result.note = "; ".join(text for text in (note, result.note) if text) or None
     result.local_changes = changes
     if events:
@@ -6268,6 +6488,7 @@ def _restore_into(job, staging):
     reclaimable, in_cache = job.space
     extraction = _Extraction(extraction_root, _SpaceGuard(staging, reclaimable, in_cache),
                              progress, dest)
+    extraction.matches = _matcher(job.only)
     cache_shares_disk = bool(in_cache)
     writer = _GnuTarWriter(extraction_root) if engine == "tar" else \
         _PythonWriter(extraction_root, cache_shares_disk)
@@ -6277,6 +6498,11 @@ def _restore_into(job, staging):
     try:
         fmt, base_sha, read, writer = _extract_one(source, extraction, writer, expected,
                                                    checksum_source, staging)
+        if extraction.matches and not extraction.files:
+            raise UsageError(f"--only {_only_text(job.only)}: no file of {source.path} "
+                             f"matches. Nothing was changed at {dest}. The paths are "
+                             f"relative to the folder (e.g. 'weights/**', 'config.yaml', "
+                             f"'images/class_07/').")
         if extraction.holds_nothing():
             raise CorruptArchive(f"Cannot restore {source.path}: the archive holds no files "
                                  f"(it is empty, or holds only an empty folder). Nothing was "
@@ -6327,22 +6553,70 @@ def _restore_into(job, staging):
                 raise UnsafeArchive(f"member {name!r} takes the name of this tool's marker "
                                     f"file, as something other than a file (rule: the "
                                     f"marker's name is the tool's)")
+        subset = {}
+        if extraction.matches:
+            subset = _only_prune(finished, extraction, job.only)
         manifest = _scan(finished, check=True)
     except UnsafeArchive as exc:
         raise _with_context(exc, f"Refusing to restore {source.path}: ") from None
-    _write_marker(finished, {
+    _write_marker(finished, dict({
         "archive": {"identity": source.identity, "chain": chain, "sha256": base_sha,
                     "verified": expected is not None, "checksum_source": checksum_source,
                     "format": fmt, "prefix": "" if prefix == "." else prefix},
         "manifest": manifest,
-    })
+    }, **subset))
     return RestoreResult(action="restored", archive=source.path, dest=dest,
                          archive_bytes=read, layers=len(layers),
                          files=sum(entry[0] != "d" for entry in manifest.values()),
                          bytes_extracted=extraction.total, sha256=base_sha,
                          verified=expected is not None, checksum_source=checksum_source,
                          engine=engine_used, format=fmt, parts=getattr(source, "parts", 0),
-                         note=extraction.note(expected is not None)), finished
+                         note=extraction.note(expected is not None),
+                         only=subset.get("only")), finished
+
+
+def _only_prune(root, extraction, patterns):
+    """After a staged restore --only: remove what passed only because the archive's top
+    folder was not known yet, links whose target is not in the folder, and folders left
+    empty that no pattern names (each parent keeps its time). Returns the marker's record
+    of the partial folder (see _subset_fields)."""
+    matches = extraction.matches
+    removed_files = removed_bytes = 0
+    for folder, dirs, files in os.walk(root, topdown=False):
+        rel = os.path.relpath(folder, root)
+        rel = "" if rel == "." else rel
+        st = os.stat(folder)
+        changed = False
+        for name in files + dirs:
+            path = f"{rel}/{name}" if rel else name
+            full = os.path.join(folder, name)
+            if os.path.islink(full):
+                gone = not matches(path) or not os.path.exists(full)
+            elif os.path.isdir(full):
+                gone = not os.listdir(full) and not matches(path)
+            else:
+                gone = not matches(path)
+                if gone:
+                    removed_files += 1
+                    removed_bytes += os.lstat(full).st_size
+            if gone:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    os.rmdir(full)
+                else:
+                    os.unlink(full)
+                changed = True
+        if changed:
+            os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
+    held, held_bytes = [], 0
+    for path, entry in _scan(root).items():
+        if entry[0] == "f":
+            held.append(path)
+            held_bytes += entry[1]
+    held.sort()
+    return {"only": {"patterns": list(patterns), "held": held,
+                     "files": len(held) + extraction.skipped_files + removed_files,
+                     "bytes": held_bytes + extraction.skipped_bytes + removed_bytes,
+                     "held_bytes": held_bytes}}
 
 
 # ----------------------------------------------------------------- background: wait on it --
@@ -6726,12 +7000,33 @@ def _save_locked(job, entries, incremental):
                           seconds=time.monotonic() - job.started, warnings=job.warnings)
     plan = _layer_plan(dest, entries, marker, chain, incremental) if same_chain \
         else None
+    if not plan and (marker or {}).get("only"):
+        raise _partial_refusal(job, marker, incremental, same_chain)
     try:
         if plan:
             return _save_layer(job, plan, manifest, recorded, chain, sidecar)
         return _save_full(job, entries, manifest, sidecar, sampling)
     except OSError as exc:
         raise _save_failure(exc, archive) from None
+
+
+def _partial_refusal(job, marker, incremental, same_chain):
+    """The error of a full save (or a compaction) of a folder restore --only made: a full
+    archive of it would drop every file it did not restore. Nothing is written."""
+    why = ("--full asks for a full archive" if incremental == "never" else
+           "the layers would pass half the base's size, so this save would compact them "
+           "into a full archive" if same_chain else
+           "the archive on Drive is not the one this folder was restored from, so only a "
+           "full archive could record the changes")
+    restore = f"python bootstrap_assets.py restore --dest {job.dest}"
+    if job.archive != (os.environ.get(ENV_ARCHIVE) or ARCHIVE):
+        restore += f" --archive '{job.archive}'"
+    return BootstrapError(
+        f"{job.dest} holds only part of the archive ({_held_text(marker['only'])}), and "
+        f"{why}, which would drop every file the folder does not hold. Nothing was written. "
+        f"Fix: complete the folder first: {restore} (it reads only the files the "
+        f"folder lacks; if you changed files in it, first keep the changes as a layer: "
+        f"python bootstrap_assets.py save --incremental --dest {job.dest}), then save again.")
 
 
 def _layer_plan(dest, entries, marker, chain, incremental):
@@ -6818,6 +7113,17 @@ def _save_full(job, entries, manifest, sidecar, sampling=None):
                       index_sha256=index.sha256 if index.offset is not None else None)
 
 
+def _held_after_layer(marker, manifest):
+    """The marker's record of a partial folder after a layer: the files it holds now (the
+    layer made them the archive's too); the archive's totals as they were restored."""
+    only = (marker or {}).get("only")
+    if not only:
+        return {}
+    held = sorted(path for path, entry in manifest.items() if entry[0] == "f")
+    return {"only": dict(only, held=held,
+                         held_bytes=sum(manifest[path][1] for path in held))}
+
+
 def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     changed, deleted, number = plan["changed"], plan["deleted"], plan["number"]
     fmt, level = _choose_format(job.dest, changed, job.format, job.level)
@@ -6837,7 +7143,8 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     layer_path = os.path.join(os.path.dirname(job.archive), final_name)
     chain = chain + [_PathSource.identity_of(layer_path)]
     fields = dict(recorded, chain=chain)
-    _write_marker(job.dest, {"archive": fields, "manifest": manifest})
+    _write_marker(job.dest, dict({"archive": fields, "manifest": manifest},
+                                 **_held_after_layer(_read_marker(job.dest), manifest)))
     _flush_if_asked(job.flush_drive, job.drive_mount)
     return SaveResult(action="layer", archive=job.archive, layer=number, written=layer_path,
                       bytes_written=size, bytes_packed=total, deleted=len(deleted),
@@ -6977,8 +7284,10 @@ def status(archive=None, dest=None, *, drive_mount=None, retry_for=DEFAULT_RETRY
             version += 1
     state, marker, changes = _inspect_dest(dest)
     if state == "ours":
+        held = marker.get("only")
         lines.append(f"folder {dest}: restored or saved by this tool, "
-                     f"{len(marker['manifest']):,} entries, "
+                     + (f"part of the archive ({_held_text(held)}), " if held else "")
+                     + f"{len(marker['manifest']):,} entries, "
                      + (f"{len(changes)} local change(s): {_changes_text(changes)}" if changes
                         else "no local changes"))
     elif state == "incomplete":
@@ -7345,6 +7654,10 @@ def _parser():
                                      f"({DEFAULT_CONNECTIONS})")
     restore_parser.add_argument("--list", action="store_true",
                                 help="list the archive's versions and layers, then stop")
+    restore_parser.add_argument("--only", action="append", metavar="GLOB",
+                                help="restore only the files GLOB names (repeatable; a "
+                                     "folder/, ** any depth); later runs add to the folder, "
+                                     "a restore without --only completes it")
     restore_parser.add_argument("--background", action="store_true",
                                 help="restore in a process of its own and return at once; "
                                      "then `wait PATH` blocks until PATH is in place")
@@ -7532,7 +7845,8 @@ def _run(argv):
                                  force=args.force, engine=args.engine, quiet=args.quiet,
                                  drive_mount=args.drive_mount, lock_timeout=args.lock_timeout,
                                  retry_for=args.retry_for, version=args.previous,
-                                 drive_cache=args.drive_cache, connections=args.connections)
+                                 drive_cache=args.drive_cache, connections=args.connections,
+                                 only=args.only)
             except BootstrapError as exc:
                 if os.environ.get(ENV_BACKGROUND):  # for `wait`, in another process
                     _write_status(_settings(None, args.dest, None)[1],
