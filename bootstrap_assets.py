@@ -7030,8 +7030,8 @@ def _partial_refusal(job, marker, incremental, same_chain):
 
 
 def _layer_plan(dest, entries, marker, chain, incremental):
-    """What a layer would hold: None when a full save is asked for or due (compaction).
-    chain: the identities (with sizes) of the base and its layers, as they are now."""
+    """What a layer would hold: None when a full save is asked for or due (compaction; never
+    for a partial folder). chain: the identities (with sizes) of the base and its layers, as they are now."""
     if incremental == "never":
         return None
     # A layer lays its members out like its base: under the base's top folder, or
@@ -7048,7 +7048,10 @@ def _layer_plan(dest, entries, marker, chain, incremental):
                      or (old[path][0] == "l" and old[path] != current[path]))
     layer_bytes = sum(layer["size"] for layer in chain[1:])
     change_bytes = _file_bytes(changed)
-    if incremental == "auto" and layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
+    # A partial folder (restore --only) cannot be compacted without the files it lacks: it
+    # goes on writing layers, so that autosave keeps working; --full says how to complete it.
+    if incremental == "auto" and not marker.get("only") and \
+            layer_bytes + change_bytes > COMPACT_SHARE * chain[0]["size"]:
         return None
     return {"prefix": prefix, "changed": changed, "deleted": deleted,
             "number": len(chain)}
