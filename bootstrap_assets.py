@@ -151,6 +151,9 @@ MARKER_FILES = (MARKER_NAME, MARKER_NAME + ".tmp", JOURNAL_NAME)  # ours, never 
 # much before it, and the archive grows by well under 1 %.
 INDEX_VERSION = "bootstrap_assets index 1"
 RESTART_EVERY = 1 << 20
+# A zstd restart point is a new frame, made by a `zstd` process of its own when Python has
+# no zstd module: far apart, so a 20 GB archive takes a few hundred processes, not 20,000.
+RESTART_EVERY_ZST = 64 << 20
 # restore --only reads neighbouring wanted members as one read when the gap between them
 # is under this (a new read costs about that much time on a mount), or when the next one's
 # restart point lies inside the read already (a .tar.gz)
@@ -4460,8 +4463,8 @@ def _stored_stream(source, stored_offset, fmt, counter, end=None):
                  READ_AHEAD_DEPTH)
     if fmt == "tar":
         return [raw], raw
-    data = _Stage(lambda: _decompressed(raw, fmt, source.path) if stored_offset == 0 else
-                  _inflated(raw, source.path), "decompress")
+    data = _Stage(lambda: _inflated(raw, source.path) if fmt == "gz" and stored_offset else
+                  _decompressed(raw, fmt, source.path), "decompress")
     return [raw, data], data
 
 
@@ -4484,6 +4487,11 @@ def _read_index(source, line, where):
         candidates.append(("gz", zlib.decompressobj(-15).decompress(tail, length)))
     except zlib.error:
         pass
+    if tail[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame of its own
+        try:
+            candidates.append(("zst", b"".join(_decompressed([tail], "zst", where))[:length]))
+        except (CorruptArchive, Unsupported):
+            pass
     for fmt, data in candidates:
         if len(data) == length and hashlib.sha256(data).hexdigest() == index_sha:
             return _Index(data, where), fmt
@@ -5300,15 +5308,16 @@ class _IndexBuilder:
     where it lies (see _sidecar_indexes); a restore then verifies each file against it.
     """
 
-    def __init__(self, prefix, first=(), deleted=None):
+    def __init__(self, prefix, first=(), deleted=None, fmt="tar"):
         self.prefix, self.first, self.deleted = prefix, list(first), deleted
+        self.every = RESTART_EVERY_ZST if fmt == "zst" else RESTART_EVERY
         self.members = []  # [path, kind, size, mode, mtime, sha256 or target, header, data]
         self.restarts = [[0, 0]]  # [tar offset, stored offset]; the stream's start is one
         self.sha256 = self.offset = self.length = None
 
     def restart(self, tar_offset):
-        """A restart point at this member header, when the last is RESTART_EVERY behind."""
-        if tar_offset - self.restarts[-1][0] < RESTART_EVERY:
+        """A restart point at this member header, when the last is far enough behind."""
+        if tar_offset - self.restarts[-1][0] < self.every:
             return None
         point = [tar_offset, None]
         self.restarts.append(point)
@@ -5427,36 +5436,28 @@ def _compressed(pieces, fmt, level):
     """The stored stream: the tar as it is, or compressed. At each restart point and before
     the index a gzip stream is fully flushed (its bytes from there decompress alone, as raw
     deflate) but stays one gzip member: tarfile's stream mode (`r|gz`) stops at a second
-    member. zstd has no restart points here: its index is written but not located."""
+    member. A zstd stream starts a new frame there (frames in a row are one zstd stream to
+    every reader, and each decompresses alone)."""
+    if fmt == "zst" and _zstd_module is None:
+        yield from _zstd_frames(pieces, level)
+        return
     stored, compressor, flush = 0, None, None
     if fmt == "gz":
         compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
         flush = lambda: compressor.flush(zlib.Z_FULL_FLUSH)  # noqa: E731
-    elif fmt == "zst" and _zstd_module is not None:
-        compressor = _zstd_module.ZstdCompressor(level)
     elif fmt == "zst":
-        zstd = shutil.which("zstd")
-        if not zstd:
-            raise Unsupported("--format zst needs Python 3.14+ or a `zstd` program; this "
-                              "machine has neither. Use --format gz, or apt-get install zstd.")
-        yield from _external_program([zstd, "-qc", f"-{level}", "-T0"],
-                                     _marks_as_bytes(pieces),
-                                     lambda message: BootstrapError(f"zstd failed: {message}"))
-        return
+        compressor = _zstd_module.ZstdCompressor(level)
+        flush = lambda: compressor.flush(_zstd_module.ZstdCompressor.FLUSH_FRAME)  # noqa: E731
     for piece in pieces:
         if isinstance(piece, _Mark):
             if flush:
                 out = flush()
                 stored += len(out)
                 yield out
-            located = compressor is None or flush is not None
             if piece.point is not None:
-                piece.point[1] = stored if located else None
+                piece.point[1] = stored
                 continue
-            index = piece.index
-            piece = index.finish(piece.end, stored)
-            if not located:
-                index.offset = None
+            piece = piece.index.finish(piece.end, stored)
         if compressor is None:
             stored += len(piece)
             yield piece
@@ -5469,19 +5470,40 @@ def _compressed(pieces, fmt, level):
         yield compressor.flush()
 
 
-def _marks_as_bytes(pieces):
-    """The stream for a compressor that cannot flush on demand: the index in its place,
-    unlocated."""
-    for piece in pieces:
-        if isinstance(piece, _Mark):
-            if piece.index is None:
-                continue
-            piece.index.restarts = [[0, 0]]
-            data = piece.index.finish(piece.end, None)
-            piece.index.offset = None
-            yield data
-        else:
+def _zstd_frames(pieces, level):
+    """zstd through the `zstd` program, which cannot end a frame on demand: one process,
+    so one frame, from each restart point to the next (they are RESTART_EVERY_ZST apart),
+    and one for the index."""
+    zstd = shutil.which("zstd")
+    if not zstd:
+        raise Unsupported("--format zst needs Python 3.14+ or a `zstd` program; this "
+                          "machine has neither. Use --format gz, or apt-get install zstd.")
+    pieces, stored, mark = iter(pieces), 0, [None]
+
+    def frame():  # the pieces up to the next mark (read by _external_program's feeder)
+        mark[0] = None
+        for piece in pieces:
+            if isinstance(piece, _Mark):
+                mark[0] = piece
+                return
             yield piece
+
+    def compressed(chunks):
+        return _external_program([zstd, "-qc", f"-{level}", "-T0"], chunks,
+                                 lambda message: BootstrapError(f"zstd failed: {message}"))
+    while True:
+        for out in compressed(frame()):
+            stored += len(out)
+            yield out
+        if mark[0] is None:
+            return
+        if mark[0].point is not None:
+            mark[0].point[1] = stored
+            continue
+        data = mark[0].index.finish(mark[0].end, stored)
+        for out in compressed(iter([data])):
+            stored += len(out)
+            yield out
 
 
 def _choose_format(folder, entries, fmt, level):
@@ -6097,7 +6119,7 @@ def _save_to_bucket(job, entries, incremental):
     total = _file_bytes(entries)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
-    index = _IndexBuilder(top + "/", job.first)
+    index = _IndexBuilder(top + "/", job.first, fmt=fmt)
     digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
                                                fmt, level, total, index)
     try:
@@ -6152,7 +6174,7 @@ def _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content):
     folder = store.key.rpartition("/")[0]
     name = f"{_layer_prefix(store.key, recorded['sha256'])}{number}"
     key = f"{folder}/{name}" if folder else name
-    index = _IndexBuilder(plan["prefix"], job.first, deleted)
+    index = _IndexBuilder(plan["prefix"], job.first, deleted, fmt)
     digest, size, temporary = _upload_verified(job, store, plan["prefix"], changed, deleted,
                                                None, fmt, level, total, index)
     where = store.address(store.key + ".sha256")
@@ -7095,7 +7117,7 @@ def _save_full(job, entries, manifest, sidecar, sampling=None):
     base = os.path.basename(job.archive)
     base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
     top = os.path.basename(job.dest)
-    index = _IndexBuilder(top + "/", job.first)
+    index = _IndexBuilder(top + "/", job.first, fmt=fmt)
     digest, size, files = _write_stream(
         job, lambda k: f"{_part_name(base, k)}.tmp-{os.getpid()}", top + "/", entries, None,
         base_id, fmt, level, total, index)
@@ -7136,7 +7158,7 @@ def _save_layer(job, plan, manifest, recorded, chain, sidecar):
     _check_local_room(job, estimate, layer=True)
     final_name = f"{_layer_prefix(job.archive, recorded['sha256'])}{number}"
     one_file = _SaveJob(**dict(vars(job), part_size=0))  # layers stay single small files
-    index = _IndexBuilder(plan["prefix"], job.first, deleted)
+    index = _IndexBuilder(plan["prefix"], job.first, deleted, fmt)
     digest, size, files = _write_stream(one_file, lambda k: f"{final_name}.tmp-{os.getpid()}",
                                         plan["prefix"], changed, deleted, None, fmt, level,
                                         total, index)

@@ -9,9 +9,12 @@ did not restore: a layer holds only real changes, a full save refuses before wri
 import contextlib
 import io
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402
@@ -100,6 +103,35 @@ class ByRangesTests(OnlyCase):
 
     def test_weights_gz_reads_only_their_bytes(self):
         self.check_weights("gz")
+
+    def test_weights_zst_read_from_the_frame_before_them(self):
+        """A .tar.zst has restart points too: a new zstd frame that decompresses alone (a
+        `zstd` process of its own where Python has no zstd module); GNU tar reads the frames
+        as one stream."""
+        if ba._zstd_module is None and not shutil.which("zstd"):
+            self.skipTest("neither Python's zstd module nor a zstd program")
+        with mock.patch.object(ba, "RESTART_EVERY_ZST", 1 << 20):
+            self.files = pt.make_tree(self.local, weights=(4, 3_000_000))
+            self.archive = os.path.join(self.drive, "assets.tar.zst")
+            self.saved = self.save(format="zst")
+        self.assertIsNotNone(self.saved.index_sha256, self.saved.summary())
+        self.assertGreater(pt.stored(self.archive).count(b"\x28\xb5\x2f\xfd"), 4)
+        with ReadCounter() as counted:
+            r = self.only(self.dest, "weights/**")
+        self.assertTrue(r.progressive, r.summary())
+        for rel in self.want_files("weights/"):
+            with open(os.path.join(self.dest, rel), "rb") as f:
+                self.assertEqual(f.read(), self.files[rel])
+        weights = sum(512 + len(data) + (-len(data)) % 512 for rel, data in self.files.items()
+                      if rel.startswith("weights/"))  # random: zstd stores them as they are
+        limit = 1.05 * weights + (2 << 20) + self.index_bytes()
+        self.assertLessEqual(counted.bytes, limit)
+        if shutil.which("tar") and shutil.which("zstd"):
+            out = os.path.join(self.tmp, "gnu")
+            os.makedirs(out)
+            run = subprocess.run(["tar", "--zstd", "-xf", self.archive, "-C", out],
+                                 capture_output=True)
+            self.assertEqual((run.returncode, run.stderr), (0, b""))
 
     def test_a_folder_spread_through_the_archive(self):
         self.make_big("tar")
