@@ -4546,11 +4546,25 @@ def _read_journal(dest):
     return journal
 
 
+def _is_planned_file(dest, path, entry, planned):
+    """The file at path is exactly the plan's (mode, mtime, size, and its content hashed)."""
+    if planned.kind != "f" or entry[0] != "f" or entry[1] != planned.size or \
+            entry[2] // 10**9 != planned.mtime or entry[3] != planned.mode:
+        return False
+    hasher = hashlib.sha256()
+    with open(os.path.join(dest, path), "rb") as f:
+        for data in iter(lambda: f.read(CHUNK), b""):
+            hasher.update(data)
+    return hasher.hexdigest() == planned.sha256
+
+
 def _verified_in_place(dest, final, journal):
     """What an earlier, interrupted restore left in dest, judged against this plan: (the
     paths already as the plan wants them, the files it installed that this plan replaces
     or drops, the changes made since, which are the user's). journal: {path: (sha256,
-    size, mtime)} of what it installed."""
+    size, mtime)} of what it installed. A file it lacks but that is exactly the plan's (its
+    content hashed) counts as verified: a restore killed between a rename and its journal
+    line leaves one."""
     verified, stale, changes = set(), [], []
     for path, entry in _scan(dest).items():
         planned = final.get(path, (None, None))[1]
@@ -4565,6 +4579,8 @@ def _verified_in_place(dest, final, journal):
         elif ours and planned is not None and planned.kind == "f" and \
                 installed == (planned.sha256, planned.size, planned.mtime):
             verified.add(path)
+        elif not ours and planned is not None and _is_planned_file(dest, path, entry, planned):
+            verified.add(path)  # renamed into place, then stopped before its journal line
         elif ours:
             stale.append(path)
         elif entry[0] == "d" and any(p.startswith(path + "/") for p in journal):
