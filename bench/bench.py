@@ -50,7 +50,7 @@ Save, over drivesim at its defaults (write 60 MB/s), of a copy of the same `_ass
   ours `save --full --format tar --part-size SIZE` to MyDrive/split/assets.tar
   (read back and verified)                                target: ours / dd
 
-Progressive restore (issue 17; --only progressive runs just these), over drivesim at its
+Progressive restore (files in place as they are verified; --only progressive runs just these), over drivesim at its
 defaults: our own `save --full` (default order: smallest top-level entry first) of a copy of
 the same `_assets` to MyDrive/assets.tar.gz, and in each round:
   cat ARCHIVE > /dev/null (the link's limit) |
@@ -106,7 +106,7 @@ TARGETS = {
     "save": 1.15,             # ours save --full, and --no-verify / dd of as many bytes
     "incremental save": 0.10,  # bytes a layer writes / bytes a full save writes
     "split save": 1.15,       # ours save --part-size / dd of as many bytes
-    # issue 17, the progressive rows: an archive from our own save (default order) over
+    # the progressive rows: an archive from our own save (default order) over
     # drivesim, restore(background=True) in a driver process, times from the process's start
     "ready config": 1.5,      # seconds: job.wait("config.yaml", "tokenizer/")
     "ready weights": (1.15, 1.0),  # job.wait("weights/") <= 1.15 x (weights' bytes / cat's
@@ -641,7 +641,7 @@ def bench_cache(data, split, scratch, runs, reserve, tell_tool):
     return out
 
 
-# -- progressive restore (issue 17) ---------------------------------------------------
+# -- progressive restore ----------------------------------------------------------------
 # restore(background=True) in a process of its own, as a notebook's `import` would run it:
 # every time is taken against CLOCK_MONOTONIC (shared by all processes) from just before the
 # process is started, so interpreter start-up and the import are included.
@@ -1280,7 +1280,7 @@ def parse_args(argv):
                    "disk)")
     p.add_argument("--only", type=sections, metavar="SECTIONS",
                    help="run only these sections, comma-separated, of: " + ", ".join(SECTIONS)
-                   + " (default: all; cache needs split; progressive is issue 17's rows: "
+                   + " (default: all; cache needs split; progressive is the rows of the progressive restore: "
                    "background restore, resume after kill -9, gz size)")
     args = p.parse_args(argv)
     if args.only is None:

@@ -1,8 +1,8 @@
-"""End-to-end test of issue 18's first slice over drivesim, as real processes: an archive of
-make_assets.py --profile mixed --scale 0.05 saved by our `save` (default order), then
-`restore --only 'weights/**'` from the mount: the tree is exactly the weights, and the bytes
-drivesim served are at most 1.05 x the weights' bytes in the archive + the index; the same
-command again reads nothing; a plain restore completes the folder.
+"""End-to-end test of `restore --only` (a partial restore by ranges) over drivesim, as real
+processes: an archive of make_assets.py --profile mixed --scale 0.05 saved by our `save`
+(default order), then `restore --only 'weights/**'` from the mount: the tree is exactly the
+weights, and the bytes drivesim served are at most 1.05 x the weights' bytes in the archive
++ the index; the same command again reads nothing; a plain restore completes the folder.
 
 Run with `python3 tests/run.py e2e -k e2e_only`. Needs /dev/fuse and ../shared.
 """

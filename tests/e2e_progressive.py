@@ -1,11 +1,12 @@
-"""End-to-end tests of issue 17 over drivesim, as real processes: a reader process that opens
-every file the moment it appears and checks its sha256 (it must never see a partial or wrong
-file, and must see files while the marker still says "restoring"); kill -9 of a detached
-background restore at about half way, then a resume that reads at most 55 % of the archive
-(counted by drivesim); a damaged member midway (earlier files stay, nothing unverified is
-visible, `wait` exits 7); an index tampered with but not the sidecar (exit 5, nothing
-installed); parts and layers restored progressively; `wait` from a separate process while the
-restore runs detached; an old GNU-tar-made archive restored as today.
+"""End-to-end tests of the progressive restore (files in place as they are verified) over
+drivesim, as real processes: a reader process that opens every file the moment it appears
+and checks its sha256 (it must never see a partial or wrong file, and must see files while
+the marker still says "restoring"); kill -9 of a detached background restore at about half
+way, then a resume that reads at most 55 % of the archive (counted by drivesim); a damaged
+member midway (earlier files stay, nothing unverified is visible, `wait` exits 7); an index
+tampered with but not the sidecar (exit 5, nothing installed); parts and layers restored
+progressively; `wait` from a separate process while the restore runs detached; an old GNU-
+tar-made archive restored as today.
 
 Run with `python3 tests/run.py e2e -k e2e_progressive`. Needs /dev/fuse and ../shared
 (drivesim, datasets/make_assets.py). The source is make_assets.py --profile mixed --scale

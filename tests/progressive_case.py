@@ -1,15 +1,14 @@
-"""The base class of the unit tests of issue 17 (test_index.py, test_progressive.py,
-test_background.py): a saved small mixed tree (progressive_tools.make_tree) on plain temp
-folders, restores into fresh destinations, and a slow HTTP source (tests/helpers.HTTPFixture
-trickling) for what must be observed while a restore runs."""
+"""The base class of the unit tests of the index and the progressive restore (test_index.py,
+test_progressive.py, test_background.py): a saved small mixed tree
+(progressive_tools.make_tree) on plain temp folders, restores into fresh destinations, and a
+slow HTTP source (tests/helpers.HTTPFixture trickling) for what must be observed while a
+restore runs."""
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-import progressive_tools as pt  # noqa: E402
-from helpers import ba  # noqa: E402
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
 
 URL_PATH = "/assets.tar"
 

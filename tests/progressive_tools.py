@@ -1,6 +1,7 @@
-"""Shared by the tests of issue 17 (index, priority order, progressive and background restore):
-a small `_assets`-like tree with top-level entries of clearly different sizes, and tools that
-read a saved archive the way an outside reader would, without the module's own code:
+"""Shared by the tests of the index and the progressive restore (index, priority order,
+progressive and background restore): a small `_assets`-like tree with top-level entries of
+clearly different sizes, and tools that read a saved archive the way an outside reader
+would, without the module's own code:
 
     stored(archive)          the stored bytes (one file, or its parts ARCHIVE.part-NNNN joined)
     index_lines(archive)     the sidecar's `# index <archive sha> <index sha> <offset> <length>`

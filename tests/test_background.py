@@ -10,16 +10,14 @@ seconds), let go at full speed once what is tested was seen.
 """
 import os
 import shutil
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-import progressive_tools as pt  # noqa: E402
-from helpers import ba  # noqa: E402
-from progressive_case import URL_PATH, ProgressiveCase  # noqa: E402
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
+from progressive_case import URL_PATH, ProgressiveCase
 
 
 def alive(pid):

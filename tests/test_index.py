@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -23,11 +22,10 @@ import warnings
 import zipfile
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-import progressive_tools as pt  # noqa: E402
-from helpers import ba  # noqa: E402
-from progressive_case import ProgressiveCase  # noqa: E402
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
+from progressive_case import ProgressiveCase
 
 RESTART_EVERY = getattr(ba, "RESTART_EVERY", 1 << 20)
 INDEX_LINE = re.compile(r"^# index [0-9a-f]{64} [0-9a-f]{64} \d+ \d+$")

@@ -11,16 +11,14 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import unittest
 from unittest import mock
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-import progressive_tools as pt  # noqa: E402
-from helpers import ba  # noqa: E402
-from progressive_case import URL_PATH, ProgressiveCase  # noqa: E402
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
+from progressive_case import URL_PATH, ProgressiveCase
 
 
 class ReadCounter:

@@ -9,16 +9,14 @@ it must never see a partial or wrong file. Slow sources are tests/helpers.HTTPFi
 trickling; damaged archives are made here (progressive_tools.damage_member).
 """
 import os
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import helpers as h  # noqa: E402
-import progressive_tools as pt  # noqa: E402
-from helpers import ba  # noqa: E402
-from progressive_case import URL_PATH, ProgressiveCase  # noqa: E402
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
+from progressive_case import URL_PATH, ProgressiveCase
 
 OURS = {pt.MARKER, pt.MARKER + ".tmp", ".bootstrap_assets.installed"}
 DAMAGED = "images/class_02/img_010.jpg"  # about 60 % into the default order
