@@ -236,26 +236,27 @@ class DamagedMidwayTests(ProgressiveCase):
         e, original, sidecar, earlier = self.fail_midway(resign=True)
         self.resume(original, sidecar, earlier)
 
+    def drop_last_journal_line(self):
+        """What a kill between a file's rename into place and its journal line leaves;
+        returns that file's path."""
+        journal = os.path.join(self.dest, ".bootstrap_assets.installed")
+        with open(journal) as f:
+            lines = f.read().splitlines()
+        with open(journal, "w") as f:
+            f.write("".join(line + "\n" for line in lines[:-1]))
+        return lines[-1].split(" ", 3)[3]
+
     def test_a_file_renamed_into_place_before_its_journal_line_is_kept_on_resume(self):
         """A kill between a file's rename into place and its journal line leaves a file the
         journal does not name: its content is hashed against the plan, and it is kept, not
         taken for a local change (exit 9)."""
         e, original, sidecar, earlier = self.fail_midway(resign=True)
-        journal = os.path.join(self.dest, ".bootstrap_assets.installed")
-        with open(journal) as f:
-            lines = f.read().splitlines()
-        with open(journal, "w") as f:
-            f.write("".join(line + "\n" for line in lines[:-1]))
+        self.drop_last_journal_line()
         self.resume(original, sidecar, earlier)
 
     def test_a_file_changed_in_place_and_not_journalled_is_a_local_change(self):
         e, original, sidecar, earlier = self.fail_midway(resign=True)
-        journal = os.path.join(self.dest, ".bootstrap_assets.installed")
-        with open(journal) as f:
-            lines = f.read().splitlines()
-        with open(journal, "w") as f:
-            f.write("".join(line + "\n" for line in lines[:-1]))
-        changed = lines[-1].split(" ", 3)[3]
+        changed = self.drop_last_journal_line()
         with open(os.path.join(self.dest, changed), "r+b") as f:
             f.write(b"X")
         pt.restore_bytes(self.archive, original)
