@@ -65,6 +65,7 @@ class JobTests(ProgressiveCase):
         self.assertInPlace(*[r for r in self.files if r.startswith("tokenizer/")])
         self.assertFalse(job.done)
 
+    @h.slow  # a slowed source, watched while it runs: a few seconds
     def test_wait_for_a_double_star_glob_and_several_paths(self):
         job = self.background(self.slow_local())
         job.wait("weights/**", "config.yaml", timeout=30)
@@ -75,6 +76,7 @@ class JobTests(ProgressiveCase):
         job.wait(timeout=60)  # no path: everything
         self.assertComplete(self.dest)
 
+    @h.slow  # a slowed source, watched while it runs: a few seconds
     def test_files_yields_every_file_whole_in_install_order(self):
         job = self.background(self.slow_local())
         got, wrong = [], []
@@ -93,11 +95,13 @@ class JobTests(ProgressiveCase):
         self.assertEqual(got, self.order, "not every file, or not in install (archive) order")
         self.assertTrue(job.done)
 
+    @h.slow  # a slowed source, watched while it runs: a few seconds
     def test_files_with_a_pattern_yields_only_its_files(self):
         job = self.background(self.slow_local())
         got = [os.path.relpath(p, self.dest) for p in job.files("images/class_01/**")]
         self.assertEqual(got, [r for r in self.order if r.startswith("images/class_01/")])
 
+    @h.slow  # a slowed source, watched while it runs: a few seconds
     def test_files_started_late_gives_what_is_in_place_first_then_the_rest(self):
         job = self.background(self.slow_local())
         job.wait("weights/", timeout=30)
@@ -296,6 +300,7 @@ class CommandLineTests(ProgressiveCase):
         self.assertIn(rc, (5, 7))
 
 
+@h.slow  # real restores held open while another run waits: a few seconds each
 class LockWaitTests(ProgressiveCase):
     """save, autosave's save and a second restore on a folder whose background restore is
     running wait for it (and say so) instead of failing on the lock (exit 10)."""
