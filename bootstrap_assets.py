@@ -4796,6 +4796,10 @@ def _progressive_chain(source, archive, raw_sidecar, sidecar, expected, given, e
         return None, ("the archive has no index (it was made by another tool or an older "
                       "version of this one)"), None
     base_sha, index, fmt = _vouched_index(source, lines)
+    index_sha = dict(lines)[base_sha][0]
+    if sum(line[0] == index_sha for _, line in lines) > 1:
+        return None, ("two versions the checksum file accepts for it share one index, which "
+                      "so cannot say whose layers apply"), None
     chain = [(source, index, fmt)]
     for layer_path, _ in _layers_of(archive, base_sha, sidecar, retry_for):
         layer = _open_source(layer_path, retry_for, drive_mount)
@@ -5313,6 +5317,11 @@ def _padded(data):
     return data + bytes(-len(data) % BLOCK)
 
 
+def _save_id():
+    """A name no other save has: when, which process, and random bits."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
 class _IndexBuilder:
     """The index a save writes after the tar's two end blocks, in the same stream: for every
     member its path (below the prefix), kind, size, mode, mtime, the sha256 of a file's
@@ -5327,6 +5336,10 @@ class _IndexBuilder:
     def __init__(self, prefix, first=(), deleted=None, fmt="tar"):
         self.prefix, self.first, self.deleted = prefix, list(first), deleted
         self.every = RESTART_EVERY_ZST if fmt == "zst" else RESTART_EVERY
+        # the save that wrote it: two saves of the same tree (a base and the base a save
+        # rotated to ARCHIVE.1) must not share an index, or its hash would not say which
+        # archive it is, and so which layers are its own
+        self.save = _save_id()
         self.members = []  # [path, kind, size, mode, mtime, sha256 or target, header, data]
         self.restarts = [[0, 0]]  # [tar offset, stored offset]; the stream's start is one
         self.sha256 = self.offset = self.length = None
@@ -5341,7 +5354,8 @@ class _IndexBuilder:
 
     def finish(self, end, stored_offset):
         """The index's bytes, to be stored at stored_offset (a restart point of its own)."""
-        data = json.dumps({"format": INDEX_VERSION, "prefix": self.prefix, "end": end,
+        data = json.dumps({"format": INDEX_VERSION, "save": self.save,
+                           "prefix": self.prefix, "end": end,
                            "first": self.first, "deleted": self.deleted,
                            "restarts": self.restarts, "members": self.members},
                           ensure_ascii=False, separators=(",", ":")).encode(
@@ -6133,7 +6147,7 @@ def _save_to_bucket(job, entries, incremental):
         return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
     fmt, level = _choose_format(job.dest, entries, job.format, job.level)
     total = _file_bytes(entries)
-    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    base_id = _save_id()
     top = os.path.basename(job.dest)
     index = _IndexBuilder(top + "/", job.first, fmt=fmt)
     digest, size, temporary = _upload_verified(job, store, top + "/", entries, None, base_id,
@@ -7131,7 +7145,7 @@ def _save_full(job, entries, manifest, sidecar, sampling=None):
     _check_room(job.archive, estimate)
     _check_local_room(job, estimate)
     base = os.path.basename(job.archive)
-    base_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(4).hex()}"
+    base_id = _save_id()
     top = os.path.basename(job.dest)
     index = _IndexBuilder(top + "/", job.first, fmt=fmt)
     digest, size, files = _write_stream(

@@ -40,6 +40,37 @@ def _bsdtar():
 
 class IndexWrittenTests(ProgressiveCase):
 
+    def test_two_saves_of_the_same_tree_have_different_indexes(self):
+        """The index names the save that wrote it: otherwise the base rotated to .1 and the
+        one before it (same tree) share an index hash, and a restore of .1 mid-save could
+        take the other's hash, and so the other's layers (none), for its own."""
+        first = self.make("tar", incremental="never")
+        second = self.save(incremental="never", format="tar")
+        self.assertNotEqual(first.index_sha256, second.index_sha256)
+
+    def test_a_restore_from_version_1_mid_save_applies_its_own_layers(self):
+        """A save killed between moving the base to .1 and putting the new one in place:
+        the restore takes .1 and its layer, though .2 holds the same tree."""
+        self.make("tar", incremental="never")
+        self.save(incremental="never", format="tar")  # .1 now holds the same tree
+        with open(os.path.join(self.local, "config.yaml"), "ab") as f:
+            f.write(b"layer: 1\n")
+        self.assertEqual(self.save(incremental="always", format="tar").action, "layer")
+        want = h.saved_view(self.local)
+        with open(self.archive + ".sha256") as f:
+            sidecar = f.read()
+        name = os.path.basename(self.archive)
+        os.replace(self.archive + ".1", self.archive + ".2")
+        os.replace(self.archive, self.archive + ".1")
+        hashes = [line.split()[0] for line in sidecar.splitlines()
+                  if line.endswith("  " + name)]
+        with open(self.archive + ".sha256", "w") as f:  # as the mid-save sidecar lists it
+            f.write(sidecar + "".join(f"{d}  {name}.1\n" for d in hashes))
+        r = self.restore(self.archive, self.dest, drive_mount="")
+        self.assertIn(".1", r.archive)
+        self.assertEqual(r.layers, 1, r.summary())
+        self.assertEqual(h.strip_special(h.snapshot(self.dest, dir_modes=True)), want)
+
     def check_index(self, fmt):
         r = self.make(fmt)
         self.assertEqual(r.action, "saved")
