@@ -6860,8 +6860,8 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
                     if not any(matcher.fullmatch(p) for p in planned):
                         raise UsageError(f"{text!r} names no file of the archive being "
                                          f"restored into {dest}.")
-                if all(p in done for p in needed):
-                    return
+                if matchers and all(p in done for p in needed):
+                    return  # (everything: only once the restore has ended)
                 progress.total = marker.get("planned_bytes", 0)
                 progress.update(sum(size for _, size, _ in done.values()), len(done))
                 if not _alive(marker.get("pid", 0)):
