@@ -31,6 +31,7 @@ class AutosaveHandleTests(h.SaveTestCase):
     def wait(self, cond, what, timeout=10.0):
         self.assertTrue(h.wait_for(cond, timeout=timeout), "timed out waiting for " + what)
 
+    @h.slow  # a second or more: make test-slow
     def test_saves_on_change_and_skips_when_idle(self):
         handle = self.start()
         self.wait(lambda: handle.last is not None, "the first round")
@@ -122,6 +123,7 @@ class AutosaveHandleTests(h.SaveTestCase):
         self.assertIsNone(handle.stop(final_save=False))
         self.assertFalse(os.path.exists(self.archive))
 
+    @h.slow  # a second or more: make test-slow
     def test_stop_while_running(self):
         """stop() during the rounds: the loop ends, the final save holds the last change."""
         handle = self.start()

@@ -53,12 +53,14 @@ class JobTests(ProgressiveCase):
         self.assertTrue(r.progressive)
         self.assertComplete(self.dest)
 
+    @h.slow  # a second or more: make test-slow
     def test_wait_for_a_file_returns_when_it_is_in_place_not_at_the_end(self):
         job = self.background(self.slow_local())
         job.wait("config.yaml", timeout=30)
         self.assertInPlace("config.yaml")
         self.assertFalse(job.done, "wait('config.yaml') returned only at the end")
 
+    @h.slow  # a second or more: make test-slow
     def test_wait_for_a_folder_with_a_trailing_slash(self):
         job = self.background(self.slow_local())
         job.wait("tokenizer/", timeout=30)
@@ -116,6 +118,7 @@ class JobTests(ProgressiveCase):
         got = [os.path.relpath(p, self.dest) for p in job.files("tokenizer/")]
         self.assertEqual(got, [r for r in self.order if r.startswith("tokenizer/")])
 
+    @h.slow  # a second or more: make test-slow
     def test_progress_counts_up_to_the_totals(self):
         job = self.background(self.slow_local())
         samples = []
@@ -137,6 +140,7 @@ class JobTests(ProgressiveCase):
         for a, b in zip(running, running[1:]):
             self.assertLessEqual(a[:2], b[:2], "progress went back")
 
+    @h.slow  # a second or more: make test-slow
     def test_wait_timeout(self):
         job = self.background(self.slow_local(delay=1.0))
         t0 = time.monotonic()
@@ -261,6 +265,7 @@ class CommandLineTests(ProgressiveCase):
         self.assertComplete(self.dest)
         self.assertNotIn("state", pt.read_marker(self.dest))
 
+    @h.slow  # a second or more: make test-slow
     def test_wait_for_paths_returns_before_the_end(self):
         url = self.slow_http()
         pid = self.start(url)
@@ -272,6 +277,7 @@ class CommandLineTests(ProgressiveCase):
                 self.assertEqual(f.read(), self.files[r])
         self.assertTrue(alive(pid), "wait returned only at the end")
 
+    @h.slow  # a second or more: make test-slow
     def test_wait_timeout_is_a_failure_quickly(self):
         url = self.slow_http(chunk=4096, delay=0.05)
         self.start(url)

@@ -118,6 +118,7 @@ class MainTests(h.BATestCase):
         self.assertEqual(rc, 0)
         self.assertIn("--archive", out + err)
 
+    @h.slow  # a second or more: make test-slow
     def test_demo_command_runs_and_exits_0(self):
         cwd = os.getcwd()
         os.chdir(self.tmp)
@@ -178,6 +179,7 @@ class SubprocessTests(h.BATestCase):
         self.assertNotIn(b"Traceback", p.stderr)
         self.assertTrue(p.stderr.strip())
 
+    @h.slow  # a second or more: make test-slow
     def test_demo_as_a_script_exits_0(self):
         p = self.run_py([h.MODULE_PATH, "demo"])
         self.assertEqual(p.returncode, 0, p.stderr.decode() + p.stdout.decode())
@@ -605,6 +607,7 @@ class AutosaveCommandTests(h.SaveTestCase):
         self.assertEqual(p.returncode, 0, h.read(err))
         self.assertNotIn("Traceback", h.read(err))
 
+    @h.slow  # a second or more: make test-slow
     def test_sigterm_final_save(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a\n")
         p, out, err = h.start_cli(self.args("--every", "1s"), self.tmp)

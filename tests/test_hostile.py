@@ -180,10 +180,12 @@ class HostileArchiveTests(h.BATestCase):
                     with self.subTest(case=case["name"], engine=engine, existing_dest=existing):
                         self._run_case(case, engine, existing)
 
+    @h.slow  # a second or more: make test-slow
     def test_unsafe_members_rejected(self):
         self._run_cases(UNSAFE_CASES)
         self.assertFalse(os.path.exists("/tmp/ba-unit-through-%d.txt" % os.getpid()))
 
+    @h.slow  # a second or more: make test-slow
     def test_corrupt_archives_rejected(self):
         self._run_cases(CORRUPT_CASES)
 

@@ -44,6 +44,7 @@ class HTTPTests(h.BATestCase):
         self.assertTrue(any(p == "/assets.tar.gz.sha256" for _, p, _ in self.http.requests()),
                         "the sidecar URL was not tried")
 
+    @h.slow  # a second or more: make test-slow
     def test_dropped_connection_resumes_with_range(self):
         for sidecar in (False, True):
             for engine in h.engines():

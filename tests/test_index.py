@@ -199,6 +199,7 @@ class ReadersTests(ProgressiveCase):
         got = h.strip_special(h.snapshot(os.path.join(out, pt.TOP), dir_modes=True))
         self.assertEqual(got, self.want(), h.summarize(got, self.want()))
 
+    @h.slow  # a second or more: make test-slow
     def test_tarfile_every_mode_extracts_exactly_the_folder(self):
         self.make("tar")
         gz = os.path.join(self.drive, "x.tar.gz")

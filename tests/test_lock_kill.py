@@ -33,6 +33,7 @@ class SlowSourceMixin:
 
 class LockTests(SlowSourceMixin, h.BATestCase):
 
+    @h.slow  # a second or more: make test-slow
     def test_locked_names_holder_pid(self):
         dest = self.dest
         p, url, err = self.start_slow(dest)

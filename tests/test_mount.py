@@ -59,6 +59,7 @@ class SourceMissingTests(h.BATestCase):
 
 class DeadMountTests(h.BATestCase):
 
+    @h.slow  # a second or more: make test-slow
     def test_enotconn_is_dead_mount(self):
         mnt = os.path.join(self.tmp, "deadmnt")
         archive = h.write_bytes(os.path.join(mnt, "MyDrive", "assets.tar.gz"), h.archive_bytes(MEMBERS))

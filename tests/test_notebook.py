@@ -185,6 +185,7 @@ class IPythonCellTests(h.SaveTestCase):
         with open(h.MODULE_PATH, encoding="utf-8") as f:
             return f.read()
 
+    @h.slow  # a second or more: make test-slow
     def test_failing_pasted_cell_fails_with_the_message_alone(self):
         missing = os.path.join(self.drive, "nope.tar.gz")
         rc, out, err = self.run_cells([self.pasted_cell()], {
@@ -200,6 +201,7 @@ class IPythonCellTests(h.SaveTestCase):
             self.assertNotIn(noise, shown)
         self.assertFalse(os.path.exists(self.dest))
 
+    @h.slow  # a second or more: make test-slow
     def test_pasted_cell_that_works_ends_quietly(self):
         src = h.write_bytes(os.path.join(self.src_dir, "assets.tar.gz"),
                             h.archive_bytes(MEMBERS))

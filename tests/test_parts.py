@@ -920,12 +920,14 @@ class DriveMessageTests(PartsTestCase):
         self.assertUntouched(self.dest, None)
         return str(cm.exception), err
 
+    @h.slow  # a second or more: make test-slow
     def test_persistent_eio_with_quota_exceeded_in_the_drivefs_log_says_quota_and_copy(self):
         msg, err = self.failing_restore(quota=True)
         self.assertIn("quota", msg.lower())
         self.assertIn("copy", msg.lower())
         self.assertIn("quota", err.lower())
 
+    @h.slow  # a second or more: make test-slow
     def test_persistent_eio_without_a_quota_line_does_not_mention_quota(self):
         msg, err = self.failing_restore(quota=False)
         self.assertNotIn("quota", msg.lower())

@@ -125,6 +125,7 @@ class ProgressiveRestoreTests(ProgressiveCase):
         self.assertEqual(w.wrong, [], "a file visible before its final content")
         self.assertComplete(self.dest)
 
+    @h.slow  # a second or more: make test-slow
     def test_marker_says_restoring_until_the_end_and_files_appear_in_archive_order(self):
         self.make("tar")
         url = self.slow_local()

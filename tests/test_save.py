@@ -131,6 +131,7 @@ class FormatTests(h.SaveTestCase):
         else:
             self.assertTrue(head.startswith(self.MAGIC[fmt]), "%s does not start like %s" % (path, fmt))
 
+    @h.slow  # a second or more: make test-slow
     def test_every_format_restores_with_every_engine_and_zstd_without_support_is_unsupported(self):
         h.save_tree(self.local, big=False)
         want = h.saved_view(self.local)
@@ -332,6 +333,7 @@ class SourceAndLockTests(h.SaveTestCase):
         self.assertBAError("SourceMissing", self.save)
         self.assertFalse(os.path.exists(self.drive))
 
+    @h.slow  # a second or more: make test-slow
     def test_save_into_a_locked_folder_is_locked_naming_the_holder(self):
         h.write_bytes(os.path.join(self.local, "a.txt"), b"a")
         self.save()

@@ -38,11 +38,13 @@ class TransientErrorTests(h.BATestCase):
     def test_first_read_fails(self):
         self._check(errno.EIO, "gz", (1,), "python")
 
+    @h.slow  # a second or more: make test-slow
     def test_other_transient_errnos(self):
         for err in (errno.ENOTCONN, errno.ETIMEDOUT, errno.ECONNRESET, errno.ESTALE):
             with self.subTest(errno=errno.errorcode[err]):
                 self._check(err, "tar", (3, 5), "python")
 
+    @h.slow  # a second or more: make test-slow
     def test_uncompressed_and_xz(self):
         for comp in ("tar", "xz"):
             with self.subTest(comp=comp):
