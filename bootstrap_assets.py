@@ -6838,9 +6838,19 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
     deadline = None if timeout is None else time.monotonic() + timeout
     matchers = [_pattern(p) for p in patterns]
     progress = _Progress(f"waiting for {', '.join(patterns) or 'the restore'}", 0, quiet)
+    # The marker (with its list of planned files) is parsed, and the patterns matched against
+    # that list, only when a new marker has replaced it, not at every look.
+    marker_path, seen, marker, needed = os.path.join(dest, MARKER_NAME), None, None, None
     try:
         while True:
-            marker = _read_json(os.path.join(dest, MARKER_NAME))
+            try:
+                st = os.stat(marker_path)
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                stamp = None
+            if stamp != seen:
+                seen, needed = stamp, None
+                marker = _read_json(marker_path) if stamp else None
             background = _read_json(_status_path(dest)) or {}
             state = (marker or {}).get("state")
             if marker and not state:
@@ -6852,14 +6862,15 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
             if state == "incomplete":
                 raise _failure(marker.get("exit_code", 1), marker.get("reason", "stopped"))
             if state == "restoring":
-                planned = marker.get("planned", [])
+                if needed is None:
+                    planned = marker.get("planned", [])
+                    for text, matcher in zip(patterns, matchers):
+                        if not any(matcher.fullmatch(p) for p in planned):
+                            raise UsageError(f"{text!r} names no file of the archive being "
+                                             f"restored into {dest}.")
+                    needed = [p for p in planned if not matchers or
+                              any(m.fullmatch(p) for m in matchers)]
                 done = _read_journal(dest)
-                needed = [p for p in planned if not matchers or
-                          any(m.fullmatch(p) for m in matchers)]
-                for text, matcher in zip(patterns, matchers):
-                    if not any(matcher.fullmatch(p) for p in planned):
-                        raise UsageError(f"{text!r} names no file of the archive being "
-                                         f"restored into {dest}.")
                 if matchers and all(p in done for p in needed):
                     return  # (everything: only once the restore has ended)
                 progress.total = marker.get("planned_bytes", 0)
