@@ -158,6 +158,13 @@ RESTART_EVERY_ZST = 64 << 20
 # is under this (a new read costs about that much time on a mount), or when the next one's
 # restart point lies inside the read already (a .tar.gz)
 COALESCE_GAP = 256 << 10
+# Demand first: a file a background restore's reader asks for is read ahead of the stream
+# when the stream would first read this many bytes the reader did not ask for (nearer, the
+# stream gives it sooner than a read of its own); job.files() asks for its next files this
+# many bytes at a time, as the reader catches up with what is in place.
+AHEAD_GAP = 4 << 20
+AHEAD_BATCH = 8 << 20
+AHEAD_POLL = 0.1  # seconds between two looks of restore --background for what `wait` asks
 MAX_INDEX = 256 << 20  # an index larger than this (about 2 million files) is not ours
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
 LAYER_INFIX = ".layer-"
@@ -4600,6 +4607,9 @@ class _Installer:
         self.writer = _PythonWriter(dest)
         self.journal = journal  # the open journal file
         self.count = 0
+        # the stream and the reads ahead of it (_Demand) install files at once: the names,
+        # the folders made, the journal and the job's events are theirs in turn
+        self.lock = threading.Lock()
 
     def folders(self, final):
         for path, (_, entry) in sorted(final.items()):
@@ -4609,9 +4619,10 @@ class _Installer:
 
     def file(self, entry, pieces):
         parts = tuple(entry.path.split("/"))
-        self.writer.make_parents(parts)
-        self.count += 1
-        temporary = os.path.join(self.staging, f"{self.count}.part")
+        with self.lock:
+            self.writer.make_parents(parts)
+            self.count += 1
+            temporary = os.path.join(self.staging, f"{self.count}.part")
         hasher = hashlib.sha256()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                      | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -4633,8 +4644,9 @@ class _Installer:
             os.unlink(temporary)
             raise
         os.close(fd)
-        os.rename(temporary, os.path.join(self.dest, *parts))
-        self.installed(entry)
+        with self.lock:
+            os.rename(temporary, os.path.join(self.dest, *parts))
+            self.installed(entry)
 
     def link(self, entry):
         self.writer.add(_Member(entry.path, "symlink", tuple(entry.path.split("/")),
@@ -4686,26 +4698,30 @@ def _segments(index, fmt, wanted):
 
 
 def _install_from(source, index, fmt, number, final, verified, installer, progress,
-                  counter):
+                  counter, demand=None):
     """Read the files one archive of the chain still has to give, by ranges: each run of
     neighbouring wanted members from the restart point before it to the one after it (see
     _segments), and install those files. Each member read is checked against the index,
     and each file's content against its hash there: what the index does not describe is
     never installed, so the archive's own hash (which covers the same bytes again) is not
-    computed. Returns the number of reads."""
+    computed. demand: the reads ahead of this one (_Demand), whose files it reads past.
+    Returns the number of reads."""
     wanted = [entry for entry in index.members if entry.kind == "f"
               and final.get(entry.path, (None,))[0] == number and entry.path not in verified]
     segments = _segments(index, fmt, wanted)
     for tar_start, stored_start, stop, members in segments:
         _install_segment(source, index, fmt, tar_start, stored_start, stop,
                          {entry.path for entry in members}, members[-1].header, installer,
-                         progress, counter)
+                         progress, counter, demand, number)
     return len(segments)
 
 
 def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, last,
-                     installer, progress, counter):
-    """One read of _install_from: the members from tar_start to the one at header last."""
+                     installer, progress, counter, demand=None, number=0, ahead=False):
+    """One read of _install_from: the members from tar_start to the one at header last.
+    With demand, each wanted file is installed by whichever of the stream and the reads
+    ahead claims it first (the other reads past it); a read ahead (ahead=True, progress
+    None) ends where the stream is about to take over."""
     stages, data = _stored_stream(source, stored_start, fmt, counter, stop)
     entries = iter([entry for entry in index.members if entry.header >= tar_start])
     try:
@@ -4722,9 +4738,16 @@ def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, 
                     f"archive's index. Only the files verified before it were installed. "
                     f"Fix: save again from a complete copy of the folder, or restore the "
                     f"previous version (--previous 1).")
-            if entry.path in wanted:
-                installer.file(entry, stream.pieces(member.size))
-                progress.update(counter.bytes, installer.count)
+            take = entry.path in wanted
+            if demand is not None:
+                take = demand.claim(number, entry, take, ahead)
+                if take is None:
+                    return
+            if take:
+                pieces = stream.pieces(member.size)
+                installer.file(entry, pieces if demand is None else demand.watched(pieces))
+                if progress is not None:
+                    progress.update(counter.bytes, installer.count)
             else:
                 stream.skip(member.size)
             stream.skip((-member.size) % BLOCK)
@@ -4737,6 +4760,200 @@ def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, 
     finally:
         for stage in reversed(stages):
             stage.close()
+
+
+class _AheadFailed(Exception):
+    """Raised in the stream when a read ahead of it failed: the restore ends with that
+    read's own error (_Demand.error)."""
+
+
+class _Halted(Exception):
+    """Ends a read ahead when the restore has stopped."""
+
+
+class _Demand:
+    """Demand first (README, Start working before the restore ends): the files a reader of a
+    background restore asks for (RestoreJob.wait and files, or `wait` in another process
+    through the request file beside dest, see _ask_background) are read ahead of the stream
+    by ranges, in a thread of their own, when the stream would first read AHEAD_GAP bytes
+    the reader did not ask for. They are installed as the stream's are (_Installer.file:
+    checked against the index, renamed, journalled); each file goes to whichever of the
+    two claims it first, and the other reads past it (checking its header all the same). A
+    read ahead stops where the stream is about to take over, so it adds no more than the
+    files asked for to what the restore reads."""
+
+    def __init__(self, chain, final, verified, installer, space, request_file=None):
+        import bisect
+        self.bisect = bisect
+        self.chain, self.installer, self.space = chain, installer, space
+        self.request_file, self.request_offset = request_file, 0
+        self.files = sorted(((number, entry) for number, entry in final.values()
+                             if entry.kind == "f"), key=lambda held: (held[0], held[1].header))
+        self.condition = threading.Condition()
+        self.asks = collections.deque()  # (compiled patterns, at most so many bytes or None)
+        self.claimed = set(verified)  # files the stream or a read ahead took (or in place)
+        self.queued = set()  # files planned for a read ahead, not reached yet
+        self.asked = {}  # archive number -> {header: size} of the files asked for
+        self.sums = {}  # archive number -> (sorted headers, running sums of their sizes)
+        self.position = (0, -1)  # (archive number, header of the member) the stream is at
+        self.error = None  # what a read ahead failed with
+        self.halted = self.closing = False
+        self.counter = _Counter()  # the bytes read ahead
+        self.thread = threading.Thread(target=self._run, name="demand first", daemon=True)
+        self.thread.start()
+
+    def ask(self, patterns, limit=None):
+        """The files patterns name first (at most `limit` bytes of them, the first in
+        archive order not in place yet, when given)."""
+        with self.condition:
+            self.asks.append(([_pattern(text) for text in patterns], limit))
+            self.condition.notify_all()
+
+    def claim(self, number, entry, wanted, ahead):
+        """Whether the caller installs entry (True) or reads past it (False); for a read
+        ahead, None once the stream is about to reach it. The stream tells where it is."""
+        with self.condition:
+            if not ahead:
+                if self.error is not None:
+                    raise _AheadFailed()
+                self.position = (number, entry.header)
+            elif self.halted or self.closing or entry.path in self.claimed or \
+                    not self._far(number, entry):
+                return None if wanted else False
+            if not wanted or entry.path in self.claimed:
+                return False
+            self.claimed.add(entry.path)
+            return True
+
+    def watched(self, pieces):
+        """pieces, stopped once the other side has failed: the stream by a read ahead's
+        error, a read ahead by the restore's end."""
+        for piece in pieces:
+            if self.error is not None or self.halted:
+                raise _Halted() if self.halted else _AheadFailed()
+            yield piece
+
+    def close(self):
+        """Once the stream has ended: wait for the read ahead under way, raise its error."""
+        with self.condition:
+            self.closing = True
+            self.condition.notify_all()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def halt(self):
+        """The restore has stopped: end the read ahead under way, wait for it."""
+        with self.condition:
+            self.halted = True
+            self.condition.notify_all()
+        self.thread.join()
+
+    def _far(self, number, entry):
+        """True when the stream would read AHEAD_GAP bytes the reader did not ask for
+        before it reaches entry."""
+        at, header = self.position
+        if number != at or entry.header <= header:
+            return number > at
+        headers, sums = self.sums.get(number, ((), (0,)))
+        asked = sums[self.bisect.bisect_left(headers, entry.header)] - \
+            sums[self.bisect.bisect_right(headers, header)]
+        return entry.header - header - asked >= AHEAD_GAP
+
+    def _pick(self, matchers, limit):
+        """The files asked for to read ahead now: [(archive number, entries)]."""
+        picked, total = {}, 0
+        for number, entry in self.files:
+            if entry.path in self.claimed or entry.path in self.queued or \
+                    not any(matcher.fullmatch(entry.path) for matcher in matchers):
+                continue
+            if limit is not None and total >= limit:
+                break
+            self.asked.setdefault(number, {})[entry.header] = entry.size
+            total += entry.size
+            picked.setdefault(number, []).append(entry)
+        for number, sizes in self.asked.items():
+            headers = sorted(sizes)
+            self.sums[number] = (headers, list(itertools.accumulate(
+                [sizes[header] for header in headers], initial=0)))
+        far = [(number, [entry for entry in entries if self._far(number, entry)])
+               for number, entries in sorted(picked.items())]
+        return [(number, entries) for number, entries in far if entries]
+
+    def _requests(self):
+        """What `wait` in another process asked for since the last look: a JSON list of
+        patterns a line."""
+        try:
+            with open(self.request_file, "rb") as f:
+                f.seek(self.request_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        complete = data[:data.rfind(b"\n") + 1]
+        self.request_offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                patterns = json.loads(line)
+            except ValueError:
+                continue  # not a line `wait` wrote
+            if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+                self.asks.append(([_pattern(text) for text in patterns], None))
+
+    def _next(self):
+        """The next files to read ahead, or None once the restore ends."""
+        with self.condition:
+            while not (self.halted or self.closing):
+                if self.request_file:
+                    self._requests()
+                while self.asks:
+                    picked = self._pick(*self.asks.popleft())
+                    if picked:
+                        for _, entries in picked:
+                            self.queued.update(entry.path for entry in entries)
+                        return picked
+                self.condition.wait(AHEAD_POLL if self.request_file else None)
+            return None
+
+    def _room(self, source):
+        """Drive's cache on dest's disk holds a file whole while it is open: a read ahead
+        of one file the stream reads too adds nothing, of another part or a layer its size.
+        Returns the bytes set aside (taken back by the caller), or None when the disk has no
+        room for them (the stream then gives those files)."""
+        if not self.space.in_cache or not isinstance(source, _PathSource) or \
+                (source is self.chain[self.position[0]][0] and len(source.files) == 1):
+            return 0
+        extra = max(size for _, size, _ in source.files)
+        with self.condition:
+            if self.space.left() < extra:
+                return None
+            self.space.in_cache += extra
+        return extra
+
+    def _run(self):
+        try:
+            while True:
+                picked = self._next()
+                if picked is None:
+                    return
+                for number, entries in picked:
+                    source, index, fmt = self.chain[number]
+                    extra = self._room(source)
+                    try:
+                        for tar_start, stored_start, stop, members in (
+                                _segments(index, fmt, entries) if extra is not None else ()):
+                            _install_segment(source, index, fmt, tar_start, stored_start, stop,
+                                             {entry.path for entry in members},
+                                             members[-1].header, self.installer, None,
+                                             self.counter, self, number, ahead=True)
+                    finally:
+                        with self.condition:
+                            self.space.in_cache -= extra or 0
+                            self.queued.difference_update(entry.path for entry in entries)
+        except _Halted:
+            pass
+        except BaseException as exc:  # the restore's error: the stream raises it
+            with self.condition:
+                self.error = exc
 
 
 def _matcher(patterns):
@@ -4886,7 +5103,7 @@ def _restore_progressive(job, chain, base_sha):
     reclaimable, in_cache = job.space
     extraction = _Extraction(dest, _SpaceGuard(staging, reclaimable, in_cache), progress,
                              dest)
-    installer = None
+    installer = demand = None
     try:
         _check_plan(final, extraction, verified)
         if not existed:
@@ -4908,10 +5125,31 @@ def _restore_progressive(job, chain, base_sha):
             installer.folders(final)
             counter = _Counter()
             reads = 0
-            for number, (src, index, fmt) in enumerate(chain):
-                progress.label, progress.total = f"restoring {src.name}", src.size
-                reads += _install_from(src, index, fmt, number, final, verified, installer,
-                                       progress, counter)
+            # demand first: what a reader waits for comes ahead of the stream (a job in
+            # this process asks through job.events, `wait` in another through a file)
+            background = os.environ.get(ENV_BACKGROUND) and not job.events
+            if job.events or background:
+                demand = _Demand(chain, final, verified, installer, extraction.space,
+                                 _demand_path(dest) if background else None)
+            try:
+                if job.events:
+                    job.events.serve(demand)
+                for number, (src, index, fmt) in enumerate(chain):
+                    progress.label, progress.total = f"restoring {src.name}", src.size
+                    reads += _install_from(src, index, fmt, number, final, verified,
+                                           installer, progress, counter, demand)
+                if demand is not None:
+                    demand.close()
+            except _AheadFailed:
+                raise demand.error from None
+            finally:
+                if demand is not None:
+                    demand.halt()
+                    counter.bytes += demand.counter.bytes
+                if background:  # what `wait` asked of this restore
+                    _unlink_if_there(_demand_path(dest))
+                if job.events:
+                    job.events.serve(None)
             for path, (_, entry) in final.items():
                 if entry.kind == "l" and path not in verified and \
                         tuple(path.split("/")) not in extraction.absolute_links:
@@ -6690,6 +6928,9 @@ class RestoreJob:
         self._bytes = self._total_bytes = 0
         self._result = self._error = None
         self._done = False
+        # demand first: the restore's reads ahead (_Demand) while it streams, and what was
+        # asked before they started
+        self._demand, self._asks = None, []
         self._thread = threading.Thread(target=self._run, args=(dict(arguments, quiet=True),),
                                         name=f"restore {self.dest}")
         self._thread.start()
@@ -6723,6 +6964,22 @@ class RestoreJob:
             self._add(path)
             self._changed.notify_all()
 
+    def serve(self, demand):
+        """The restore reads ahead what wait() and files() ask for through demand (None:
+        no longer)."""
+        with self._changed:
+            self._demand, asks, self._asks = demand, self._asks, []
+        for patterns, limit in asks if demand is not None else ():
+            demand.ask(patterns, limit)
+
+    def _ask(self, patterns, limit=None):
+        with self._changed:
+            demand = self._demand
+            if demand is None and not self._done:
+                self._asks.append((patterns, limit))
+        if demand is not None:
+            demand.ask(patterns, limit)
+
     def _add(self, path):
         if path not in self._in_place:
             self._in_place.add(path)
@@ -6739,10 +6996,13 @@ class RestoreJob:
 
     def wait(self, *patterns, timeout=None):
         """Block until the files the patterns name (every file, with none) are in place;
-        raise the restore's own error if it failed, TimeoutError after timeout seconds."""
+        raise the restore's own error if it failed, TimeoutError after timeout seconds.
+        Files the restore will not reach soon are read ahead of it (demand first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         matchers = [_pattern(p) for p in patterns]
         left, seen = None, 0
+        if patterns:
+            self._ask(patterns)
         with self._changed:
             while True:
                 if self._error is not None:
@@ -6770,9 +7030,15 @@ class RestoreJob:
 
     def files(self, pattern="**"):
         """Yield the path of each file matching pattern as soon as it is in place (those
-        already there first), until the restore ends; then raise its error, if it failed."""
+        already there first), until the restore ends; then raise its error, if it failed.
+        When the reader has had every one in place, its next ones are read ahead of the
+        restore (demand first)."""
         matcher, position = _pattern(pattern), 0
         while True:
+            with self._changed:
+                caught_up = position == len(self._installed) and not self._done
+            if caught_up:  # the reader waits: its next files first
+                self._ask([pattern], AHEAD_BATCH)
             with self._changed:
                 while position == len(self._installed) and not self._done:
                     self._changed.wait()
@@ -6799,6 +7065,29 @@ class RestoreJob:
 def _status_path(dest):
     """Where restore --background records its process and, at its end, its exit code."""
     return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.restore.json")
+
+
+def _demand_path(dest):
+    """Where `wait` asks restore --background for files first: a JSON list of patterns a
+    line (see _Demand)."""
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.restore.want")
+
+
+def _ask_background(dest, patterns):
+    """Ask the restore --background into dest for the files patterns name first. A folder
+    where this cannot write leaves the restore to give them in its own order."""
+    try:
+        with open(_demand_path(dest), "a", encoding="utf-8") as f:
+            f.write(json.dumps(list(patterns)) + "\n")
+    except OSError:
+        pass
+
+
+def _unlink_if_there(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _log_path(dest):
@@ -6841,6 +7130,7 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
     # The marker (with its list of planned files) is parsed, and the patterns matched against
     # that list, only when a new marker has replaced it, not at every look.
     marker_path, seen, marker, needed = os.path.join(dest, MARKER_NAME), None, None, None
+    asked = not patterns
     try:
         while True:
             try:
@@ -6890,6 +7180,9 @@ def wait(*patterns, dest=None, timeout=None, quiet=False):
                 raise BootstrapError(f"{', '.join(patterns) or 'The restore'} not in place "
                                      f"in {dest} after {timeout:g} s; the restore goes on "
                                      f"(log: {_log_path(dest)}).")
+            if not asked:  # demand first: the restore reads these ahead of its stream
+                _ask_background(dest, patterns)
+                asked = True
             time.sleep(0.1)
     finally:
         progress.close()
@@ -6906,6 +7199,7 @@ def _start_background(argv, dest):
                          "restore(background=True), then job.wait('weights/').")
     dest = _settings(None, dest, None)[1]
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    _unlink_if_there(_demand_path(dest))  # asked of an earlier restore
     log = _log_path(dest)
     with open(log, "ab") as out:
         process = subprocess.Popen(

@@ -1,0 +1,209 @@
+"""Issue 18 point 4, demand first: in a background restore, job.wait(paths) and
+job.files(pattern) for files the stream has not reached yet read them ahead of it by ranges
+(a plain tar, a .tar.gz from its restart points, parts); the stream reads past them
+without installing them again; each is verified against the index like the stream's (a
+damaged one ends the restore with its own error, exit 7, nothing unverified visible); a
+tampered index is still exit 5. The command line: `wait PATH` asks a detached
+`restore --background` for PATH first through the request file beside dest.
+
+The source is slowed (tests/progressive_case.SlowReads: every read of the archive sleeps;
+or HTTPFixture trickling) so that the stream cannot reach the end of the archive before
+what is asked for is seen in place: the order is deterministic.
+"""
+import collections
+import os
+import shutil
+import threading
+import time
+import unittest
+from unittest import mock
+
+import helpers as h
+import progressive_tools as pt
+from helpers import ba
+from progressive_case import ProgressiveCase
+
+
+class Installs:
+    """Counts _Installer.file calls by path (and keeps their order) while active."""
+
+    def __init__(self):
+        self.order, self.count, self.lock = [], collections.Counter(), threading.Lock()
+        real = ba._Installer.file
+        owner = self
+
+        def file(installer, entry, pieces):
+            real(installer, entry, pieces)
+            with owner.lock:
+                owner.order.append(entry.path)
+                owner.count[entry.path] += 1
+        self.patch = mock.patch.object(ba._Installer, "file", file)
+
+    def __enter__(self):
+        self.patch.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.patch.stop()
+
+
+class DemandFirstTests(ProgressiveCase):
+
+    def setUp(self):
+        super().setUp()
+        # the small tree (about 5.5 MB) is read ahead of from its second MiB on
+        patch = mock.patch.object(ba, "AHEAD_GAP", 1 << 20)
+        patch.start()
+        self.addCleanup(patch.stop)
+
+    def installs(self):
+        installs = Installs().__enter__()
+        self.addCleanup(installs.__exit__)
+        return installs
+
+    def check_last_files_first(self, fmt="tar", **save_kw):
+        self.make(fmt, **save_kw)
+        order = self.file_order()
+        asked = order[-3:]
+        installs = self.installs()
+        job = self.background(self.slow_local(0.3))
+        job.wait(*asked, timeout=30)
+        self.assertFalse(job.done, "wait returned only at the end")
+        for r in asked:
+            with open(os.path.join(self.dest, r), "rb") as f:
+                self.assertEqual(pt.sha256(f.read()), pt.sha256(self.files[r]), r)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, order[-4])),
+                         "the stream reached the end first: nothing was read ahead")
+        with installs.lock:
+            before = list(installs.order)
+        self.assertLessEqual(set(asked), set(before))
+        self.assertLess(len(before), len(order) // 2,
+                        "the files asked for were not installed before most others")
+        self.full_speed()
+        result = job.result(timeout=60)
+        self.assertComplete(self.dest)
+        twice = [path for path, n in installs.count.items() if n > 1]
+        self.assertEqual(twice, [], "installed twice")
+        self.assertEqual(sorted(installs.count), sorted(order))
+        self.assertEqual(job.progress.files, len(order))
+        asked_bytes = sum(len(self.files[r]) + 3 * 512 for r in asked)
+        if fmt == "gz":  # read from the restart point before them: at most that far back
+            asked_bytes += ba.RESTART_EVERY
+        self.assertLessEqual(result.archive_bytes, len(pt.stored(self.archive)) + asked_bytes)
+        return job
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_a_plain_tar_gives_the_last_files_first(self):
+        self.check_last_files_first("tar")
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_a_gz_gives_the_last_files_first_from_their_restart_points(self):
+        self.check_last_files_first("gz")
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_parts_give_the_last_files_first(self):
+        self.check_last_files_first("tar", part_size=1 << 20)
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_files_iterator_asks_for_its_next_files(self):
+        self.make("tar")
+        order = self.file_order()
+        last_class = os.path.dirname(order[-1])  # the folder the archive ends with
+        first_image = next(r for r in order if r.startswith("images/"))
+        pattern = last_class + "/**"
+        job = self.background(self.slow_local(0.3))
+        first = next(iter(job.files(pattern)))
+        self.assertTrue(first.startswith(os.path.join(self.dest, last_class)), first)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, first_image)),
+                         "the stream reached that folder first: nothing was read ahead")
+        self.full_speed()
+        got = [os.path.relpath(p, self.dest) for p in job.files(pattern)]
+        self.assertEqual(sorted(got), sorted(r for r in order if r.startswith(last_class + "/")))
+        job.result(timeout=60)
+        self.assertComplete(self.dest)
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_what_the_stream_is_about_to_give_is_not_read_ahead(self):
+        self.make("tar")
+        installs = self.installs()
+        job = self.background(self.slow_local(0.3))
+        job.wait("config.yaml", "tokenizer/", timeout=30)
+        self.full_speed()
+        result = job.result(timeout=60)
+        self.assertComplete(self.dest)
+        self.assertLessEqual(result.archive_bytes, len(pt.stored(self.archive)))
+        self.assertEqual(installs.order, self.file_order())
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_a_damaged_member_read_ahead_ends_the_restore_with_its_error(self):
+        self.make("tar")
+        order = self.file_order()
+        pt.damage_member(self.archive, order[-1])
+        fg = self.foreground_error(self.archive, self.dest)
+        self.assertEqual(fg.exit_code, 7)
+        shutil.rmtree(self.dest)
+        installs = self.installs()
+        job = self.background(self.slow_local(0.6))  # the stream: 3 s or more to the end
+        with self.assertRaises(ba.BootstrapError) as cm:
+            job.wait(order[-1], timeout=30)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, order[-2])),
+                         "the error came from the stream, at the end")
+        self.assertIs(type(cm.exception), type(fg))
+        self.assertEqual(str(cm.exception), str(fg))
+        self.assertTrue(job.done)
+        self.assertNotIn(order[-1], installs.order)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, order[-1])))
+        self.assertOnlyVerified(self.dest)
+        self.assertEqual(pt.read_marker(self.dest)["state"], "incomplete")
+        prefix = ba._staging_prefix(self.dest)
+        self.assertEqual([n for n in os.listdir(os.path.dirname(self.dest))
+                          if n.startswith(prefix)], [], "a staging folder stays")
+
+    @h.slow  # a slowed source watched while it runs: a second or more
+    def test_a_tampered_index_is_still_exit_5_and_installs_nothing(self):
+        self.make("tar")
+        order = self.file_order()
+        pt.tamper_index(self.archive)
+        job = self.background(self.slow_local(0.05))
+        with self.assertRaises(ba.ChecksumMismatch) as cm:
+            job.wait(order[-1], timeout=30)
+        self.assertEqual(cm.exception.exit_code, 5)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, order[-1])))
+        self.assertEqual([p for p in pt.visible_entries(self.dest) if not os.path.isdir(
+            os.path.join(self.dest, p))] if os.path.isdir(self.dest) else [], [])
+
+
+class CommandLineDemandTests(ProgressiveCase):
+
+    @h.slow  # a detached restore over a trickling server: a few seconds
+    def test_wait_asks_the_detached_restore_for_its_paths_first(self):
+        self.make("tar")
+        order = self.file_order()
+        url = self.slow_http(chunk=16384, delay=0.04)  # ~400 KB/s: the whole in ~14 s
+        rc, out, err = self.run_main(["restore", "--background", "--archive", url, "--dest",
+                                      self.dest, "--retry-for", "5"])
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(h.wait_for(lambda: pt.lock_pid(self.dest), timeout=15))
+        pid = pt.lock_pid(self.dest)
+        t0 = time.monotonic()
+        rc, out, err = self.run_main(["wait", order[-1], "--dest", self.dest, "--timeout",
+                                      "30", "--quiet"])
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(self.dest, order[-1]), "rb") as f:
+            self.assertEqual(f.read(), self.files[order[-1]])
+        self.assertLess(took, 8.0, "wait took as long as the stream")
+        self.assertFalse(os.path.exists(os.path.join(self.dest, order[-2])),
+                         "the stream reached the end first: nothing was read ahead")
+        self.full_speed()
+        rc, out, err = self.run_main(["wait", "--dest", self.dest, "--timeout", "60"])
+        self.assertEqual(rc, 0, err)
+        self.assertComplete(self.dest)
+        self.assertTrue(h.wait_for(lambda: not os.path.exists(os.path.join(
+            os.path.dirname(self.dest), ".%s.restore.want" % os.path.basename(self.dest))),
+            timeout=10), "the request file stays after the restore")
+        h.wait_for(lambda: pt.lock_pid(self.dest) != pid, timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main()
