@@ -6931,6 +6931,7 @@ class RestoreJob:
         # demand first: the restore's reads ahead (_Demand) while it streams, and what was
         # asked before they started
         self._demand, self._asks = None, []
+        self._waits = 0  # wait() calls under way: what they ask for comes before files()'s
         self._thread = threading.Thread(target=self._run, args=(dict(arguments, quiet=True),),
                                         name=f"restore {self.dest}")
         self._thread.start()
@@ -7000,33 +7001,41 @@ class RestoreJob:
         Files the restore will not reach soon are read ahead of it (demand first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         matchers = [_pattern(p) for p in patterns]
-        left, seen = None, 0
         if patterns:
             self._ask(patterns)
         with self._changed:
-            while True:
-                if self._error is not None:
-                    raise self._error
-                if left is None and self._planned is not None:
-                    left = set()
-                    for text, matcher in zip(patterns, matchers):
-                        matched = {p for p in self._planned if matcher.fullmatch(p)}
-                        if not matched:
-                            raise UsageError(f"{text!r} names no file of the archive being "
-                                             f"restored into {self.dest}.")
-                        left |= matched
-                if left is not None and patterns:
-                    left.difference_update(self._installed[seen:])
-                    seen = len(self._installed)
-                    if not left:
-                        return
-                if self._done:
+            self._waits += 1
+            try:
+                return self._wait(patterns, matchers, deadline, timeout)
+            finally:
+                self._waits -= 1
+
+    def _wait(self, patterns, matchers, deadline, timeout):
+        """wait(), with self._changed held."""
+        left, seen = None, 0
+        while True:
+            if self._error is not None:
+                raise self._error
+            if left is None and self._planned is not None:
+                left = set()
+                for text, matcher in zip(patterns, matchers):
+                    matched = {p for p in self._planned if matcher.fullmatch(p)}
+                    if not matched:
+                        raise UsageError(f"{text!r} names no file of the archive being "
+                                         f"restored into {self.dest}.")
+                    left |= matched
+            if left is not None and patterns:
+                left.difference_update(self._installed[seen:])
+                seen = len(self._installed)
+                if not left:
                     return
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"{', '.join(patterns) or 'the restore'} not in place "
-                                       f"in {self.dest} after {timeout:g} s")
-                self._changed.wait(remaining)
+            if self._done:
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"{', '.join(patterns) or 'the restore'} not in place "
+                                   f"in {self.dest} after {timeout:g} s")
+            self._changed.wait(remaining)
 
     def files(self, pattern="**"):
         """Yield the path of each file matching pattern as soon as it is in place (those
@@ -7036,8 +7045,9 @@ class RestoreJob:
         matcher, position = _pattern(pattern), 0
         while True:
             with self._changed:
-                caught_up = position == len(self._installed) and not self._done
-            if caught_up:  # the reader waits: its next files first
+                caught_up = position == len(self._installed) and not self._done and \
+                    not self._waits
+            if caught_up:  # the reader waits (and no wait() does): its next files first
                 self._ask([pattern], AHEAD_BATCH)
             with self._changed:
                 while position == len(self._installed) and not self._done:

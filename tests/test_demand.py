@@ -123,6 +123,31 @@ class DemandFirstTests(ProgressiveCase):
         self.assertComplete(self.dest)
 
     @h.slow  # a slowed source watched while it runs: a second or more
+    def test_files_asks_for_nothing_while_a_wait_is_under_way(self):
+        self.make("tar")
+        order = self.file_order()
+        last_class = os.path.dirname(order[-1])
+        installs = self.installs()
+        job = self.background(self.slow_local(0.3))
+        waiting = threading.Thread(target=job.wait, args=("weights/",), kwargs={"timeout": 30})
+        waiting.start()
+        self.assertTrue(h.wait_for(lambda: job._waits == 1, timeout=10))
+        seen = []
+        reader = threading.Thread(target=lambda: seen.extend(job.files(last_class + "/**")))
+        reader.start()
+        waiting.join(30)
+        with installs.lock:
+            before = list(installs.order)
+        self.assertTrue(all(r in before for r in order if r.startswith("weights/")))
+        self.assertEqual([r for r in before if r.startswith(last_class + "/")], [],
+                         "files() read ahead of what wait() waits for")
+        self.full_speed()
+        reader.join(60)
+        self.assertEqual(len(seen), sum(r.startswith(last_class + "/") for r in order))
+        job.result(timeout=60)
+        self.assertComplete(self.dest)
+
+    @h.slow  # a slowed source watched while it runs: a second or more
     def test_what_the_stream_is_about_to_give_is_not_read_ahead(self):
         self.make("tar")
         installs = self.installs()
@@ -171,6 +196,45 @@ class DemandFirstTests(ProgressiveCase):
         self.assertFalse(os.path.exists(os.path.join(self.dest, order[-1])))
         self.assertEqual([p for p in pt.visible_entries(self.dest) if not os.path.isdir(
             os.path.join(self.dest, p))] if os.path.isdir(self.dest) else [], [])
+
+
+class SpacePlanTests(ProgressiveCase):
+    """Drive's cache on dest's disk holds a file whole while it is open (see
+    _restore_space_plan): a read ahead of the one file the stream reads too adds nothing; of
+    another part its size, set aside while it runs, or no read ahead when the disk lacks it."""
+
+    def demand(self, source, in_cache, free):
+        space = ba._SpaceGuard(self.tmp, 0, in_cache)
+        space.free = free
+        demand = ba._Demand([(source, None, "tar")], {}, set(), None, space)
+        self.addCleanup(demand.halt)
+        return demand, space
+
+    def test_one_file_read_by_the_stream_too_takes_no_more_room(self):
+        self.make("tar")
+        source = ba._PathSource(self.archive, 2.0, "")
+        demand, space = self.demand(source, source.size, 10 * source.size)
+        self.assertEqual(demand._room(source), 0)
+        self.assertEqual(space.in_cache, source.size)
+
+    def test_another_part_is_set_aside_or_not_read_ahead_without_room(self):
+        self.make("tar", part_size=1 << 20)
+        source = ba._PathSource(self.archive, 2.0, "")
+        part = max(size for _, size, _ in source.files)
+        self.assertGreater(len(source.files), 2)
+        demand, space = self.demand(source, 2 * part, ba.SPACE_MARGIN + 3 * part + 4096)
+        self.assertEqual(demand._room(source), part)
+        self.assertEqual(space.in_cache, 3 * part)
+        space.in_cache = 2 * part
+        space.free -= 4096 + 1
+        self.assertIsNone(demand._room(source), "read ahead without room for its part")
+        self.assertEqual(space.in_cache, 2 * part)
+
+    def test_no_cache_on_dests_disk_no_room_needed(self):
+        self.make("tar", part_size=1 << 20)
+        source = ba._PathSource(self.archive, 2.0, "")
+        demand, _ = self.demand(source, 0, 0)
+        self.assertEqual(demand._room(source), 0)
 
 
 class CommandLineDemandTests(ProgressiveCase):
