@@ -3,7 +3,7 @@
 
     python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
                            [--part-size SIZE] [--parts-from save|split] [--cache-reserve SIZE]
-                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive]
+                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive,demand]
     python3 bench/bench.py --svg-from REPORT [--svg PATH]   (draws a saved report; runs nothing)
     make bench BENCH_ARGS="--scale 0.05 --runs 1"
     make chart   (bench/chart.svg, the README's, from the newest run in bench/RESULTS.md)
@@ -63,6 +63,11 @@ the same `_assets` to MyDrive/assets.tar.gz, and in each round:
   a background restore killed (SIGKILL) once job.progress passes half its bytes, then a
   foreground restore of the same folder: bytes it reads (drivesim stats) / the archive's
   size                                                    target
+Demand first (--only demand), over drivesim at its defaults: the same save, and in each
+round cat of it, then `restore(..., background=True)` in a driver process whose first call
+is job.wait(the last file in archive order)           target: seconds after the call
+  the whole process                                     target: ours / cat
+  (and, for information, the same restore asking for nothing, in the same round)
 Then, locally: our `save --full --format gz --level 1` of the folder, its size against one
 gzip stream (zlib, level 1) of the same tar stream it holds   target: ours / one stream
 (and, for information, of GNU tar's assets.tar).
@@ -113,6 +118,7 @@ TARGETS = {
                               # speed) + 1 s
     "first image": 1.0,       # seconds: first of job.files("images/**") after weights/
     "background restore": 1.05,  # the whole background restore (process) / cat
+    "demand first": 2.0,      # seconds: job.wait(the last file) after restore(background=True)
     "resume read": 0.55,      # bytes a restore resumed after kill -9 at half way reads /
                               # the archive's size
     "gz size": 1.02,          # save --format gz / one gzip stream of the same tar, same level
@@ -1046,6 +1052,134 @@ def bench_progressive(data, scratch, runs, src, expect):
     return lines, missed, info
 
 
+# -- demand first ------------------------------------------------------------------------
+# restore(background=True) whose first call is job.wait(the archive's last file): that file
+# is read ahead of the stream; times against CLOCK_MONOTONIC, as in PROGRESSIVE_DRIVER
+DEMAND_DRIVER = r"""
+import json, sys, time
+repo, archive, dest, last = sys.argv[1:5]
+sys.path.insert(0, repo)
+import bootstrap_assets as b
+t = {"imported": time.monotonic()}
+job = b.restore(archive, dest, quiet=True, background=True)
+t["called"] = time.monotonic()
+if last:  # else the same restore asked for nothing: the baseline of what asking costs
+    job.wait(last)
+t["last"] = time.monotonic()
+result = job.result()
+t["done"] = time.monotonic()
+print(json.dumps(dict(t, progressive=result.progressive, archive_bytes=result.archive_bytes)),
+      flush=True)
+"""
+
+
+def last_file(pieces):
+    """(the stored archive's last regular file, relative to the folder; its size)."""
+    import tarfile
+    stream = TarStream(pieces)
+    last = None
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                if member.isreg():
+                    last = member
+    finally:
+        stream.close()
+    parts = last.name.lstrip("./").split("/")
+    return "/".join(parts[1:] if parts[0] == NAME else parts), last.size
+
+
+def bench_demand(data, scratch, runs, src, expect):
+    """Issue 18's demand-first row: our own `save --full` (default order) of a copy of the
+    folder to a drivesim backing; each round over drivesim at defaults: cat of the archive,
+    restore(background=True) in a driver process that asks for nothing (how long the same
+    restore takes without a read ahead), then one whose first call is job.wait(the last
+    file in archive order). Returns (rows, missed, info) as bench_progressive."""
+    import json
+    drive = os.path.join(scratch.work, "demand-drive")
+    backing = os.path.join(drive, "MyDrive", "assets.tar.gz")
+    os.makedirs(os.path.dirname(backing))
+    log("bench: demand: our save (default order) of the folder, not timed")
+    sh([sys.executable, SCRIPT, "save", "--dest", src, "--archive", backing, "--full",
+        "--quiet"])
+    pieces = part_names(backing) or [backing]
+    size = sum(os.path.getsize(p) for p in pieces)
+    last, last_size = last_file(pieces)
+    os.sync()
+    mnt = os.path.join(data["base"], "mnt-demand")
+    cat = Method("demand: cat archive > /dev/null (our save)",
+                 lambda f: (["sh", "-c", 'cat "$@" > /dev/null', "cat"]
+                            + [os.path.join(mnt, os.path.relpath(p, drive)) for p in pieces],
+                            None))
+    runs_, plain = [], []
+    with DriveSim(drive, mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
+        log(f"bench: demand over drivesim ({size / MB:.0f} MB archive; its last file {last}, "
+            f"{last_size:,} bytes)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round([cat], scratch, ds, None, check=False)
+            folder = scratch.fresh("run")
+            started, ended, out, cpu, rss = run_driver(
+                [sys.executable, "-c", DEMAND_DRIVER, REPO, archive, in_dest(folder), ""])
+            plain.append(ended - started)
+            log(f"  asking for nothing: whole {plain[-1]:.2f} s")
+            scratch.discard(folder)
+            folder = scratch.fresh("run")
+            dest = in_dest(folder)
+            before = ds.stats().get("bytes_read", 0)
+            started, ended, out, cpu, rss = run_driver(
+                [sys.executable, "-c", DEMAND_DRIVER, REPO, archive, dest, last])
+            read = ds.stats().get("bytes_read", 0) - before
+            t = json.loads(out.strip().splitlines()[-1])
+            if i == 0:
+                got = tree_size(dest)
+                if got != expect:
+                    sys.exit(f"bench: demand: the background restore produced {got} (files, "
+                             f"bytes), expected {expect}")
+            run = dict(last=t["last"] - t["imported"], whole=ended - started, cpu=cpu,
+                       read=read, progressive=t["progressive"])
+            runs_.append(run)
+            log(f"  wait({last!r}) {run['last']:.2f} s after the call, whole "
+                f"{run['whole']:.2f} s, {read / MB:.1f} MB read")
+            scratch.discard(folder)
+
+    lines, missed = [], []
+    cat_s = cat.figure()
+    lines.append(f"| {cat.name} | {cat_s:.2f} | {statistics.median(cat.cpu):.2f} | "
+                 f"{statistics.median(cat.read) / MB:.1f} |  |  |  |  |  |")
+    first = statistics.median(r["last"] for r in runs_)
+    ok = first <= TARGETS["demand first"]
+    lines.append(f"| demand: job.wait(the archive's last file) after restore(background=True) "
+                 f"| {first:.2f} |  |  |  |  |  | <= {TARGETS['demand first']} s | "
+                 f"{'pass' if ok else 'FAIL'} |")
+    if not ok:
+        missed.append("demand first")
+    whole = statistics.median(r["whole"] for r in runs_)
+    read = statistics.median(r["read"] for r in runs_)
+    ok = whole / cat_s <= TARGETS["background restore"]
+    lines.append(f"| demand: whole background restore (process) | {whole:.2f} | "
+                 f"{statistics.median(r['cpu'] for r in runs_):.2f} | {read / MB:.1f} |  | "
+                 f"{cat.name.split(': ', 1)[1]} | {whole / cat_s:.2f} | <= "
+                 f"{TARGETS['background restore']:.2f} x | {'pass' if ok else 'FAIL'} |")
+    if not ok:
+        missed.append("demand: whole background restore")
+    alone = statistics.median(plain)
+    lines.append(f"| demand: the same background restore asking for nothing (process) | "
+                 f"{alone:.2f} |  |  |  | {cat.name.split(': ', 1)[1]} | {alone / cat_s:.2f} "
+                 f"| (what the read ahead adds: {whole / alone:.2f} x) |  |")
+    not_progressive = sum(1 for r in runs_ if r["progressive"] is not True)
+    info = (f"- demand: our `save --full` (default order) of a copy of the folder, "
+            f"MyDrive/assets.tar.gz {size / MB:.1f} MB, over drivesim at defaults; each round: "
+            f"cat of it, then `restore(..., background=True)` in a `python -c` driver whose "
+            f"first call is `job.wait({last!r})` ({last_size:,} bytes, the last file in "
+            f"archive order; time from just before the call); bytes read off the mount "
+            f"(drivesim stats) {read / MB:.1f} MB, {read / size:.3f} x the archive"
+            + (f"; **{not_progressive} of {len(runs_)} restores were not progressive**"
+               if not_progressive else ""))
+    return lines, missed, info
+
+
 def bench_gz_size(data, scratch, src):
     """Our `save --format gz --level GZ_LEVEL` (one file) of the folder, against one gzip
     stream (zlib, the same level) of the very tar stream it holds, and (for information) of
@@ -1239,7 +1373,7 @@ def write_svg(report_text, path):
     log(f"bench: chart written to {path}")
 
 
-SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive")
+SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive", "demand")
 
 
 def sections(text):
@@ -1545,6 +1679,11 @@ def main(argv=None):
             progressive_missed += missed_
             progressive_info.append(info)
         rows, missed_, info = bench_gz_size(data, scratch, src_copy)
+        progressive += rows
+        progressive_missed += missed_
+        progressive_info.append(info)
+    if "demand" in only:
+        rows, missed_, info = bench_demand(data, scratch, args.runs, src_copy, expect)
         progressive += rows
         progressive_missed += missed_
         progressive_info.append(info)
