@@ -164,6 +164,9 @@ COALESCE_GAP = 256 << 10
 # many bytes at a time, as the reader catches up with what is in place.
 AHEAD_GAP = 4 << 20
 AHEAD_BATCH = 8 << 20
+# ... once it has had no new file for this long: a data loader started beside a cell's
+# job.wait() or just before the stream reaches its files does not pull them out of order
+AHEAD_PATIENCE = 0.5
 AHEAD_POLL = 0.1  # seconds between two looks of restore --background for what `wait` asks
 MAX_INDEX = 256 << 20  # an index larger than this (about 2 million files) is not ours
 DELETED_NAME = ".bootstrap_assets.deleted"  # in a layer: JSON list of paths the layer deletes
@@ -4783,14 +4786,13 @@ class _Demand:
     files asked for to what the restore reads."""
 
     def __init__(self, chain, final, verified, installer, space, request_file=None):
-        import bisect
-        self.bisect = bisect
         self.chain, self.installer, self.space = chain, installer, space
         self.request_file, self.request_offset = request_file, 0
         self.files = sorted(((number, entry) for number, entry in final.values()
                              if entry.kind == "f"), key=lambda held: (held[0], held[1].header))
         self.condition = threading.Condition()
-        self.asks = collections.deque()  # (compiled patterns, at most so many bytes or None)
+        self.work = collections.deque()  # [(archive number, entries)] to read ahead, in turn
+        self.cursors = {}  # patterns -> where in self.files their next unasked file may be
         self.claimed = set(verified)  # files the stream or a read ahead took (or in place)
         self.queued = set()  # files planned for a read ahead, not reached yet
         self.asked = {}  # archive number -> {header: size} of the files asked for
@@ -4803,11 +4805,20 @@ class _Demand:
         self.thread.start()
 
     def ask(self, patterns, limit=None):
-        """The files patterns name first (at most `limit` bytes of them, the first in
-        archive order not in place yet, when given)."""
+        """Read the files patterns name first (at most `limit` bytes of them, the first in
+        archive order not in place yet, when given). Returns whether any is to be read
+        ahead (not: they are in place, under way, or the stream gives them soon)."""
         with self.condition:
-            self.asks.append(([_pattern(text) for text in patterns], limit))
+            return self._schedule(tuple(patterns), limit)
+
+    def _schedule(self, patterns, limit):
+        picked = self._pick(patterns, limit)
+        if picked:
+            for _, entries in picked:
+                self.queued.update(entry.path for entry in entries)
+            self.work.append(picked)
             self.condition.notify_all()
+        return bool(picked)
 
     def claim(self, number, entry, wanted, ahead):
         """Whether the caller installs entry (True) or reads past it (False); for a read
@@ -4852,27 +4863,39 @@ class _Demand:
     def _far(self, number, entry):
         """True when the stream would read AHEAD_GAP bytes the reader did not ask for
         before it reaches entry."""
+        import bisect
         at, header = self.position
         if number != at or entry.header <= header:
             return number > at
         headers, sums = self.sums.get(number, ((), (0,)))
-        asked = sums[self.bisect.bisect_left(headers, entry.header)] - \
-            sums[self.bisect.bisect_right(headers, header)]
+        asked = sums[bisect.bisect_left(headers, entry.header)] - \
+            sums[bisect.bisect_right(headers, header)]
         return entry.header - header - asked >= AHEAD_GAP
 
-    def _pick(self, matchers, limit):
-        """The files asked for to read ahead now: [(archive number, entries)]."""
-        picked, total = {}, 0
-        for number, entry in self.files:
+    def _pick(self, patterns, limit):
+        """The files patterns name to read ahead now: [(archive number, entries)]. A file
+        once in place, under way or not named stays so: the next look at the same patterns
+        starts where this one found its first file (a reader's files() asks again and
+        again)."""
+        matchers = [_pattern(text) for text in patterns]
+        picked, total, added = {}, 0, set()
+        cursor = start = self.cursors.get(patterns, 0)
+        for position in range(start, len(self.files)):
+            number, entry = self.files[position]
             if entry.path in self.claimed or entry.path in self.queued or \
                     not any(matcher.fullmatch(entry.path) for matcher in matchers):
+                cursor = position + 1 if cursor == position else cursor
                 continue
             if limit is not None and total >= limit:
                 break
-            self.asked.setdefault(number, {})[entry.header] = entry.size
+            if entry.header not in self.asked.setdefault(number, {}):
+                self.asked[number][entry.header] = entry.size
+                added.add(number)
             total += entry.size
             picked.setdefault(number, []).append(entry)
-        for number, sizes in self.asked.items():
+        self.cursors[patterns] = cursor
+        for number in added:
+            sizes = self.asked[number]
             headers = sorted(sizes)
             self.sums[number] = (headers, list(itertools.accumulate(
                 [sizes[header] for header in headers], initial=0)))
@@ -4897,7 +4920,7 @@ class _Demand:
             except ValueError:
                 continue  # not a line `wait` wrote
             if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
-                self.asks.append(([_pattern(text) for text in patterns], None))
+                self._schedule(tuple(patterns), None)
 
     def _next(self):
         """The next files to read ahead, or None once the restore ends."""
@@ -4905,12 +4928,8 @@ class _Demand:
             while not (self.halted or self.closing):
                 if self.request_file:
                     self._requests()
-                while self.asks:
-                    picked = self._pick(*self.asks.popleft())
-                    if picked:
-                        for _, entries in picked:
-                            self.queued.update(entry.path for entry in entries)
-                        return picked
+                if self.work:
+                    return self.work.popleft()
                 self.condition.wait(AHEAD_POLL if self.request_file else None)
             return None
 
@@ -6974,12 +6993,12 @@ class RestoreJob:
             demand.ask(patterns, limit)
 
     def _ask(self, patterns, limit=None):
+        """Ask the restore for these files first; whether it reads any of them ahead."""
         with self._changed:
             demand = self._demand
             if demand is None and not self._done:
                 self._asks.append((patterns, limit))
-        if demand is not None:
-            demand.ask(patterns, limit)
+        return demand is not None and demand.ask(patterns, limit)
 
     def _add(self, path):
         if path not in self._in_place:
@@ -7040,22 +7059,30 @@ class RestoreJob:
     def files(self, pattern="**"):
         """Yield the path of each file matching pattern as soon as it is in place (those
         already there first), until the restore ends; then raise its error, if it failed.
-        When the reader has had every one in place, its next ones are read ahead of the
-        restore (demand first)."""
+        A reader that has had every one in place and nothing new for AHEAD_PATIENCE (at
+        once while its last ask had files read ahead) has its next ones read ahead of the
+        restore (demand first), unless a wait() of the job is under way: what a cell waits
+        for comes first."""
         matcher, position = _pattern(pattern), 0
+        since, served, may_ask = time.monotonic(), False, True
         while True:
-            with self._changed:
-                caught_up = position == len(self._installed) and not self._done and \
-                    not self._waits
-            if caught_up:  # the reader waits (and no wait() does): its next files first
-                self._ask([pattern], AHEAD_BATCH)
+            ask = False
             with self._changed:
                 while position == len(self._installed) and not self._done:
-                    self._changed.wait()
+                    patience = 0 if served else since + AHEAD_PATIENCE - time.monotonic()
+                    if may_ask and patience <= 0 and not self._waits:
+                        ask = True
+                        break
+                    self._changed.wait(patience if may_ask and patience > 0 else None)
                 batch, position = self._installed[position:], len(self._installed)
                 finished, error = self._done, self._error
+            if ask:  # once per catch-up, outside the lock
+                served, may_ask = self._ask([pattern], AHEAD_BATCH), False
+                continue
+            may_ask = True
             for path in batch:
                 if matcher.fullmatch(path):
+                    since = time.monotonic()
                     yield os.path.join(self.dest, path)
             if finished and position == len(self._installed):
                 if error is not None:
