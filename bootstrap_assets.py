@@ -4754,6 +4754,8 @@ def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, 
             else:
                 stream.skip(member.size)
             stream.skip((-member.size) % BLOCK)
+            if demand is not None and not ahead:  # past it: what a read ahead is judged by
+                demand.position = (number, entry.data + entry.size)
             if entry.header == last:
                 return
     except CorruptArchive as exc:
@@ -4797,7 +4799,9 @@ class _Demand:
         self.queued = set()  # files planned for a read ahead, not reached yet
         self.asked = {}  # archive number -> {header: size} of the files asked for
         self.sums = {}  # archive number -> (sorted headers, running sums of their sizes)
-        self.position = (0, -1)  # (archive number, header of the member) the stream is at
+        # (archive number, tar offset) the stream has reached: the header of the member it
+        # reads, then the end of its data
+        self.position = (0, -1)
         self.error = None  # what a read ahead failed with
         self.halted = self.closing = False
         self.counter = _Counter()  # the bytes read ahead
@@ -4908,6 +4912,8 @@ class _Demand:
         patterns a line."""
         try:
             with open(self.request_file, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self.request_offset:
+                    self.request_offset = 0  # removed and begun again (restore --background)
                 f.seek(self.request_offset)
                 data = f.read()
         except FileNotFoundError:

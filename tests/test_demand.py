@@ -237,6 +237,32 @@ class SpacePlanTests(ProgressiveCase):
         self.assertEqual(demand._room(source), 0)
 
 
+class RequestFileTests(h.BATestCase):
+    """`wait PATH` appends a JSON list of its patterns a line to .DEST.restore.want; the
+    restore --background process reads each complete line once."""
+
+    def test_each_line_once_and_a_file_begun_again_from_its_start(self):
+        dest = os.path.join(self.tmp, "_assets")
+        demand = ba._Demand([], {}, set(), None, None, ba._demand_path(dest))
+        demand.halt()  # its thread no longer looks: this test does
+        got = []
+        demand._schedule = lambda patterns, limit: got.append(patterns)
+        ba._ask_background(dest, ["weights/", "config.yaml"])
+        with open(ba._demand_path(dest), "a") as f:
+            f.write('not json\n["images/**"]\n["tok')
+        demand._requests()
+        self.assertEqual(got, [("weights/", "config.yaml"), ("images/**",)])
+        with open(ba._demand_path(dest), "a") as f:
+            f.write('enizer/"]\n')
+        demand._requests()
+        demand._requests()
+        self.assertEqual(got[2:], [("tokenizer/",)])
+        os.unlink(ba._demand_path(dest))  # as restore --background does before it starts
+        ba._ask_background(dest, ["a"])
+        demand._requests()
+        self.assertEqual(got[3:], [("a",)])
+
+
 class CommandLineDemandTests(ProgressiveCase):
 
     @h.slow  # a detached restore over a trickling server: a few seconds
