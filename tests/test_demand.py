@@ -105,6 +105,30 @@ class DemandFirstTests(ProgressiveCase):
         self.check_last_files_first("tar", part_size=1 << 20)
 
     @h.slow  # a slowed source watched while it runs: a second or more
+    def test_a_file_of_a_layer_comes_ahead_of_the_base_in_its_final_content(self):
+        self.make("tar")
+        base_order = self.file_order()
+        h.write_bytes(os.path.join(self.local, "images/class_09/new.jpg"), pt._random(5000, 9))
+        with open(os.path.join(self.local, base_order[-1]), "ab") as f:
+            f.write(b"changed")
+        self.assertEqual(self.save(format="tar").action, "layer")
+        self.files = pt.tree_files(self.local)
+        installs = self.installs()
+        job = self.background(self.slow_local(0.3))  # the base is slow, the layer is not
+        job.wait("images/class_09/new.jpg", base_order[-1], timeout=30)
+        self.assertFalse(job.done)
+        for r in ("images/class_09/new.jpg", base_order[-1]):
+            with open(os.path.join(self.dest, r), "rb") as f:
+                self.assertEqual(f.read(), self.files[r], r)
+        self.assertFalse(os.path.exists(os.path.join(self.dest, base_order[-3])),
+                         "the stream reached the end of the base first")
+        self.full_speed()
+        self.assertEqual(job.result(timeout=60).layers, 1)
+        self.assertComplete(self.dest)
+        self.assertEqual([p for p, n in installs.count.items() if n > 1], [],
+                         "installed twice")
+
+    @h.slow  # a slowed source watched while it runs: a second or more
     def test_files_iterator_asks_for_its_next_files(self):
         self.make("tar")
         order = self.file_order()
