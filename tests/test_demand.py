@@ -135,7 +135,9 @@ class DemandFirstTests(ProgressiveCase):
         last_class = os.path.dirname(order[-1])  # the folder the archive ends with
         first_image = next(r for r in order if r.startswith("images/"))
         pattern = last_class + "/**"
-        job = self.background(self.slow_local(0.3))
+        # the stream gives the first image after 3 reads (index, then 2 MiB): 1.8 s or more;
+        # the reader asks after AHEAD_PATIENCE, its files come in one read
+        job = self.background(self.slow_local(0.6))
         first = next(iter(job.files(pattern)))
         self.assertTrue(first.startswith(os.path.join(self.dest, last_class)), first)
         self.assertFalse(os.path.exists(os.path.join(self.dest, first_image)),
