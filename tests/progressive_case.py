@@ -1,5 +1,5 @@
 """The base class of the unit tests of the index and the progressive restore (test_index.py,
-test_progressive.py, test_background.py): a saved small mixed tree
+test_progressive.py, test_background.py, test_demand.py): a saved small mixed tree
 (progressive_tools.make_tree) on plain temp folders, restores into fresh destinations, and a
 slow HTTP source (tests/helpers.HTTPFixture trickling) for what must be observed while a
 restore runs."""
