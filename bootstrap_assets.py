@@ -89,7 +89,6 @@ import shutil
 import signal
 import stat
 import sys
-import tarfile
 import threading
 import time
 import types
@@ -123,6 +122,7 @@ QUEUE_DEPTH = 8  # pieces in flight between two pipeline stages (8 MiB each)
 # The reader may run further ahead (32 MiB), so the link never waits for a core that is
 # busy for a moment (on a 2-core VM the cores also serve the mount's own daemon).
 READ_AHEAD_DEPTH = 32
+READ_AHEAD_SKIP = 4 * CHUNK  # a fresh restore's first read may begin this far in (see _ReadAhead)
 # An http(s) archive is read by DEFAULT_CONNECTIONS Range requests at once: object stores
 # and CDNs cap each stream well below the link. The pieces that arrived ahead of the
 # pipeline stay within HTTP_WINDOW bytes, whatever the count and the archive's size.
@@ -4448,24 +4448,62 @@ def _inflated(chunks, where):
                              f"decompress ({exc}).") from None
 
 
-def _counted(source, counter, offset, end=None):
-    """The stored stream from offset (to end, when given), its bytes counted (the progress
-    line's figure)."""
-    for data in source.chunks(offset) if end is None else source.chunks(offset, end):
+def _counted(chunks, counter):
+    """The stored stream's pieces, their bytes counted (the progress line's figure)."""
+    for data in chunks:
         counter.bytes += len(data)
         yield data
+
+
+class _ReadAhead:
+    """The archive read from its first byte while its index is still being fetched and the
+    plan made: on a fresh restore the first read starts there, and the link would otherwise
+    idle through the index's round trips (a tenth of a second on Drive, 3 % of a 360 MB
+    restore). Handed to the first read, when that starts near byte 0 (after the top folder's
+    header, say), else closed unused."""
+
+    def __init__(self, source):
+        self.source, self.taken = source, False
+        self.stage = _Stage(lambda: source.chunks(0), "read", READ_AHEAD_DEPTH)
+
+    def take(self, source, stored_offset):
+        """The stage, when this read is the one it anticipated; the pieces from
+        stored_offset on."""
+        if self.taken or source is not self.source or stored_offset > READ_AHEAD_SKIP:
+            return None
+        self.taken = True
+        return self.stage
+
+    def pieces(self, stored_offset):
+        """The pieces of the stage from stored_offset on."""
+        for data in self.stage:
+            if stored_offset >= len(data):
+                stored_offset -= len(data)
+                continue
+            yield data[stored_offset:] if stored_offset else data
+            stored_offset = 0
+
+    def close(self):
+        self.stage.close()
 
 
 def _stored_stream(source, stored_offset, fmt, counter, end=None):
     """The tar stream from a restart point (to the stored offset end, when given): (stages
     to close, the tar pieces)."""
-    raw = _Stage(lambda: _counted(source, counter, stored_offset, end), "read",
-                 READ_AHEAD_DEPTH)
+    read_ahead = getattr(source, "read_ahead", None)
+    early = read_ahead and read_ahead.take(source, stored_offset)
+    if early:  # counted as the pipeline takes its pieces
+        stages, raw = [early], _counted(read_ahead.pieces(stored_offset), counter)
+    else:
+        raw = _Stage(lambda: _counted(source.chunks(stored_offset) if end is None else
+                                      source.chunks(stored_offset, end), counter), "read",
+                     READ_AHEAD_DEPTH)
+        stages = [raw]
     if fmt == "tar":
-        return [raw], raw
+        return stages, raw
     data = _Stage(lambda: _inflated(raw, source.path) if fmt == "gz" and stored_offset else
                   _decompressed(raw, fmt, source.path), "decompress")
-    return [raw, data], data
+    return stages + [data], data
 
 
 def _read_index(source, line, where):
@@ -5299,6 +5337,7 @@ def _ordered(entries, first):
 
 # ---------------------------------------------------------------------------- save: pack --
 def _tar_header(name, entry, st):
+    import tarfile
     info = tarfile.TarInfo(name)
     info.mtime = int(st.st_mtime)
     info.mode = st.st_mode & 0o777
@@ -5380,6 +5419,7 @@ def _pack(folder, prefix, entries, deleted, base_id, counter, warnings, index):
     A full archive starts with a global pax comment naming the save, so no two bases ever
     share a hash (layers are found by their base's hash). A layer starts with DELETED_NAME.
     """
+    import tarfile
     offset = 0  # of the tar stream, for the index
     if base_id:
         comment = f"bootstrap_assets base {base_id}".encode()
@@ -6471,21 +6511,28 @@ def _restore(archive, dest, *, sha256, force, engine, quiet, drive_mount, lock_t
                          drive_mount=drive_mount, events=events, only=only, marker=marker)
         cache = _DriveCache.on_disk_of(drive_cache, archive, parent, drive_mount)
         chain, why, base_sha = None, None, None
-        if state in ("absent", "empty", "incomplete") or adding:
-            chain, why, base_sha = _progressive_chain(
-                source, archive, raw_sidecar or b"", sidecar, expected or frozenset(), given,
-                "tar" if whole_only else "python",
-                retry_for, drive_mount)
-        else:
-            why = (f"{dest} held an earlier restore, which served until the new one was "
-                   f"complete")
-        if chain:
-            job.space = _restore_space_plan(source, parent, cache, 0 if only else None)
-            result = _restore_progressive(job, chain, base_sha)
-            _clean_stale_staging(dest, keep=None)
-            result.note = "; ".join(text for text in (note, result.note) if text) or None
-            result.seconds = time.monotonic() - started
-            return result
+        fresh = state in ("absent", "empty") and not only and not whole_only
+        source.read_ahead = _ReadAhead(source) if fresh and _index_lines(
+            raw_sidecar or b"", None if given else expected, given) else None
+        try:
+            if state in ("absent", "empty", "incomplete") or adding:
+                chain, why, base_sha = _progressive_chain(
+                    source, archive, raw_sidecar or b"", sidecar, expected or frozenset(),
+                    given, "tar" if whole_only else "python", retry_for, drive_mount)
+            else:
+                why = (f"{dest} held an earlier restore, which served until the new one was "
+                       f"complete")
+            if chain:
+                job.space = _restore_space_plan(source, parent, cache, 0 if only else None)
+                result = _restore_progressive(job, chain, base_sha)
+                _clean_stale_staging(dest, keep=None)
+                result.note = "; ".join(text for text in (note, result.note) if text) or None
+                result.seconds = time.monotonic() - started
+                return result
+        finally:
+            if source.read_ahead:
+                source.read_ahead.close()
+            source.read_ahead = None
         if state == "incomplete" and not force:
             raise DestinationChanged(
                 f"{dest} holds an interrupted restore ({marker.get('reason', 'stopped')}), "
@@ -7531,6 +7578,7 @@ def demo(log=print):
     """The whole round trip in a temporary folder: archive a sample folder, restore it with
     every engine, check it file by file, change it, save the change as a layer, restore
     base + layer as a new session would, check again, clean up."""
+    import tarfile
     import tempfile
     with tempfile.TemporaryDirectory(prefix="bootstrap_assets-demo-") as tmp:
         made = os.path.join(tmp, "made", "_assets")
