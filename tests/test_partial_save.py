@@ -90,6 +90,7 @@ class FullSaveTests(PartialSaveCase):
         h.write_bytes(os.path.join(self.dest, "more.txt"), b"more\n")
         s = self.save(self.dest)
         self.assertEqual((s.action, s.files, s.deleted), ("layer", 1, 0), s.summary())
+        self.assertLessEqual(s.bytes_written, len(b"more\n") + (64 << 10), s.summary())
         return s
 
     def test_full_save_of_a_partial_tar(self):
@@ -206,6 +207,20 @@ class DamagedTests(PartialSaveCase):
         self.assertIn("Nothing was published", str(e))
         check()
         self.assertEqual(pt.read_marker(self.dest), marker)
+
+    def test_a_tampered_index_is_exit_5_before_writing(self):
+        self.partial("tar")
+        offset = pt.index_lines(self.archive)[0][2]
+        st = os.stat(self.archive)
+        with open(self.archive, "r+b") as f:
+            f.seek(offset + 40)
+            byte = f.read(1)
+            f.seek(offset + 40)
+            f.write(bytes([byte[0] ^ 0x01]))
+        os.utime(self.archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+        check = self.untouched()
+        self.assertBAError("ChecksumMismatch", self.save, self.dest, incremental="never")
+        check()
 
     def test_no_index_refuses_before_writing(self):
         """A base another tool made (no index): the files cannot be read by ranges."""
