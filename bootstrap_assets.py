@@ -5408,14 +5408,29 @@ def _carried_content(chain, ordered):
                                         group)
 
 
+def _batched(items):
+    """_carried_content in lists of about CHUNK bytes: a stage's queue counts items, and
+    the pieces of small files would let it hold little."""
+    batch, size = [], 0
+    for item in items:
+        batch.append(item)
+        size += 0 if isinstance(item, str) else len(item)
+        if size >= CHUNK:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
 def _carried_segment(source, index, fmt, tar_start, stored_start, stop, group):
     """One read of _carried_content: the members from tar_start to the last of group, each
     checked against the index, the content of group's hashed against it."""
     stages, data = _stored_stream(source, stored_start, fmt, _Counter(), stop)
     entries = iter([entry for entry in index.members if entry.header >= tar_start])
     wanted = {entry.header for entry in group}
-    fix = (f"Nothing was published; {source.path} is as it was. Fix: restore the folder in "
-           f"full from the previous version (restore --previous 1) and save that.")
+    fix = (f"Nothing was published; {source.path} is as it was. Fix: keep your changes as a "
+           f"layer meanwhile (save --incremental), and look for an intact copy in the "
+           f"previous version (restore --previous 1 --dest ANOTHER_FOLDER).")
     try:
         stream = _TarStream(data)
         for member in _tar_members(stream):
@@ -5914,9 +5929,12 @@ def _write_stream(job, temporary, prefix, entries, deleted, base_id, fmt, level,
     folder = os.path.dirname(job.archive)
     counter = _Counter()
     progress = _Progress(f"saving {os.path.basename(job.archive)}", total, job.quiet)
-    stages = [_Stage(lambda: _carried_content(chain, entries), "carry", READ_AHEAD_DEPTH)] \
-        if chain else []
-    carried = stages[0] if chain else None
+    # the carried files are read this far ahead (and their stream's own READ_AHEAD_DEPTH):
+    # while the pack reads held files from the local disk, the mount's reads, which the
+    # read-back shares, would otherwise sit idle
+    stages = [_Stage(lambda: _batched(_carried_content(chain, entries)), "carry",
+                     READ_AHEAD_DEPTH)] if chain else []
+    carried = itertools.chain.from_iterable(stages[0]) if chain else None
     packed = _Stage(lambda: _coalesced(_pack(job.dest, prefix, entries, deleted, base_id,
                                              counter, job.warnings, index, carried)), "pack")
     stages.append(packed)
@@ -6321,7 +6339,7 @@ def _save_to_bucket(job, entries, incremental):
     store.clean_stale(name)
     if plan:
         return _save_layer_to_bucket(job, store, plan, manifest, recorded, chain, content)
-    fmt, level = _choose_format(job.dest, entries, job.format, job.level)
+    fmt, level = _full_format(job, entries, carry)
     entries, sources, only = _union(job, entries, manifest, carry)
     total = _file_bytes(entries)
     base_id = _save_id()
@@ -7220,7 +7238,7 @@ def _save_locked(job, entries, incremental):
     # mount answers the round trips below.
     sampling = _Background(lambda: _choose_format(dest, entries, job.format, job.level),
                            "sample") if job.format == "auto" and (
-        marker is None or incremental == "never") else None
+        marker is None or incremental == "never" and not marker.get("only")) else None
     # one listing of the folder (for stale temporaries and layers), made while the sidecar
     # is read: each is a round trip on the mount
     folder = os.path.dirname(archive)
@@ -7347,8 +7365,7 @@ def _save_full(job, entries, manifest, sidecar, sampling=None, carry=None):
     """sampling: the _Background already choosing the format, if any. carry: (chain,
     entries carried over, the marker's "only") for a partial folder (see _unrestored): the
     archive holds the union, in the order a save of the complete folder would give it."""
-    fmt, level = sampling.result() if sampling else _choose_format(job.dest, entries,
-                                                                   job.format, job.level)
+    fmt, level = _full_format(job, entries, carry, sampling)
     entries, sources, only = _union(job, entries, manifest, carry)
     total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
@@ -7377,6 +7394,18 @@ def _save_full(job, entries, manifest, sidecar, sampling=None, carry=None):
                       verified=job.verify, versions=versions, warnings=job.warnings,
                       parts=len(files) if len(files) > 1 else 0,
                       index_sha256=index.sha256 if index.offset is not None else None)
+
+
+def _full_format(job, entries, carry, sampling=None):
+    """(format, level) of a full save. --format auto samples the folder (sampling: the
+    _Background doing it already, if any), but a partial one holds too little of the data
+    to tell: its archive's base keeps the format a sample of the complete folder chose."""
+    if carry and job.format == "auto":
+        fmt = carry[0][0][2]
+        return fmt, job.level if job.level is not None and fmt == "gz" else DEFAULT_LEVELS[fmt]
+    if sampling:
+        return sampling.result()
+    return _choose_format(job.dest, entries, job.format, job.level)
 
 
 def _union(job, entries, manifest, carry):

@@ -72,6 +72,8 @@ class FullSaveTests(PartialSaveCase):
         lacking = len(self.files) - len(self.want_files("weights/"))
         self.assertEqual(s.carried, lacking, s.summary())
         self.assertIn("carried over", s.summary())
+        self.assertEqual(s.format, fmt, "--format auto keeps the base's (the folder holds "
+                                        "too little to sample)")
         dest, _ = self.assertFullRestoreIsWanted()
         for rel in self.files:  # carried files keep their recorded mode and mtime
             if not rel.startswith("weights/"):
