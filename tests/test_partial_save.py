@@ -98,6 +98,7 @@ class FullSaveTests(PartialSaveCase):
     def test_full_save_of_a_partial_tar(self):
         self.check_full("tar")
 
+    @h.slow  # a second or more: make test-slow
     def test_full_save_of_a_partial_gz(self):
         self.check_full("gz")
 
@@ -273,6 +274,18 @@ class CommandLineTests(PartialSaveCase):
                             "--drive-mount", "", "--full", "-q"])
         self.assertEqual(code, 0, out.getvalue() + err.getvalue())
         self.assertFullRestoreIsWanted()
+
+    def test_refusal_in_process(self):
+        """The refusal is exit 1 with the command that completes the folder on stderr."""
+        self.partial("tar")
+        os.remove(self.archive + ".sha256")  # nothing vouches for the index any more
+        check = self.untouched()
+        code, out, err = self.run_main(["save", "--dest", self.dest, "--archive", self.archive,
+                                        "--drive-mount", "", "--full", "-q"])
+        self.assertEqual(code, 1, out + err)
+        self.assertIn("python bootstrap_assets.py restore --dest %s --archive '%s'"
+                      % (self.dest, self.archive), err)
+        check()
 
 
 @contextlib.contextmanager
