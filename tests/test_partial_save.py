@@ -177,6 +177,33 @@ class FullSaveTests(PartialSaveCase):
         self.assertEqual(got["images/class_03/img_024.jpg"],
                          self.files["images/class_03/img_024.jpg"])
 
+    def test_a_folder_restored_over_https_carries_from_there(self):
+        """Restored with --only from a URL whose server answers Range requests, then saved
+        in full to the mount: what it lacks is read by ranges from the URL."""
+        self.make("tar")
+        url = self.slow_http()
+        self.http.server.trickle.pop(URL_PATH)
+        self.restore(url, self.dest, only=["weights/**"], drive_mount="")
+        h.write_bytes(os.path.join(self.dest, "notes.txt"), NEW)
+        target = os.path.join(self.tmp, "mine", "assets.tar")
+        before = len(self.http.requests())
+        s = self.save(self.dest, target, incremental="never")
+        self.assertEqual(s.carried, len(self.files) - len(self.want_files("weights/")))
+        ranged = [r for r in self.http.requests()[before:] if r[1] == URL_PATH and r[2]]
+        self.assertTrue(ranged, "the URL was not read by ranges")
+        got = pt.tree_files(self.restore_fresh(target)[0])
+        self.assertEqual(got, dict(self.files, **{"notes.txt": NEW}))
+
+    def test_a_file_made_where_an_unrestored_one_lies_is_the_users(self):
+        self.make_big("tar")
+        self.only(self.dest, "weights/**")
+        mine = "images/class_02/img_000.jpg"
+        h.write_bytes(os.path.join(self.dest, mine), b"mine\n")
+        s = self.save(self.dest, incremental="never")
+        self.assertEqual(s.carried, len(self.files) - len(self.want_files("weights/")) - 1)
+        got = pt.tree_files(self.restore_fresh()[0])
+        self.assertEqual(got, dict(self.files, **{mine: b"mine\n"}))
+
     def test_a_deleted_unrestored_folder_comes_back(self):
         """What the folder never held cannot be deleted by accident: removing the folder
         above held files removes those files only."""
