@@ -102,6 +102,20 @@ class FullSaveTests(PartialSaveCase):
     def test_full_save_of_a_partial_gz(self):
         self.check_full("gz")
 
+    def test_an_archive_in_parts(self):
+        """The old archive in parts is read by ranges across them; the new one is written
+        in parts too, beside them, and replaces them only once verified."""
+        self.files = pt.make_tree(self.local, weights=(4, 3_000_000))
+        self.archive = os.path.join(self.drive, "assets.tar")
+        self.save(format="tar", part_size=2 << 20)
+        self.assertGreater(len(pt.part_files(self.archive)), 4)
+        self.only(self.dest, "weights/**")
+        h.write_bytes(os.path.join(self.dest, "notes.txt"), NEW)
+        s = self.save(self.dest, incremental="never", part_size=2 << 20)
+        self.assertGreater(s.parts, 4, s.summary())
+        got = pt.tree_files(self.restore_fresh()[0])
+        self.assertEqual(got, dict(self.files, **{"notes.txt": NEW}))
+
     def test_default_order_over_the_union(self):
         """The new archive lays out held and carried files as a save of the complete
         folder does (smallest top-level entry first), not held files first."""
