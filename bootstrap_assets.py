@@ -7283,20 +7283,18 @@ def _partial_full(job, marker, entries, raw_sidecar, chain, same_chain, incremen
         return None, (sources, carried, marker["only"])
     if same_chain and incremental == "auto":
         return _layer_plan(job.dest, entries, marker, chain, "always"), None
-    raise _partial_refusal(job, marker, incremental, same_chain, carried, origin)
+    raise _partial_refusal(job, marker, incremental, carried, origin)
 
 
-def _partial_refusal(job, marker, incremental, same_chain, why_not=None, origin=None):
-    """The error of a full save (or a compaction) of a folder restore --only made, when
-    the files it lacks cannot be carried over from origin (why_not, see _unrestored): a
-    full archive of it would drop every file it did not restore. Nothing is written."""
+def _partial_refusal(job, marker, incremental, why_not, origin):
+    """The error of a full save of a folder restore --only made, when the files it lacks
+    cannot be carried over from origin, the archive it was restored from (why_not, see
+    _unrestored): a full archive of it would drop every file it did not restore. Nothing
+    is written."""
     why = ("--full asks for a full archive" if incremental == "never" else
-           "the layers would pass half the base's size, so this save would compact them "
-           "into a full archive" if same_chain else
            "the archive on Drive is not the one this folder was restored from, so only a "
            "full archive could record the changes")
-    origin = origin or job.archive
-    lacks = f"; the files it lacks cannot be read from {origin}: {why_not}" if why_not else ""
+    lacks = f"; the files it lacks cannot be read from {origin}: {why_not}"
     restore = f"python bootstrap_assets.py restore --dest {job.dest}"
     if origin != (os.environ.get(ENV_ARCHIVE) or ARCHIVE):
         restore += f" --archive '{origin}'"

@@ -266,6 +266,20 @@ class DamagedTests(PartialSaveCase):
         self.assertBAError("ChecksumMismatch", self.save, self.dest, incremental="never")
         check()
 
+    def test_an_archive_replaced_since_refuses_before_writing(self):
+        """Another folder saved in full over the archive: the one this folder was restored
+        from is now ARCHIVE.1, not what the marker names; nothing is guessed."""
+        self.partial("tar")
+        h.write_bytes(os.path.join(self.local, "elsewhere.txt"), b"another session\n")
+        self.save(incremental="never")
+        check = self.untouched()
+        for incremental in ("never", "auto"):
+            e = self.assertBAError("BootstrapError", self.save, self.dest,
+                                   incremental=incremental)
+            self.assertIn("no longer the archive this folder was restored from", str(e))
+            self.assertIn("Nothing was written", str(e))
+        check()
+
     def test_no_index_refuses_before_writing(self):
         """A base another tool made (no index): the files cannot be read by ranges."""
         self.files = pt.make_tree(self.local)
