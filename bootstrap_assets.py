@@ -5898,21 +5898,26 @@ def _check_room(archive, nbytes):
                         "Free some space on Drive (empty its trash too). Nothing was written.")
 
 
-def _check_local_room(job, estimate, layer=False):
+def _check_local_room(job, estimate, layer=False, reading=0):
     """Refuse a save whose file would not fit in Drive's cache on the local disk: the mount
-    keeps a local copy of a file being written until it is closed and uploaded."""
+    keeps a local copy of a file being written until it is closed and uploaded, and of one
+    being read (reading: what a partial folder's full save reads of its archive at once,
+    see _carry_in_cache) until it is closed."""
     if job.cache is None:
         return
     one_file = layer or not job.part_size or estimate <= job.part_size
-    in_cache = estimate if one_file else 2 * job.part_size
+    in_cache = (estimate if one_file else 2 * job.part_size) + reading
     free, reclaimable = _free_bytes(job.dest), job.cache.reclaimable()
     if in_cache + SPACE_MARGIN <= free + reclaimable:
         return
     fix = ("save with --part-size 1G (parts of 1 GiB pass through the cache one or two at "
            "a time)" if one_file and not layer else "use a smaller --part-size")
+    if reading:
+        fix += (", or split the archive the folder was restored from into parts (python "
+                "bootstrap_assets.py split)")
     raise _no_space(None, f"to save {job.archive}", f"Drive keeps a local copy of a file "
-                    f"being written on {_mount_point(job.dest)} until it is closed and "
-                    f"uploaded, and this save would hold about {_human(in_cache)} there",
+                    f"being written or read on {_mount_point(job.dest)} until it is closed, "
+                    f"and this save would hold about {_human(in_cache)} there",
                     f"{_human(free)} is free, with {_human(reclaimable)} more held by Drive's "
                     f"cache ({job.cache.folder})",
                     f"Nothing was written. Fix: {fix}, or free some local space.")
@@ -7368,7 +7373,7 @@ def _save_full(job, entries, manifest, sidecar, sampling=None, carry=None):
     total = _file_bytes(entries)
     estimate = total + BLOCK * 2 * len(entries)
     _check_room(job.archive, estimate)
-    _check_local_room(job, estimate)
+    _check_local_room(job, estimate, reading=_carry_in_cache(sources))
     base = os.path.basename(job.archive)
     base_id = _save_id()
     top = os.path.basename(job.dest)
@@ -7419,6 +7424,17 @@ def _union(job, entries, manifest, carry):
     return entries, sources, {"only": dict(
         held, held=held_files, files=sum(entry.kind == "f" for entry in entries),
         bytes=_file_bytes(entries), held_bytes=sum(manifest[path][1] for path in held_files))}
+
+
+def _carry_in_cache(chain):
+    """What Drive's cache holds at most at once of the archives a partial folder's full save
+    reads (see _restore_space_plan): a file on the mount until it is closed, so one read as
+    a single file whole, parts about two at a time; nothing of a URL or a bucket."""
+    held = [0]
+    for source, _, _ in chain or ():
+        sizes = [size for _, size, _ in getattr(source, "files", ())]
+        held.append(sum(sizes) if len(sizes) == 1 else 2 * max(sizes, default=0))
+    return max(held)
 
 
 def _carried_files(carry):

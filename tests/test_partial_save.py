@@ -319,6 +319,34 @@ class DamagedTests(PartialSaveCase):
         self.assertFalse(os.path.exists(target))
 
 
+class DriveCacheTests(PartialSaveCase):
+
+    def test_reading_the_archive_counts_in_drives_cache(self):
+        """Drive's cache holds a file read through the mount until it is closed: a full
+        save of a partial folder holds the new archive and the old one it reads there, and
+        is refused up front (exit 8) when both cannot fit."""
+        self.partial("tar")
+        cache = os.path.join(self.tmp, "DriveFS")
+        os.makedirs(cache)
+        size = len(pt.stored(self.archive))
+        check = self.untouched()
+        with mock.patch.object(ba, "_free_bytes",
+                               lambda path: ba.SPACE_MARGIN + int(1.5 * size)):
+            e = self.assertBAError("NoSpace", self.save, self.dest, incremental="never",
+                                   drive_cache=cache)
+        self.assertIn("split the archive the folder was restored from", str(e))
+        check()
+
+    def test_what_each_source_holds_at_once(self):
+        one = mock.Mock(files=[("a", 100, 0)])
+        parts = mock.Mock(files=[("p1", 30, 0), ("p2", 60, 0), ("p3", 50, 0)])
+        url = object()
+        self.assertEqual(ba._carry_in_cache([(one, None, None)]), 100)
+        self.assertEqual(ba._carry_in_cache([(one, None, None), (parts, None, None)]), 120)
+        self.assertEqual(ba._carry_in_cache([(url, None, None)]), 0)
+        self.assertEqual(ba._carry_in_cache(None), 0)
+
+
 class CommandLineTests(PartialSaveCase):
 
     def test_save_full_in_process(self):
