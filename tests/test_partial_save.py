@@ -280,6 +280,18 @@ class DamagedTests(PartialSaveCase):
             self.assertIn("Nothing was written", str(e))
         check()
 
+    def test_a_local_file_where_the_archive_has_a_folder_it_lacks(self):
+        """A file the user made at `images`, where the archive has a folder of files the
+        folder never restored: both cannot be kept, and none of them is dropped."""
+        self.make_big("tar")
+        self.only(self.dest, "weights/**")
+        h.write_bytes(os.path.join(self.dest, "images"), b"not a folder\n")
+        check = self.untouched()
+        e = self.assertBAError("BootstrapError", self.save, self.dest, incremental="never")
+        self.assertIn("%s/images is a file where" % self.dest, str(e))
+        self.assertIn("Nothing was written", str(e))
+        check()
+
     def test_no_index_refuses_before_writing(self):
         """A base another tool made (no index): the files cannot be read by ranges."""
         self.files = pt.make_tree(self.local)
