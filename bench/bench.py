@@ -3,7 +3,8 @@
 
     python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
                            [--part-size SIZE] [--parts-from save|split] [--cache-reserve SIZE]
-                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive]
+                           [--svg PATH]
+                           [--only drive,split,local,http,save,cache,progressive,partial-save]
     python3 bench/bench.py --svg-from REPORT [--svg PATH]   (draws a saved report; runs nothing)
     make bench BENCH_ARGS="--scale 0.05 --runs 1"
     make chart   (bench/chart.svg, the README's, from the newest run in bench/RESULTS.md)
@@ -67,6 +68,15 @@ Then, locally: our `save --full --format gz --level 1` of the folder, its size a
 gzip stream (zlib, level 1) of the same tar stream it holds   target: ours / one stream
 (and, for information, of GNU tar's assets.tar).
 
+Save of a partial folder (issue 18; --only partial-save), over drivesim at its defaults:
+our own `save --full` (default order) of a copy of the same `_assets`, `restore --only
+'weights/**'` of it, one new file of 1 MiB added, then:
+  `save` (a layer): bytes written to the mount (drivesim stats) / the new file's bytes +
+  64 KiB of layer overhead (headers, index, sidecar)      target
+  dd as above, LOCAL_FILE as large as the new full archive |
+  ours `save --full`, carrying every file the folder never restored over from the archive
+  on the mount (read by ranges, verified)                 target: ours / dd
+
 The figure each target sets is in TARGETS (below), the one place it is written; the report
 prints it beside each row. Each figure is the median of --runs runs, methods interleaved
 within a round. Runs' outputs are set aside, not deleted, between runs (see Scratch for
@@ -116,6 +126,9 @@ TARGETS = {
     "resume read": 0.55,      # bytes a restore resumed after kill -9 at half way reads /
                               # the archive's size
     "gz size": 1.02,          # save --format gz / one gzip stream of the same tar, same level
+    # a partial folder (restore --only 'weights/**') with one new file
+    "partial layer": 1.0,     # bytes its `save` writes / the new file + LAYER_OVERHEAD
+    "partial full save": 1.15,  # its `save --full` (the rest carried over) / dd, as many bytes
     "restore RSS": 100,       # MiB, our restore (drive, split and local rows)
     "http RSS": 150,          # MiB, our restore from http, any --connections
 }
@@ -1046,6 +1059,80 @@ def bench_progressive(data, scratch, runs, src, expect):
     return lines, missed, info
 
 
+LAYER_OVERHEAD = 64 << 10  # a layer's headers, deleted list, index and end blocks
+
+
+def bench_partial_save(data, scratch, runs, src):
+    """Issue 18's save rows: our `save --full` (default order) of a copy of the folder to a
+    drivesim backing; over drivesim at defaults, `restore --only 'weights/**'` of it and one
+    new file of 1 MiB; `save` (a layer: bytes written against the new file's + the
+    overhead, one run), then rounds of dd (as many bytes as the new full archive) and
+    `save --full` (the files the folder lacks carried over from the archive on the mount).
+    Returns (rows: [table line], missed: [name], info: a header line)."""
+    drive = os.path.join(scratch.work, "partial-drive")
+    backing = os.path.join(drive, "MyDrive", "assets.tar.gz")
+    os.makedirs(os.path.dirname(backing))
+    log("bench: partial-save: our save (default order) of the folder, not timed")
+    sh([sys.executable, SCRIPT, "save", "--dest", src, "--archive", backing, "--full",
+        "--quiet"])
+    mnt = os.path.join(data["base"], "mnt-partial")
+    partial = os.path.join(scratch.work, "partial", NAME)
+    with DriveSim(drive, mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
+
+        def save(*flags):
+            return [sys.executable, SCRIPT, "save", "--dest", partial, "--archive", archive,
+                    "--quiet"] + list(flags)
+        log("bench: partial-save: restore --only 'weights/**' (not timed)")
+        sh([sys.executable, SCRIPT, "restore", "--archive", archive, "--dest", partial,
+            "--only", "weights/**", "--quiet"])
+        new_file = os.path.join(partial, "notes", "new.bin")
+        os.makedirs(os.path.dirname(new_file))
+        with open(new_file, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        change = Method("partial: the new file + 64 KiB", None)
+        change.times, change.written = [0.0], [(1 << 20) + LAYER_OVERHEAD]
+        layer = Method("partial: ours save (one new file: a layer)", lambda f: (save(), None),
+                       baseline=change, target=TARGETS["partial layer"], ours=True,
+                       measure="written")
+        log("bench: partial-save: save of the new file")
+        run_round([layer], scratch, ds, None, check=False)
+        log("bench: partial-save: a first save --full (not timed): the new archive's size")
+        run_timed(save("--full"))
+        pieces = part_names(backing) or [backing]
+        size = sum(os.path.getsize(p) for p in pieces)
+        dd_input = os.path.join(scratch.work, "dd-partial-input.bin")
+        with open(dd_input, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", dd_input])
+        dd_out = os.path.join(mnt, "MyDrive", "dd-partial.bin")
+        dd = Method("partial: dd as large as the new full archive",
+                    lambda f: (["dd", f"if={dd_input}", f"of={dd_out}", "bs=1M", "conv=fsync",
+                                "status=none"], None),
+                    cleanup=lambda: os.path.exists(dd_out) and os.remove(dd_out))
+        full = Method("partial: ours save --full (the rest carried over)",
+                      lambda f: (save("--full"), None), baseline=dd,
+                      target=TARGETS["partial full save"], ours=True)
+        log(f"bench: partial-save over drivesim ({size / MB:.0f} MB new archive)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round([dd, full], scratch, ds, None, check=False)
+    rows, missed = [], []
+    for m in (layer, dd, full):
+        row, failed = method_row(m)
+        rows.append(row)
+        if failed:
+            missed.append(m.name)
+    held = tree_size(partial)
+    info = (f"- partial-save: restore --only 'weights/**' ({held[0]} files, {held[1] / MB:.1f} "
+            f"MB held) + one new file of 1 MiB; the new full archive {size / MB:.1f} MB; the "
+            f"layer row compares bytes written (drivesim stats) with the new file's + 64 KiB, "
+            f"one run; the full save's with dd of as many bytes")
+    return rows, missed, info
+
+
 def bench_gz_size(data, scratch, src):
     """Our `save --format gz --level GZ_LEVEL` (one file) of the folder, against one gzip
     stream (zlib, the same level) of the very tar stream it holds, and (for information) of
@@ -1239,7 +1326,7 @@ def write_svg(report_text, path):
     log(f"bench: chart written to {path}")
 
 
-SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive")
+SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive", "partial-save")
 
 
 def sections(text):
@@ -1545,6 +1632,11 @@ def main(argv=None):
             progressive_missed += missed_
             progressive_info.append(info)
         rows, missed_, info = bench_gz_size(data, scratch, src_copy)
+        progressive += rows
+        progressive_missed += missed_
+        progressive_info.append(info)
+    if "partial-save" in only:  # before bench_save, which mutates the copy
+        rows, missed_, info = bench_partial_save(data, scratch, args.runs, src_copy)
         progressive += rows
         progressive_missed += missed_
         progressive_info.append(info)

@@ -4,7 +4,8 @@ source (every chunk the module reads from the archive file, or the bytes an HTTP
 sent); without them one pass skips the rest. The folder remembers what it holds (marker,
 status); a later --only adds to it, reading only the new files; a plain restore completes
 it; the same --only again reads nothing. Saves from a partial folder never drop a file it
-did not restore: a layer holds only real changes, a full save refuses before writing.
+did not restore: a layer holds only real changes, a full save carries them over
+(test_partial_save.py).
 """
 import contextlib
 import io
@@ -325,35 +326,17 @@ class SaveTests(OnlyCase):
         self.assertEqual(pt.read_marker(self.dest)["only"]["held"],
                          sorted(self.want_files("weights/") | {"notes.txt"}))
 
-    def test_a_full_save_refuses_before_writing(self):
+    def test_a_full_save_keeps_what_it_did_not_restore(self):
+        """A full save carries the files the folder lacks over from its archive (the cases
+        are in test_partial_save.py)."""
         self.make("tar")
         self.only(self.dest, "weights/**")
         h.write_bytes(os.path.join(self.dest, "notes.txt"), b"new\n")
-        listing = sorted(os.listdir(self.drive))
-        sidecar = pt.sidecar_text(self.archive)
-        e = self.assertBAError("BootstrapError", self.save, self.dest, incremental="never")
-        self.assertIn("python bootstrap_assets.py restore --dest %s" % self.dest, str(e))
-        self.assertIn("Nothing was written", str(e))
-        self.assertEqual(sorted(os.listdir(self.drive)), listing)
-        self.assertEqual(pt.sidecar_text(self.archive), sidecar)
-
-    def test_no_compaction_is_due_for_a_partial_folder_it_writes_layers(self):
-        """autosave keeps working on a partial folder: past half the base, where a full
-        folder would be compacted, a partial one gets another layer (it cannot be compacted
-        without the files it lacks)."""
-        self.make("tar")
-        self.only(self.dest, "weights/**")
-        for rel in self.want_files("weights/"):  # changes over half the base
-            h.write_bytes(os.path.join(self.dest, rel), pt._random(4_000_000, 5))
-        listing = set(os.listdir(self.drive))
-        self.assertEqual(self.save(self.dest).action, "layer")
-        self.assertTrue(listing <= set(os.listdir(self.drive)), "a file of the archive went")
-        restored = os.path.join(self.tmp, "full", "_assets")
-        self.restore(self.archive, restored, drive_mount="")
-        for rel in self.want_files("weights/"):
-            with open(os.path.join(restored, rel), "rb") as a, \
-                    open(os.path.join(self.dest, rel), "rb") as b:
-                self.assertEqual(a.read(), b.read(), rel)
+        s = self.save(self.dest, incremental="never")
+        self.assertEqual(s.action, "saved")
+        self.assertEqual(s.carried, len(self.files) - len(self.want_files("weights/")))
+        got = pt.tree_files(self.restore_fresh()[0])
+        self.assertEqual(got, dict(self.files, **{"notes.txt": b"new\n"}))
 
 
 class CommandLineTests(OnlyCase):
