@@ -3,7 +3,7 @@
 
     python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
                            [--part-size SIZE] [--parts-from save|split] [--cache-reserve SIZE]
-                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive]
+                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive,only]
     python3 bench/bench.py --svg-from REPORT [--svg PATH]   (draws a saved report; runs nothing)
     make bench BENCH_ARGS="--scale 0.05 --runs 1"
     make chart   (bench/chart.svg, the README's, from the newest run in bench/RESULTS.md)
@@ -67,6 +67,15 @@ Then, locally: our `save --full --format gz --level 1` of the folder, its size a
 gzip stream (zlib, level 1) of the same tar stream it holds   target: ours / one stream
 (and, for information, of GNU tar's assets.tar).
 
+Partial restore (--only only runs just these): our `save --full` (default order, --format
+auto: a plain tar) of a copy of the folder to MyDrive/assets.tar, then per round, over
+drivesim at defaults, httpsim (the http rows' caps) and moto_server (s3://, $TEST_VENV,
+unthrottled; bytes counted by a proxy, tests/byte_proxy.py):
+  the weights' byte range (dd from the mount, curl -r from the server) |
+  restore --only 'weights/**'    targets: bytes read <= 1.05 x theirs + the index,
+                                          time <= 1.15 x the baseline + 1 s
+  restore --only 'images/class_07/'  target: bytes read <= 1.10 x theirs + the index
+
 The figure each target sets is in TARGETS (below), the one place it is written; the report
 prints it beside each row. Each figure is the median of --runs runs, methods interleaved
 within a round. Runs' outputs are set aside, not deleted, between runs (see Scratch for
@@ -116,6 +125,10 @@ TARGETS = {
     "resume read": 0.55,      # bytes a restore resumed after kill -9 at half way reads /
                               # the archive's size
     "gz size": 1.02,          # save --format gz / one gzip stream of the same tar, same level
+    # the --only rows (bench_only): our save (default order) as a plain tar
+    "only read": 1.05,        # bytes restore --only 'weights/**' reads <= 1.05 x theirs + index
+    "only time": (1.15, 1.0),  # restore --only 'weights/**' <= 1.15 x reading their range + 1 s
+    "only spread read": 1.10,  # bytes --only 'images/class_07/' reads <= 1.10 x theirs + index
     "restore RSS": 100,       # MiB, our restore (drive, split and local rows)
     "http RSS": 150,          # MiB, our restore from http, any --connections
 }
@@ -1046,6 +1059,232 @@ def bench_progressive(data, scratch, runs, src, expect):
     return lines, missed, info
 
 
+ONLY_WEIGHTS, ONLY_SPREAD = "weights/**", "images/class_07/"
+S3_BUCKET = "bench-only"
+
+
+def only_layout(archive):
+    """What restore --only reads of a plain tar saved by our save: {"weights": (first
+    header, end of the last padded member, their bytes), "spread": (their bytes, runs of
+    consecutive members), "index": the index's bytes (from its sidecar line to the end)}."""
+    import tarfile
+    import progressive_tools as pt
+    weights, spread, runs, previous = [], 0, 0, False
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            path = pt.rel(member.name)
+            in_spread = member.isreg() and path.startswith(ONLY_SPREAD)
+            if member.isreg():
+                stored = member.offset_data + -(-member.size // 512) * 512 - member.offset
+                if path.startswith("weights/"):
+                    weights.append((member.offset, member.offset + stored))
+                if in_spread:
+                    spread += stored
+                    runs += not previous
+                previous = in_spread
+    index = os.path.getsize(archive) - pt.index_lines(archive)[0][2]
+    return dict(weights=(weights[0][0], weights[-1][1], sum(b - a for a, b in weights)),
+                spread=(spread, runs), index=index)
+
+
+def bench_only(data, scratch, runs, src):
+    """Issue 18's rows: our `save --full` (default order, --format auto: a plain tar for
+    assets.tar) of a copy of the folder, then `restore --only 'weights/**'` and `--only
+    'images/class_07/'` over drivesim at defaults, over httpsim (25 MB/s per connection,
+    200 MB/s for the link, 30 ms to first byte) and from moto_server (s3://, unthrottled,
+    bytes counted by a proxy), against reading the weights' byte range (dd from the mount,
+    curl -r from the server). Returns (rows, missed, info)."""
+    import json
+    from byte_proxy import CountingProxy
+    drive = os.path.join(scratch.work, "only-drive")
+    backing = os.path.join(drive, "MyDrive", "assets.tar")
+    os.makedirs(os.path.dirname(backing))
+    log("bench: only: our save (default order, --format auto) of the folder, not timed")
+    sh([sys.executable, SCRIPT, "save", "--dest", src, "--archive", backing, "--full",
+        "--part-size", "0", "--quiet"])
+    with open(backing, "rb") as f:
+        f.seek(257)
+        if f.read(5) != b"ustar":
+            sys.exit("bench: only: our save of assets.tar did not write a plain tar")
+    layout = only_layout(backing)
+    w_start, w_end, w_bytes = layout["weights"]
+    spread_bytes, spread_runs = layout["spread"]
+    index = layout["index"]
+    size = os.path.getsize(backing)
+    expect_w = tree_size(os.path.join(src, "weights"))
+    lines, missed, measured = [], [], {}
+
+    def row(name, seconds, cpu, read, base, ratio, target, ok):
+        result = "" if ok is None else ("pass" if ok else "FAIL")
+        if result == "FAIL":
+            missed.append(name)
+        lines.append(f"| {name} | {seconds} | {cpu} | {read} |  | {base} | {ratio} | {target} "
+                     f"| {result} |")
+
+    def restore_argv(archive, pattern, folder):
+        return [sys.executable, SCRIPT, "restore", "--archive", archive, "--dest",
+                in_dest(folder), "--only", pattern, "--drive-mount", "", "--quiet"]
+
+    def measure(where, baseline_argv, archive, count, env=None):
+        """Per round: the baseline, --only weights, --only class_07: (seconds, cpu, bytes)
+        medians of each, from count() before and after."""
+        got = {"base": [], "weights": [], "spread": []}
+        for i in range(runs):
+            log(f" {where}: round {i + 1}/{runs}")
+            for key in got:
+                folder = scratch.fresh("only")
+                argv = baseline_argv if key == "base" else restore_argv(
+                    archive, ONLY_WEIGHTS if key == "weights" else ONLY_SPREAD, folder)
+                before = count()
+                old_env = dict(os.environ)
+                os.environ.update(env or {})
+                try:
+                    seconds, _, cpu = run_timed(argv)
+                finally:
+                    os.environ.clear()
+                    os.environ.update(old_env)
+                read = count() - before
+                if key == "weights" and i == 0:
+                    have = tree_size(os.path.join(in_dest(folder), "weights"))
+                    if have != expect_w:
+                        sys.exit(f"bench: only: {where}: --only weights/** produced {have} "
+                                 f"(files, bytes) in weights/, expected {expect_w}")
+                got[key].append((seconds, cpu, read))
+                log(f"  {key:<8} {seconds:7.2f} s  cpu {cpu:6.2f} s  read {read / MB:8.2f} MB")
+                scratch.discard(folder)
+        med = {key: tuple(statistics.median(r[n] for r in got[key]) for n in range(3))
+               for key in got}
+        measured[where] = med
+        base_s, _, base_read = med["base"]
+        seconds, cpu, read = med["weights"]
+        limit_read = TARGETS["only read"] * w_bytes + index
+        row(f"only {where}: baseline, the weights' byte range ({baseline_argv[0]})",
+            f"{base_s:.2f}", f"{med['base'][1]:.2f}", f"{base_read / MB:.1f}", "", "", "",
+            None)
+        row(f"only {where}: restore --only '{ONLY_WEIGHTS}', bytes read", f"{seconds:.2f}",
+            f"{cpu:.2f}", f"{read / MB:.1f}",
+            f"weights {w_bytes / MB:.1f} MB + index {index / 1e3:.0f} kB",
+            f"{read / (w_bytes + index):.3f}",
+            f"<= {TARGETS['only read']:.2f} x weights + index "
+            f"(= {limit_read / MB:.1f} MB)", read <= limit_read)
+        k, plus = TARGETS["only time"]
+        row(f"only {where}: restore --only '{ONLY_WEIGHTS}', time", f"{seconds:.2f}",
+            f"{cpu:.2f}", "", "the baseline", f"{seconds / base_s:.2f}",
+            f"<= {k:.2f} x + {plus:g} s (= {k * base_s + plus:.2f} s)",
+            seconds <= k * base_s + plus)
+        seconds, cpu, read = med["spread"]
+        limit_read = TARGETS["only spread read"] * spread_bytes + index
+        row(f"only {where}: restore --only '{ONLY_SPREAD}', bytes read", f"{seconds:.2f}",
+            f"{cpu:.2f}", f"{read / MB:.1f}", f"its files {spread_bytes / MB:.1f} MB + index",
+            f"{read / (spread_bytes + index):.3f}",
+            f"<= {TARGETS['only spread read']:.2f} x files + index "
+            f"(= {limit_read / MB:.1f} MB)", read <= limit_read)
+
+    # drivesim at its defaults
+    mnt = os.path.join(data["base"], "mnt-only")
+    with DriveSim(drive, mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar")
+        dd = ["dd", f"if={archive}", "of=/dev/null", "bs=1M", "iflag=skip_bytes,count_bytes",
+              f"skip={w_start}", f"count={w_end - w_start}", "status=none"]
+        measure("drivesim", dd, archive, lambda: ds.stats().get("bytes_read", 0))
+
+    # httpsim, the caps of the http rows
+    port_file = os.path.join(scratch.work, "only-httpsim-port")
+    stats = os.path.join(scratch.work, "only-httpsim-stats.json")
+    sim = subprocess.Popen([sys.executable, HTTPSIM, drive, "--port", "0", "--port-file",
+                            port_file, "--per-conn-mbps", str(HTTP_PER_CONN), "--total-mbps",
+                            str(HTTP_LINK), "--stats", stats], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or sim.poll() is not None:
+                sys.exit("bench: only: httpsim did not start")
+            time.sleep(0.05)
+        with open(port_file) as f:
+            url = f"http://127.0.0.1:{f.read().strip()}/MyDrive/assets.tar"
+
+        def sent():
+            time.sleep(0.3)  # httpsim rewrites its counters every 0.1 s
+            with open(stats) as f:
+                return json.load(f)["bytes_sent"]
+        measure("https (httpsim)", ["curl", "-sSf", "-r", f"{w_start}-{w_end - 1}", "-o",
+                                    "/dev/null", url], url, sent)
+    finally:
+        sim.terminate()
+        sim.wait()
+
+    # moto_server (s3://), through a proxy that counts what it sends
+    venv = os.environ.get("TEST_VENV", "/tmp/bootstrap-assets-ci-venv")
+    moto_bin = os.path.join(venv, "bin", "moto_server")
+    s3_note = ""
+    if not os.access(moto_bin, os.X_OK):
+        s3_note = f"; s3:// not measured: no moto_server in {venv} (set TEST_VENV)"
+        log(f"bench: only: WARNING{s3_note}")
+    else:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        moto = subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proxy = CountingProxy(port)
+        env = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=proxy.endpoint)
+        saved_env = dict(os.environ)
+        try:
+            os.environ.update(env)
+            import bootstrap_assets as ba
+            store = ba._S3(f"s3://{S3_BUCKET}/assets.tar", 30)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    store.call("PUT", "", doing="creating the bucket")
+                    break
+                except ba.BootstrapError:
+                    if time.monotonic() > deadline:
+                        sys.exit("bench: only: moto_server did not start")
+                    time.sleep(0.2)
+            log("bench: only: uploading the archive to moto (not timed)")
+            sh([sys.executable, "-c", S3_PUT, REPO, f"s3://{S3_BUCKET}/assets.tar", backing])
+            key_url = store.object_url("assets.tar")
+            os.environ.clear()
+            os.environ.update(saved_env)
+            curl = ["curl", "-sSf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                    "testing:testing", "-r", f"{w_start}-{w_end - 1}", "-o", "/dev/null",
+                    key_url]
+            measure("s3:// (moto, unthrottled)", curl, f"s3://{S3_BUCKET}/assets.tar",
+                    lambda: proxy.sent, env)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            proxy.close()
+            moto.terminate()
+            moto.wait()
+    info = (f"- only: our `save --full --part-size 0` (default order, --format auto) of a copy "
+            f"of the folder to MyDrive/assets.tar ({size / MB:.1f} MB, plain tar; weights "
+            f"{w_bytes / MB:.1f} MB at stored bytes {w_start / MB:.1f}-{w_end / MB:.1f} MB; "
+            f"{ONLY_SPREAD} {spread_bytes / MB:.1f} MB in {spread_runs} run(s) of "
+            f"neighbouring members; index {index / 1e3:.0f} kB); each round, in a fresh "
+            f"folder: the baseline, `restore --only '{ONLY_WEIGHTS}'`, `restore --only "
+            f"'{ONLY_SPREAD}'` (--connections default); bytes read: drivesim and httpsim "
+            f"--stats, for moto a counting proxy (response headers included){s3_note}")
+    return lines, missed, info
+
+
+# Uploads a file to s3:// with the module's own signed PUT (the object and its sidecar as
+# they are, so the proxy-counted restore reads the archive the layout was taken from).
+S3_PUT = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import bootstrap_assets as ba
+url, path = sys.argv[2], sys.argv[3]
+store = ba._S3(url, 30)
+for name in (path, path + ".sha256"):
+    with open(name, "rb") as f:
+        store.put(store.key + name[len(path):], f.read())
+"""
+
+
 def bench_gz_size(data, scratch, src):
     """Our `save --format gz --level GZ_LEVEL` (one file) of the folder, against one gzip
     stream (zlib, the same level) of the very tar stream it holds, and (for information) of
@@ -1239,7 +1478,7 @@ def write_svg(report_text, path):
     log(f"bench: chart written to {path}")
 
 
-SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive")
+SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive", "only")
 
 
 def sections(text):
@@ -1545,6 +1784,11 @@ def main(argv=None):
             progressive_missed += missed_
             progressive_info.append(info)
         rows, missed_, info = bench_gz_size(data, scratch, src_copy)
+        progressive += rows
+        progressive_missed += missed_
+        progressive_info.append(info)
+    if "only" in only:  # before bench_save, which mutates the copy
+        rows, missed_, info = bench_only(data, scratch, args.runs, src_copy)
         progressive += rows
         progressive_missed += missed_
         progressive_info.append(info)
