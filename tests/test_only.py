@@ -171,6 +171,20 @@ class ByRangesTests(OnlyCase):
         self.assertIn("by ranges", r.summary())
         self.assertLessEqual(read, 1.05 * self.stored_bytes("weights/") + self.index_bytes())
 
+    @unittest.skipUnless(hasattr(os, "posix_fadvise"), "posix_fadvise is Linux's")
+    def test_a_bounded_read_asks_the_kernel_not_to_read_ahead(self):
+        self.make("tar")
+        src = ba._PathSource(self.archive, 2.0, "")
+        with mock.patch.object(os, "posix_fadvise", wraps=os.posix_fadvise) as advise:
+            self.assertEqual(b"".join(src.chunks(1024, 4096)),
+                             pt.stored(self.archive)[1024:4096])
+            bounded = [c.args[3] for c in advise.call_args_list]
+            advise.reset_mock()
+            b"".join(src.chunks(0))
+            whole = [c.args[3] for c in advise.call_args_list]
+        self.assertEqual(bounded, [os.POSIX_FADV_RANDOM])
+        self.assertEqual(whole, [os.POSIX_FADV_SEQUENTIAL])
+
     def test_spread_files_over_http_are_fetched_several_at_once(self):
         self.make_big("tar")
         url = self.slow_http()
