@@ -4718,6 +4718,9 @@ def _install_from(source, index, fmt, number, final, verified, installer, progre
     wanted = [entry for entry in index.members if entry.kind == "f"
               and final.get(entry.path, (None,))[0] == number and entry.path not in verified]
     segments = _segments(index, fmt, wanted)
+    # what is left to read (a subset, or what a resume still lacks), not the archive's size
+    progress.total = counter.bytes + sum((source.size if stop is None else stop) - start
+                                         for _, start, stop, _ in segments)
     reader = source
     if getattr(source, "ranged", False) and len(segments) > 1:
         reader = _SpansAhead(source, [(stored_start, source.size if stop is None else stop)
@@ -4968,7 +4971,7 @@ def _restore_progressive(job, chain, base_sha):
             counter = _Counter()
             reads = 0
             for number, (src, index, fmt) in enumerate(chain):
-                progress.label, progress.total = f"restoring {src.name}", src.size
+                progress.label = f"restoring {src.name}"
                 reads += _install_from(src, index, fmt, number, final, verified, installer,
                                        progress, counter)
             for path, (_, entry) in final.items():

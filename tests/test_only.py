@@ -171,6 +171,19 @@ class ByRangesTests(OnlyCase):
         self.assertIn("by ranges", r.summary())
         self.assertLessEqual(read, 1.05 * self.stored_bytes("weights/") + self.index_bytes())
 
+    def test_the_progress_line_counts_the_ranges_not_the_archive(self):
+        self.make_big("tar")
+        totals = []
+        update = ba._Progress.update
+
+        def recorded(progress, done, files, **kw):
+            totals.append(progress.total)
+            return update(progress, done, files, **kw)
+        with mock.patch.object(ba._Progress, "update", recorded):
+            self.only(self.dest, "weights/**")
+        self.assertTrue(totals)
+        self.assertEqual(set(totals), {self.stored_bytes("weights/")})
+
     @unittest.skipUnless(hasattr(os, "posix_fadvise"), "posix_fadvise is Linux's")
     def test_a_bounded_read_asks_the_kernel_not_to_read_ahead(self):
         self.make("tar")
