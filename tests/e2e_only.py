@@ -8,6 +8,8 @@ order, a plain tar), restored from drivesim, from ../shared/httpsim (Range, and
   1.05 x the weights' bytes in the archive + the index (+ the sidecar); the same command
   again reads nothing of the archive; a second `--only` adds its files reading only them
   (1.10 x); status names what the folder holds; a plain restore completes it;
+- files spread through the archive (a range per folder), read by several requests at once
+  over https and s3://; connections cut mid-range, resumed from the byte reached;
 - a server without ranges: one pass that skips the rest, the tree exact, and the summary
   says why;
 - a tampered index: exit 5, nothing installed;
@@ -270,6 +272,18 @@ class OverHttpsim(OnlyCase):
     def test_files_spread_through_the_archive(self):
         self.serve()
         self.check_spread()
+
+    def test_dropped_connections_are_resumed_from_the_byte_reached(self):
+        self.serve("--drop-after", "300000", "--drop-every", "3")
+        out, read = self.restore(SPREAD, WEIGHTS)
+        want = {r: e for r, e in self.want("images/").items()
+                if os.path.basename(r).startswith("img_0000")}
+        self.assertEqual(self.files(), dict(want, **self.want("weights/")))
+        with open(self.sim.stats_path) as f:
+            self.assertGreater(json.load(f)["drops"], 0, "no connection was cut")
+        files = sum(n for r, n in self.saved.bytes.items() if r in want or
+                    r.startswith("weights/"))
+        self.assertLessEqual(read, 1.10 * files + self.saved.index + self.saved.sidecar)
 
     def test_without_ranges_one_pass_skips_the_rest_and_says_why(self):
         self.serve("--no-range")
