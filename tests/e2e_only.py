@@ -1,22 +1,23 @@
 """End-to-end tests of `restore --only` (a partial restore by ranges), as real processes:
 an archive of make_assets.py --profile mixed --scale 0.05 saved by our `save` (default
 order, a plain tar), restored from drivesim, from ../shared/httpsim (Range, and
---no-range) and from moto_server (s3://, $TEST_VENV) with the bytes each served counted
-(drivesim and httpsim --stats; moto through a counting proxy, tests/byte_proxy.py):
+--no-range), from moto_server (s3://) and from gcp-storage-emulator (gs://, spread files
+only), both in $TEST_VENV, with the bytes each served counted (drivesim and httpsim --stats;
+the emulators through a counting proxy, tests/byte_proxy.py):
 
 - `--only 'weights/**'`: the tree is exactly the weights, and the bytes read are at most
   1.05 x the weights' bytes in the archive + the index (+ the sidecar); the same command
   again reads nothing of the archive; a second `--only` adds its files reading only them
   (1.10 x); status names what the folder holds; a plain restore completes it;
 - files spread through the archive (a range per folder), read by several requests at once
-  over https and s3://; connections cut mid-range, resumed from the byte reached;
+  over https, s3:// and gs://; connections cut mid-range, resumed from the byte reached;
 - a server without ranges: one pass that skips the rest, the tree exact, and the summary
   says why;
 - a tampered index: exit 5, nothing installed;
 - kill -9 during a partial restore, then the same command completes it.
 
-Run with `python3 tests/run.py e2e -k e2e_only`. Needs /dev/fuse, ../shared and, for s3://,
-moto_server in $TEST_VENV (the tests that need one are skipped without it).
+Run with `python3 tests/run.py e2e -k e2e_only`. Needs /dev/fuse, ../shared and, for s3://
+and gs://, the emulators in $TEST_VENV (the tests that need one are skipped without it).
 """
 import json
 import os
@@ -334,6 +335,45 @@ class OverMoto(OnlyCase):
 
     def test_only_adds_and_completes(self):
         self.check_only_then_add_then_complete()
+
+    def test_files_spread_through_the_archive(self):
+        self.check_spread()
+
+
+
+class OverGcsEmulator(OnlyCase):
+
+    URL = "gs://only-e2e/project/" + ARCHIVE
+
+    def setUp(self):
+        program = os.path.join(TEST_VENV, "bin", "gcp-storage-emulator")
+        if not os.access(program, os.X_OK):
+            self.skipTest("gcp-storage-emulator not found in %s (set TEST_VENV)" % TEST_VENV)
+        super().setUp()
+        import e2e_buckets
+        emulator = e2e_buckets.Emulator(
+            [program, "start", "-H", "127.0.0.1", "--port", "PORT", "-q", "--in-memory",
+             "--default-bucket", "only-e2e"], os.path.join(self.top, "gcs.log"))
+        self.addCleanup(emulator.close)
+        self.proxy = CountingProxy(emulator.port)
+        self.addCleanup(self.proxy.close)
+        self.env = dict(STORAGE_EMULATOR_HOST=self.proxy.endpoint)
+        saved_env = dict(os.environ)
+        self.addCleanup(lambda: (os.environ.clear(), os.environ.update(saved_env)))
+        for name in list(os.environ):
+            if name.startswith(("GOOGLE_", "STORAGE_EMULATOR")):
+                del os.environ[name]
+        os.environ.update(self.env)
+        from helpers import ba
+        store = ba._GCS(self.URL, 5)
+        for suffix in ("", ".sha256"):
+            with open(self.saved.stored + suffix, "rb") as f:
+                store.put(store.key + suffix, f.read())
+        self.archive = self.URL
+
+    def served(self):
+        time.sleep(0.1)  # the last bytes of a closed connection
+        return self.proxy.sent
 
     def test_files_spread_through_the_archive(self):
         self.check_spread()
