@@ -4722,6 +4722,9 @@ def _install_from(source, index, fmt, number, final, verified, installer, progre
     progress.total = counter.bytes + sum((source.size if stop is None else stop) - start
                                          for _, start, stop, _ in segments)
     reader = source
+    # A mount's ranges are read one after another: read by 4 or 8 threads at once, 20 spread
+    # ranges took 0.4 s instead of 0.75 s over drivesim, but the kernel read 6-29 % more
+    # than was asked, and the bytes off the link are what a partial restore saves.
     if getattr(source, "ranged", False) and len(segments) > 1:
         reader = _SpansAhead(source, [(stored_start, source.size if stop is None else stop)
                                       for _, stored_start, stop, _ in segments])
