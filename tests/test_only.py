@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
+import time
 import unittest
 from unittest import mock
 
@@ -169,6 +171,87 @@ class ByRangesTests(OnlyCase):
         self.assertEqual(self.held(self.dest), self.want_files("weights/"))
         self.assertIn("by ranges", r.summary())
         self.assertLessEqual(read, 1.05 * self.stored_bytes("weights/") + self.index_bytes())
+
+    def test_the_progress_line_counts_the_ranges_not_the_archive(self):
+        self.make_big("tar")
+        totals = []
+        update = ba._Progress.update
+
+        def recorded(progress, done, files, **kw):
+            totals.append(progress.total)
+            return update(progress, done, files, **kw)
+        with mock.patch.object(ba._Progress, "update", recorded):
+            self.only(self.dest, "weights/**")
+        self.assertTrue(totals)
+        self.assertEqual(set(totals), {self.stored_bytes("weights/")})
+
+    @unittest.skipUnless(hasattr(os, "posix_fadvise"), "posix_fadvise is Linux's")
+    def test_a_bounded_read_asks_the_kernel_not_to_read_ahead(self):
+        self.make("tar")
+        src = ba._PathSource(self.archive, 2.0, "")
+        with mock.patch.object(os, "posix_fadvise", wraps=os.posix_fadvise) as advise:
+            self.assertEqual(b"".join(src.chunks(1024, 4096)),
+                             pt.stored(self.archive)[1024:4096])
+            bounded = [c.args[3] for c in advise.call_args_list]
+            advise.reset_mock()
+            b"".join(src.chunks(0))
+            whole = [c.args[3] for c in advise.call_args_list]
+        self.assertEqual(bounded, [os.POSIX_FADV_RANDOM])
+        self.assertEqual(whole, [os.POSIX_FADV_SEQUENTIAL])
+
+    def test_spread_files_over_http_are_fetched_several_at_once(self):
+        self.make_big("tar")
+        url = self.slow_http()
+        self.full_speed()
+        state = {"now": 0, "most": 0}
+        lock = threading.Lock()
+        fetch = ba._RangedDownload._fetch
+
+        def counted(download, client, piece):
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            try:
+                time.sleep(0.05)  # a round trip, so the fetches overlap
+                return fetch(download, client, piece)
+            finally:
+                with lock:
+                    state["now"] -= 1
+        before = self.http.sent(URL_PATH)
+        with mock.patch.object(ba._RangedDownload, "_fetch", counted):
+            r = self.restore(url, self.dest, only=["images/class_02/", "images/class_00/"],
+                             drive_mount="", connections=4)
+        read = self.http.sent(URL_PATH) - before
+        want = self.want_files("images/class_02/") | self.want_files("images/class_00/")
+        self.assertEqual(self.held(self.dest), want)
+        for rel in want:
+            with open(os.path.join(self.dest, rel), "rb") as f:
+                self.assertEqual(f.read(), self.files[rel])
+        self.assertIn("by ranges", r.summary())
+        self.assertGreater(state["most"], 1, "segments were fetched one after another")
+        self.assertLessEqual(state["most"], 4)
+        wanted = self.stored_bytes("images/class_02/") + self.stored_bytes("images/class_00/")
+        self.assertLessEqual(read, 1.10 * wanted + self.index_bytes())
+
+    def test_spans_come_in_order_whatever_the_connections(self):
+        data = os.urandom(3 << 20)
+        url = self.slow_http(data=data, sidecar=False)
+        self.full_speed()
+        spans = [(10, 20), (20, 5000), (70_000, 70_001), (100_000, 100_000 + (2 << 20) + 7),
+                 (len(data) - 3, len(data))]
+        want = b"".join(data[a:b] for a, b in spans)
+        for connections in (1, 2, 8):
+            src = ba._HttpSource(url, 2.0, connections)
+            chunks = list(src.spans(spans))
+            self.assertEqual(b"".join(chunks), want, "%d connection(s)" % connections)
+            bounds, at = {0}, 0
+            for a, b in spans:
+                at += b - a
+                bounds.add(at)
+            at = 0
+            for chunk in chunks:  # no chunk straddles two spans
+                self.assertFalse(any(at < x < at + len(chunk) for x in bounds))
+                at += len(chunk)
 
     def test_links_only_when_named_and_their_target_is_held(self):
         self.make("tar")
