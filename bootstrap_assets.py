@@ -7,18 +7,24 @@ folder lives on Drive as one archive, and each session starts with
 
     !wget -q https://.../bootstrap_assets.py && python bootstrap_assets.py
 
-which reads the archive once, in large sequential chunks, hashes it (sha256) as it is read,
-decompresses and extracts it as it streams into a staging folder beside the destination,
-checks every member against the safety rules, verifies the hash, and only then renames the
-finished folder into place. Re-running it with nothing changed does nothing. `save` packs
+which reads the archive once, in large sequential chunks, decompresses it and checks every
+member against the safety rules as it streams. With the index every `save` writes at the
+archive's end, each file appears at its final path as soon as it is verified against it (a
+notebook can wait for what it needs, or restore only that); any other archive is hashed
+(sha256) as it is read and extracted into a staging folder beside the destination, which is
+renamed into place once the hash is verified. Re-running it with nothing changed does
+nothing. `save` packs
 the folder back in one streaming pass, verifies what reached the mount, and swaps it in so
 that a crash at any instant leaves a complete archive; after a restore it writes only the
 changes, as a layer beside the base. `autosave` does that every N minutes.
 
 Ways in:
     python bootstrap_assets.py [restore] [--archive PATH_OR_URL] [--dest DIR] [--sha256 HEX]
-    python bootstrap_assets.py save | autosave --every 15m | status | demo   (--help: all flags)
+                               [--only GLOB] [--background]
+    python bootstrap_assets.py wait [PATH ...] | save | autosave --every 15m | status | demo
+                               (--help: all flags)
     import bootstrap_assets; bootstrap_assets.restore(...), .save(...), .autosave(every="15m")
+        (restore(background=True) returns a RestoreJob: .wait(paths), .files(pattern))
     paste this whole file into a notebook cell (edit the CONFIG block below): it restores,
         and save() / autosave() are then defined for the next cells
     %run bootstrap_assets.py [ARGS] in a cell: ARGS as on the command line
