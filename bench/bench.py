@@ -3,7 +3,9 @@
 
     python3 bench/bench.py [--scale 0.25] [--runs 3] [--dir DIR] [--out FILE] [--strict]
                            [--part-size SIZE] [--parts-from save|split] [--cache-reserve SIZE]
-                           [--svg PATH] [--only drive,split,local,http,save,cache,progressive,demand]
+                           [--svg PATH]
+                           [--only drive,split,local,http,save,cache,progressive,only,
+                                   partial-save,demand]
     python3 bench/bench.py --svg-from REPORT [--svg PATH]   (draws a saved report; runs nothing)
     make bench BENCH_ARGS="--scale 0.05 --runs 1"
     make chart   (bench/chart.svg, the README's, from the newest run in bench/RESULTS.md)
@@ -72,6 +74,25 @@ Then, locally: our `save --full --format gz --level 1` of the folder, its size a
 gzip stream (zlib, level 1) of the same tar stream it holds   target: ours / one stream
 (and, for information, of GNU tar's assets.tar).
 
+Save of a partial folder (issue 18; --only partial-save), over drivesim at its defaults:
+our own `save --full` (default order) of a copy of the same `_assets`, `restore --only
+'weights/**'` of it, one new file of 1 MiB added, then:
+  `save` (a layer): bytes written to the mount (drivesim stats) / the new file's bytes +
+  64 KiB of layer overhead (headers, index, sidecar)      target
+  dd as above, LOCAL_FILE as large as the new full archive |
+  ours `save --full`, carrying every file the folder never restored over from the archive
+  on the mount (read by ranges, verified)                 target: ours / dd
+Partial restore (--only only runs just these): our `save --full` (default order, --format
+auto: a plain tar) of a copy of the folder to MyDrive/assets.tar, then per round, over
+drivesim at defaults, httpsim (the http rows' caps) and moto_server (s3://, $TEST_VENV,
+unthrottled; bytes counted by a proxy, tests/byte_proxy.py):
+  the weights' byte range (dd from the mount, curl -r from the server) |
+  restore --only 'weights/**'    targets: bytes read <= 1.05 x theirs + the index,
+                                          time <= 1.15 x the baseline + 1 s
+  the same command again (the no-op re-run)  target: seconds, and no archive data read
+  restore --only 'images/class_07/', and 'images/*/img_0000*.jpg' (a range per class
+  folder)                        target: bytes read <= 1.10 x theirs + the index
+
 The figure each target sets is in TARGETS (below), the one place it is written; the report
 prints it beside each row. Each figure is the median of --runs runs, methods interleaved
 within a round. Runs' outputs are set aside, not deleted, between runs (see Scratch for
@@ -122,6 +143,13 @@ TARGETS = {
     "resume read": 0.55,      # bytes a restore resumed after kill -9 at half way reads /
                               # the archive's size
     "gz size": 1.02,          # save --format gz / one gzip stream of the same tar, same level
+    # a partial folder (restore --only 'weights/**') with one new file
+    "partial layer": 1.0,     # bytes its `save` writes / the new file + LAYER_OVERHEAD
+    "partial full save": 1.15,  # its `save --full` (the rest carried over) / dd, as many bytes
+    # the --only rows (bench_only): our save (default order) as a plain tar
+    "only read": 1.05,        # bytes restore --only 'weights/**' reads <= 1.05 x theirs + index
+    "only time": (1.15, 1.0),  # restore --only 'weights/**' <= 1.15 x reading their range + 1 s
+    "only spread read": 1.10,  # bytes --only 'images/class_07/' reads <= 1.10 x theirs + index
     "restore RSS": 100,       # MiB, our restore (drive, split and local rows)
     "http RSS": 150,          # MiB, our restore from http, any --connections
 }
@@ -1180,6 +1208,334 @@ def bench_demand(data, scratch, runs, src, expect):
     return lines, missed, info
 
 
+LAYER_OVERHEAD = 64 << 10  # a layer's headers, deleted list, index and end blocks
+
+
+def bench_partial_save(data, scratch, runs, src):
+    """Issue 18's save rows: our `save --full` (default order) of a copy of the folder to a
+    drivesim backing; over drivesim at defaults, `restore --only 'weights/**'` of it and one
+    new file of 1 MiB; `save` (a layer: bytes written against the new file's + the
+    overhead, one run), then rounds of dd (as many bytes as the new full archive) and
+    `save --full` (the files the folder lacks carried over from the archive on the mount).
+    Returns (rows: [table line], missed: [name], info: a header line)."""
+    drive = os.path.join(scratch.work, "partial-drive")
+    backing = os.path.join(drive, "MyDrive", "assets.tar.gz")
+    os.makedirs(os.path.dirname(backing))
+    log("bench: partial-save: our save (default order) of the folder, not timed")
+    sh([sys.executable, SCRIPT, "save", "--dest", src, "--archive", backing, "--full",
+        "--quiet"])
+    mnt = os.path.join(data["base"], "mnt-partial")
+    partial = os.path.join(scratch.work, "partial", NAME)
+    with DriveSim(drive, mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar.gz")
+
+        def save(*flags):
+            return [sys.executable, SCRIPT, "save", "--dest", partial, "--archive", archive,
+                    "--quiet"] + list(flags)
+        log("bench: partial-save: restore --only 'weights/**' (not timed)")
+        sh([sys.executable, SCRIPT, "restore", "--archive", archive, "--dest", partial,
+            "--only", "weights/**", "--quiet"])
+        new_file = os.path.join(partial, "notes", "new.bin")
+        os.makedirs(os.path.dirname(new_file))
+        with open(new_file, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        change = Method("partial: the new file + 64 KiB", None)
+        change.times, change.written = [0.0], [(1 << 20) + LAYER_OVERHEAD]
+        layer = Method("partial: ours save (one new file: a layer)", lambda f: (save(), None),
+                       baseline=change, target=TARGETS["partial layer"], ours=True,
+                       measure="written")
+        log("bench: partial-save: save of the new file")
+        run_round([layer], scratch, ds, None, check=False)
+        log("bench: partial-save: a first save --full (not timed): the new archive's size")
+        run_timed(save("--full"))
+        pieces = part_names(backing) or [backing]
+        size = sum(os.path.getsize(p) for p in pieces)
+        dd_input = os.path.join(scratch.work, "dd-partial-input.bin")
+        with open(dd_input, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        sh(["sh", "-c", 'cat "$1" > /dev/null', "cat", dd_input])
+        dd_out = os.path.join(mnt, "MyDrive", "dd-partial.bin")
+        dd = Method("partial: dd as large as the new full archive",
+                    lambda f: (["dd", f"if={dd_input}", f"of={dd_out}", "bs=1M", "conv=fsync",
+                                "status=none"], None),
+                    cleanup=lambda: os.path.exists(dd_out) and os.remove(dd_out))
+        full = Method("partial: ours save --full (the rest carried over)",
+                      lambda f: (save("--full"), None), baseline=dd,
+                      target=TARGETS["partial full save"], ours=True)
+        log(f"bench: partial-save over drivesim ({size / MB:.0f} MB new archive)")
+        for i in range(runs):
+            log(f" round {i + 1}/{runs}")
+            run_round([dd, full], scratch, ds, None, check=False)
+    rows, missed = [], []
+    for m in (layer, dd, full):
+        row, failed = method_row(m)
+        rows.append(row)
+        if failed:
+            missed.append(m.name)
+    held = tree_size(partial)
+    info = (f"- partial-save: restore --only 'weights/**' ({held[0]} files, {held[1] / MB:.1f} "
+            f"MB held) + one new file of 1 MiB; the new full archive {size / MB:.1f} MB; the "
+            f"layer row compares bytes written (drivesim stats) with the new file's + 64 KiB, "
+            f"one run; the full save's with dd of as many bytes")
+    return rows, missed, info
+ONLY_WEIGHTS, ONLY_SPREAD = "weights/**", "images/class_07/"
+# the first 1 % of the images, a few at the head of each class folder: one range per folder
+ONLY_SCATTERED = "images/*/img_0000*.jpg"
+S3_BUCKET = "bench-only"
+
+
+def only_layout(archive, patterns):
+    """What restore --only reads of a plain tar saved by our save: {pattern: (the stored
+    bytes of its files, runs of neighbouring members, the first one's header, the end of
+    the last one's padded data)}, and "index": the index's bytes (from its sidecar line to
+    the end)."""
+    import tarfile
+    import bootstrap_assets as ba
+    import progressive_tools as pt
+    found = {pattern: [0, 0, None, None, False] for pattern in patterns}
+    matchers = {pattern: ba._matcher([pattern]) for pattern in patterns}
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            path = pt.rel(member.name)
+            end = member.offset_data + -(-member.size // 512) * 512
+            for pattern, seen in found.items():
+                hit = member.isreg() and matchers[pattern](path)
+                if hit:
+                    seen[0] += end - member.offset
+                    seen[1] += not seen[4]
+                    seen[2] = member.offset if seen[2] is None else seen[2]
+                    seen[3] = end
+                seen[4] = hit if member.isreg() else seen[4]
+    layout = {pattern: tuple(seen[:4]) for pattern, seen in found.items()}
+    layout["index"] = os.path.getsize(archive) - pt.index_lines(archive)[0][2]
+    return layout
+
+
+def bench_only(data, scratch, runs, src):
+    """Issue 18's rows: our `save --full` (default order, --format auto: a plain tar for
+    assets.tar) of a copy of the folder, then `restore --only 'weights/**'`, `--only
+    'images/class_07/'` and `--only 'images/*/img_0000*.jpg'` over drivesim at defaults,
+    over httpsim (25 MB/s per connection, 200 MB/s for the link, 30 ms to first byte) and
+    from moto_server (s3://, unthrottled, bytes counted by a proxy), against reading the
+    weights' byte range (dd from the mount, curl -r from the server). Returns (rows,
+    missed, info)."""
+    import json
+    from byte_proxy import CountingProxy
+    drive = os.path.join(scratch.work, "only-drive")
+    backing = os.path.join(drive, "MyDrive", "assets.tar")
+    os.makedirs(os.path.dirname(backing))
+    log("bench: only: our save (default order, --format auto) of the folder, not timed")
+    sh([sys.executable, SCRIPT, "save", "--dest", src, "--archive", backing, "--full",
+        "--part-size", "0", "--quiet"])
+    with open(backing, "rb") as f:
+        f.seek(257)
+        if f.read(5) != b"ustar":
+            sys.exit("bench: only: our save of assets.tar did not write a plain tar")
+    layout = only_layout(backing, (ONLY_WEIGHTS, ONLY_SPREAD, ONLY_SCATTERED))
+    w_bytes, _, w_start, w_end = layout[ONLY_WEIGHTS]
+    index = layout["index"]
+    size = os.path.getsize(backing)
+    expect_w = tree_size(os.path.join(src, "weights"))
+    lines, missed = [], []
+
+    def row(name, seconds, cpu, read, base, ratio, target, ok):
+        result = "" if ok is None else ("pass" if ok else "FAIL")
+        if result == "FAIL":
+            missed.append(name)
+        lines.append(f"| {name} | {seconds} | {cpu} | {read} |  | {base} | {ratio} | {target} "
+                     f"| {result} |")
+
+    one = "--connections 1"
+
+    def restore_argv(archive, key, folder):
+        pattern = key.replace(f" {one}", "")
+        return [sys.executable, SCRIPT, "restore", "--archive", archive, "--dest",
+                in_dest(folder), "--only", pattern, "--drive-mount", "", "--quiet"] + \
+            (one.split() if key != pattern else [])
+
+    def timed(argv, env):
+        """run_timed(argv) with env's variables added to ours (a store's credentials)."""
+        old_env = dict(os.environ)
+        os.environ.update(env or {})
+        try:
+            return run_timed(argv)
+        finally:
+            os.environ.clear()
+            os.environ.update(old_env)
+
+    def measure(where, baseline_argv, archive, count, env=None, single=False):
+        """Per round, each in a fresh folder: the baseline, then restore --only each
+        pattern (single: the weights with --connections 1 too); the rows of the medians
+        (seconds, CPU, bytes counted by count())."""
+        alone = (f"{ONLY_WEIGHTS} {one}", f"{ONLY_SCATTERED} {one}") if single else ()
+        noop = []
+        got = {key: [] for key in ("base", ONLY_WEIGHTS, ONLY_SPREAD, ONLY_SCATTERED) + alone}
+        for i in range(runs):
+            log(f" {where}: round {i + 1}/{runs}")
+            for key in got:
+                folder = scratch.fresh("only")
+                argv = baseline_argv if key == "base" else restore_argv(archive, key, folder)
+                before = count()
+                seconds, _, cpu = timed(argv, env)
+                read = count() - before
+                if key == ONLY_WEIGHTS and i == 0:
+                    have = tree_size(os.path.join(in_dest(folder), "weights"))
+                    if have != expect_w:
+                        sys.exit(f"bench: only: {where}: --only {key} produced {have} "
+                                 f"(files, bytes) in weights/, expected {expect_w}")
+                if key == ONLY_WEIGHTS:  # the same command again: the no-op re-run
+                    before = count()
+                    again, _, again_cpu = timed(argv, env)
+                    noop.append((again, again_cpu, count() - before))
+                got[key].append((seconds, cpu, read))
+                log(f"  {key:<24} {seconds:7.2f} s  cpu {cpu:6.2f} s  read "
+                    f"{read / MB:8.2f} MB")
+                scratch.discard(folder)
+        med = {key: tuple(statistics.median(r[n] for r in got[key]) for n in range(3))
+               for key in got}
+        base_s, base_cpu, base_read = med["base"]
+        row(f"only {where}: baseline, the weights' byte range ({baseline_argv[0]})",
+            f"{base_s:.2f}", f"{base_cpu:.2f}", f"{base_read / MB:.1f}", "", "", "", None)
+        for key, factor in ((ONLY_WEIGHTS, TARGETS["only read"]),
+                            (ONLY_SPREAD, TARGETS["only spread read"]),
+                            (ONLY_SCATTERED, TARGETS["only spread read"])):
+            seconds, cpu, read = med[key]
+            files, ranges = layout[key][:2]
+            limit = factor * files + index
+            row(f"only {where}: restore --only '{key}', bytes read", f"{seconds:.2f}",
+                f"{cpu:.2f}", f"{read / MB:.1f}",
+                f"its files {files / MB:.1f} MB ({ranges} range(s)) + index",
+                f"{read / (files + index):.3f}",
+                f"<= {factor:.2f} x files + index (= {limit / MB:.1f} MB)", read <= limit)
+            if key == ONLY_WEIGHTS:
+                k, plus = TARGETS["only time"]
+                row(f"only {where}: restore --only '{key}', time", f"{seconds:.2f}",
+                    f"{cpu:.2f}", "", "the baseline", f"{seconds / base_s:.2f}",
+                    f"<= {k:.2f} x + {plus:g} s (= {k * base_s + plus:.2f} s)",
+                    seconds <= k * base_s + plus)
+        seconds, cpu, read = (statistics.median(r[n] for r in noop) for n in range(3))
+        row(f"only {where}: the same --only '{ONLY_WEIGHTS}' again (no-op re-run)",
+            f"{seconds:.2f}", f"{cpu:.2f}", f"{read / 1e3:.1f} kB", "", "",
+            f"<= {TARGETS['no-op re-run']} s, no archive data read",
+            seconds <= TARGETS["no-op re-run"] and read < 64 << 10)
+        for key in alone:
+            seconds, cpu, read = med[key]
+            pattern = key.replace(f" {one}", "")
+            row(f"only {where}: restore --only '{pattern}' {one} (for information)",
+                f"{seconds:.2f}", f"{cpu:.2f}", f"{read / MB:.1f}", "the baseline",
+                f"{seconds / base_s:.2f}", "", None)
+
+    # drivesim at its defaults
+    mnt = os.path.join(data["base"], "mnt-only")
+    with DriveSim(drive, mnt) as ds:
+        archive = os.path.join(mnt, "MyDrive", "assets.tar")
+        dd = ["dd", f"if={archive}", "of=/dev/null", "bs=1M", "iflag=skip_bytes,count_bytes",
+              f"skip={w_start}", f"count={w_end - w_start}", "status=none"]
+        measure("drivesim", dd, archive, lambda: ds.stats().get("bytes_read", 0))
+
+    # httpsim, the caps of the http rows
+    port_file = os.path.join(scratch.work, "only-httpsim-port")
+    stats = os.path.join(scratch.work, "only-httpsim-stats.json")
+    sim = subprocess.Popen([sys.executable, HTTPSIM, drive, "--port", "0", "--port-file",
+                            port_file, "--per-conn-mbps", str(HTTP_PER_CONN), "--total-mbps",
+                            str(HTTP_LINK), "--stats", stats], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or sim.poll() is not None:
+                sys.exit("bench: only: httpsim did not start")
+            time.sleep(0.05)
+        with open(port_file) as f:
+            url = f"http://127.0.0.1:{f.read().strip()}/MyDrive/assets.tar"
+
+        def sent():
+            time.sleep(0.3)  # httpsim rewrites its counters every 0.1 s
+            with open(stats) as f:
+                return json.load(f)["bytes_sent"]
+        measure("https (httpsim)", ["curl", "-sSf", "-r", f"{w_start}-{w_end - 1}", "-o",
+                                    "/dev/null", url], url, sent, single=True)
+    finally:
+        sim.terminate()
+        sim.wait()
+
+    # moto_server (s3://), through a proxy that counts what it sends
+    venv = os.environ.get("TEST_VENV", "/tmp/bootstrap-assets-ci-venv")
+    moto_bin = os.path.join(venv, "bin", "moto_server")
+    s3_note = ""
+    if not os.access(moto_bin, os.X_OK):
+        s3_note = f"; s3:// not measured: no moto_server in {venv} (set TEST_VENV)"
+        log(f"bench: only: WARNING{s3_note}")
+    else:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        moto = subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proxy = CountingProxy(port)
+        env = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=proxy.endpoint)
+        saved_env = dict(os.environ)
+        try:
+            os.environ.update(env)
+            import bootstrap_assets as ba
+            store = ba._S3(f"s3://{S3_BUCKET}/assets.tar", 30)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    store.call("PUT", "", doing="creating the bucket")
+                    break
+                except ba.BootstrapError:
+                    if time.monotonic() > deadline:
+                        sys.exit("bench: only: moto_server did not start")
+                    time.sleep(0.2)
+            log("bench: only: uploading the archive to moto (not timed)")
+            sh([sys.executable, "-c", S3_PUT, REPO, f"s3://{S3_BUCKET}/assets.tar", backing])
+            key_url = store.object_url("assets.tar")
+            os.environ.clear()
+            os.environ.update(saved_env)
+            curl = ["curl", "-sSf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                    "testing:testing", "-r", f"{w_start}-{w_end - 1}", "-o", "/dev/null",
+                    key_url]
+            measure("s3:// (moto, unthrottled)", curl, f"s3://{S3_BUCKET}/assets.tar",
+                    lambda: proxy.sent, env, single=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            proxy.close()
+            moto.terminate()
+            moto.wait()
+    ranges = ", ".join(f"{key} {layout[key][0] / MB:.1f} MB in {layout[key][1]} range(s)"
+                       for key in (ONLY_SPREAD, ONLY_SCATTERED))
+    info = (f"- only: our `save --full --part-size 0` (default order, --format auto) of a copy "
+            f"of the folder to MyDrive/assets.tar ({size / MB:.1f} MB, plain tar; weights "
+            f"{w_bytes / MB:.1f} MB at stored bytes {w_start / MB:.1f}-{w_end / MB:.1f} MB; "
+            f"{ranges}; index {index / 1e3:.0f} kB); each round, in a fresh folder: the "
+            f"baseline, then `restore --only` each pattern (--connections default; over "
+            f"http and from moto also the weights and the scattered images with "
+            f"--connections 1, for information: moto answers each ranged GET in time that "
+            f"grows with the object, not the range); bytes "
+            f"read: drivesim and httpsim --stats, for moto a counting proxy (response headers "
+            f"included){s3_note}")
+    return lines, missed, info
+
+
+# Uploads a file to s3:// with the module's own signed PUT (the object and its sidecar as
+# they are, so the proxy-counted restore reads the archive the layout was taken from).
+S3_PUT = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import bootstrap_assets as ba
+url, path = sys.argv[2], sys.argv[3]
+store = ba._S3(url, 30)
+for name in (path, path + ".sha256"):
+    with open(name, "rb") as f:
+        store.put(store.key + name[len(path):], f.read())
+"""
+
+
 def bench_gz_size(data, scratch, src):
     """Our `save --format gz --level GZ_LEVEL` (one file) of the folder, against one gzip
     stream (zlib, the same level) of the very tar stream it holds, and (for information) of
@@ -1373,7 +1729,8 @@ def write_svg(report_text, path):
     log(f"bench: chart written to {path}")
 
 
-SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive", "demand")
+SECTIONS = ("drive", "split", "local", "http", "save", "cache", "progressive", "only",
+            "partial-save", "demand")
 
 
 def sections(text):
@@ -1684,6 +2041,16 @@ def main(argv=None):
         progressive_info.append(info)
     if "demand" in only:
         rows, missed_, info = bench_demand(data, scratch, args.runs, src_copy, expect)
+        progressive += rows
+        progressive_missed += missed_
+        progressive_info.append(info)
+    if "partial-save" in only:  # before bench_save, which mutates the copy
+        rows, missed_, info = bench_partial_save(data, scratch, args.runs, src_copy)
+        progressive += rows
+        progressive_missed += missed_
+        progressive_info.append(info)
+    if "only" in only:  # before bench_save, which mutates the copy
+        rows, missed_, info = bench_only(data, scratch, args.runs, src_copy)
         progressive += rows
         progressive_missed += missed_
         progressive_info.append(info)

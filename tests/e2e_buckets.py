@@ -198,6 +198,23 @@ class BucketTests:
     def layer_keys(self, digest):
         return [k for k in self.keys() if k.startswith("assets.tar.gz.%s.layer-" % digest[:16])]
 
+    def test_a_partial_folder_saved_in_full_keeps_what_it_did_not_restore(self):
+        """restore --only a.txt from the bucket; a file added; save --full carries model.bin
+        and the rest over from the old object by ranges (issue 18, point 3)."""
+        self.save(self.folder)
+        partial = os.path.join(self.subdir(), "_assets")
+        self.restore(self.URL, partial, only=["a.txt"])
+        self.assertEqual(sorted(os.listdir(partial)), [".bootstrap_assets.json", "a.txt"])
+        h.write_bytes(os.path.join(partial, "new.txt"), b"new\n")
+        s = self.save(partial, incremental="never")
+        self.assertEqual(s.action, "saved", s.summary())
+        self.assertEqual(s.carried, 1, s.summary())
+        want = h.snapshot(self.folder)
+        want["new.txt"] = h.snapshot(partial)["new.txt"]
+        elsewhere = os.path.join(self.subdir(), "_assets")
+        self.restore(self.URL, elsewhere)
+        self.assertEqual(h.snapshot(elsewhere), want)
+
     def test_layers(self):
         h.write_bytes(os.path.join(self.folder, "old.txt"), b"old\n")
         first = self.save(self.folder)

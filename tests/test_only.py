@@ -4,7 +4,8 @@ source (every chunk the module reads from the archive file, or the bytes an HTTP
 sent); without them one pass skips the rest. The folder remembers what it holds (marker,
 status); a later --only adds to it, reading only the new files; a plain restore completes
 it; the same --only again reads nothing. Saves from a partial folder never drop a file it
-did not restore: a layer holds only real changes, a full save refuses before writing.
+did not restore: a layer holds only real changes, a full save carries them over
+(test_partial_save.py).
 """
 import contextlib
 import io
@@ -12,6 +13,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
+import time
 import unittest
 from unittest import mock
 
@@ -169,6 +172,87 @@ class ByRangesTests(OnlyCase):
         self.assertIn("by ranges", r.summary())
         self.assertLessEqual(read, 1.05 * self.stored_bytes("weights/") + self.index_bytes())
 
+    def test_the_progress_line_counts_the_ranges_not_the_archive(self):
+        self.make_big("tar")
+        totals = []
+        update = ba._Progress.update
+
+        def recorded(progress, done, files, **kw):
+            totals.append(progress.total)
+            return update(progress, done, files, **kw)
+        with mock.patch.object(ba._Progress, "update", recorded):
+            self.only(self.dest, "weights/**")
+        self.assertTrue(totals)
+        self.assertEqual(set(totals), {self.stored_bytes("weights/")})
+
+    @unittest.skipUnless(hasattr(os, "posix_fadvise"), "posix_fadvise is Linux's")
+    def test_a_bounded_read_asks_the_kernel_not_to_read_ahead(self):
+        self.make("tar")
+        src = ba._PathSource(self.archive, 2.0, "")
+        with mock.patch.object(os, "posix_fadvise", wraps=os.posix_fadvise) as advise:
+            self.assertEqual(b"".join(src.chunks(1024, 4096)),
+                             pt.stored(self.archive)[1024:4096])
+            bounded = [c.args[3] for c in advise.call_args_list]
+            advise.reset_mock()
+            b"".join(src.chunks(0))
+            whole = [c.args[3] for c in advise.call_args_list]
+        self.assertEqual(bounded, [os.POSIX_FADV_RANDOM])
+        self.assertEqual(whole, [os.POSIX_FADV_SEQUENTIAL])
+
+    def test_spread_files_over_http_are_fetched_several_at_once(self):
+        self.make_big("tar")
+        url = self.slow_http()
+        self.full_speed()
+        state = {"now": 0, "most": 0}
+        lock = threading.Lock()
+        fetch = ba._RangedDownload._fetch
+
+        def counted(download, client, piece):
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            try:
+                time.sleep(0.05)  # a round trip, so the fetches overlap
+                return fetch(download, client, piece)
+            finally:
+                with lock:
+                    state["now"] -= 1
+        before = self.http.sent(URL_PATH)
+        with mock.patch.object(ba._RangedDownload, "_fetch", counted):
+            r = self.restore(url, self.dest, only=["images/class_02/", "images/class_00/"],
+                             drive_mount="", connections=4)
+        read = self.http.sent(URL_PATH) - before
+        want = self.want_files("images/class_02/") | self.want_files("images/class_00/")
+        self.assertEqual(self.held(self.dest), want)
+        for rel in want:
+            with open(os.path.join(self.dest, rel), "rb") as f:
+                self.assertEqual(f.read(), self.files[rel])
+        self.assertIn("by ranges", r.summary())
+        self.assertGreater(state["most"], 1, "segments were fetched one after another")
+        self.assertLessEqual(state["most"], 4)
+        wanted = self.stored_bytes("images/class_02/") + self.stored_bytes("images/class_00/")
+        self.assertLessEqual(read, 1.10 * wanted + self.index_bytes())
+
+    def test_spans_come_in_order_whatever_the_connections(self):
+        data = os.urandom(3 << 20)
+        url = self.slow_http(data=data, sidecar=False)
+        self.full_speed()
+        spans = [(10, 20), (20, 5000), (70_000, 70_001), (100_000, 100_000 + (2 << 20) + 7),
+                 (len(data) - 3, len(data))]
+        want = b"".join(data[a:b] for a, b in spans)
+        for connections in (1, 2, 8):
+            src = ba._HttpSource(url, 2.0, connections)
+            chunks = list(src.spans(spans))
+            self.assertEqual(b"".join(chunks), want, "%d connection(s)" % connections)
+            bounds, at = {0}, 0
+            for a, b in spans:
+                at += b - a
+                bounds.add(at)
+            at = 0
+            for chunk in chunks:  # no chunk straddles two spans
+                self.assertFalse(any(at < x < at + len(chunk) for x in bounds))
+                at += len(chunk)
+
     def test_links_only_when_named_and_their_target_is_held(self):
         self.make("tar")
         self.only(self.dest, "config_link.yaml", "weights/**")
@@ -325,35 +409,17 @@ class SaveTests(OnlyCase):
         self.assertEqual(pt.read_marker(self.dest)["only"]["held"],
                          sorted(self.want_files("weights/") | {"notes.txt"}))
 
-    def test_a_full_save_refuses_before_writing(self):
+    def test_a_full_save_keeps_what_it_did_not_restore(self):
+        """A full save carries the files the folder lacks over from its archive (the cases
+        are in test_partial_save.py)."""
         self.make("tar")
         self.only(self.dest, "weights/**")
         h.write_bytes(os.path.join(self.dest, "notes.txt"), b"new\n")
-        listing = sorted(os.listdir(self.drive))
-        sidecar = pt.sidecar_text(self.archive)
-        e = self.assertBAError("BootstrapError", self.save, self.dest, incremental="never")
-        self.assertIn("python bootstrap_assets.py restore --dest %s" % self.dest, str(e))
-        self.assertIn("Nothing was written", str(e))
-        self.assertEqual(sorted(os.listdir(self.drive)), listing)
-        self.assertEqual(pt.sidecar_text(self.archive), sidecar)
-
-    def test_no_compaction_is_due_for_a_partial_folder_it_writes_layers(self):
-        """autosave keeps working on a partial folder: past half the base, where a full
-        folder would be compacted, a partial one gets another layer (it cannot be compacted
-        without the files it lacks)."""
-        self.make("tar")
-        self.only(self.dest, "weights/**")
-        for rel in self.want_files("weights/"):  # changes over half the base
-            h.write_bytes(os.path.join(self.dest, rel), pt._random(4_000_000, 5))
-        listing = set(os.listdir(self.drive))
-        self.assertEqual(self.save(self.dest).action, "layer")
-        self.assertTrue(listing <= set(os.listdir(self.drive)), "a file of the archive went")
-        restored = os.path.join(self.tmp, "full", "_assets")
-        self.restore(self.archive, restored, drive_mount="")
-        for rel in self.want_files("weights/"):
-            with open(os.path.join(restored, rel), "rb") as a, \
-                    open(os.path.join(self.dest, rel), "rb") as b:
-                self.assertEqual(a.read(), b.read(), rel)
+        s = self.save(self.dest, incremental="never")
+        self.assertEqual(s.action, "saved")
+        self.assertEqual(s.carried, len(self.files) - len(self.want_files("weights/")))
+        got = pt.tree_files(self.restore_fresh()[0])
+        self.assertEqual(got, dict(self.files, **{"notes.txt": b"new\n"}))
 
 
 class CommandLineTests(OnlyCase):

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import unittest
+from unittest import mock
 
 import helpers as h
 import progressive_tools as pt
@@ -124,6 +125,54 @@ class ProgressiveRestoreTests(ProgressiveCase):
         self.assertTrue(r.progressive, "every layer is indexed: " + r.summary())
         self.assertEqual(w.wrong, [], "a file visible before its final content")
         self.assertComplete(self.dest)
+
+    def read_ahead_taken(self, **restore_kw):
+        """(the RestoreResult or the error raised, [(stored offset asked, whether the
+        read-ahead served it)] of each read); checks that no reader thread outlives it."""
+        asked, take = [], ba._ReadAhead.take
+
+        def spy(read_ahead, source, stored_offset):
+            stage = take(read_ahead, source, stored_offset)
+            asked.append((stored_offset, stage is not None))
+            return stage
+        threads = threading.active_count()
+        with mock.patch.object(ba._ReadAhead, "take", spy):
+            try:
+                outcome = self.restore(self.archive, self.dest, drive_mount="", **restore_kw)
+            except ba.BootstrapError as exc:
+                outcome = exc
+        self.assertTrue(h.wait_for(lambda: threading.active_count() == threads, timeout=5),
+                        "a reader thread outlived the restore")
+        return outcome, asked
+
+    def check_read_ahead_taken(self, fmt):
+        self.make(fmt)
+        r, asked = self.read_ahead_taken()
+        self.assertTrue(r.progressive, r.summary())
+        self.assertTrue(asked and asked[0][1],
+                        "the first read did not take what was read ahead: %s" % asked)
+        self.assertComplete(self.dest)
+        self.assertLessEqual(r.archive_bytes, os.path.getsize(self.archive))
+
+    def test_a_fresh_restore_reads_a_tar_while_it_fetches_the_index(self):
+        self.check_read_ahead_taken("tar")
+
+    def test_a_fresh_restore_reads_a_tar_gz_while_it_fetches_the_index(self):
+        self.check_read_ahead_taken("gz")
+
+    def test_no_read_ahead_for_a_partial_restore(self):
+        self.make("tar")
+        r, asked = self.read_ahead_taken(only=["weights/**"])
+        self.assertEqual(r.only["patterns"], ["weights/**"])
+        self.assertNotIn(True, [served for _, served in asked], "--only took a read-ahead")
+
+    def test_a_tampered_index_stops_the_read_ahead_too(self):
+        self.make("tar")
+        pt.tamper_index(self.archive)
+        error, asked = self.read_ahead_taken()
+        self.assertIsInstance(error, ba.ChecksumMismatch)
+        self.assertEqual(asked, [])
+        self.assertFalse(os.path.exists(self.dest))
 
     @h.slow  # a second or more: make test-slow
     def test_marker_says_restoring_until_the_end_and_files_appear_in_archive_order(self):

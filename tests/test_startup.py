@@ -2,7 +2,7 @@
 
 `python bootstrap_assets.py` compiles the whole file on every run (a script gets no cached
 bytecode), then runs its top level: that part must stay small. The file imports at its top
-only the modules every run needs; the rest (URLs, buckets, zip, bz2/xz, GNU tar, the demo)
+only the modules every run needs; the rest (URLs, buckets, zip, bz2/xz, GNU tar, the tar headers a save writes, the demo)
 are imported where they are used. A new module-level import fails here until it is either
 moved into the function that needs it or added to EVERY_RUN below on purpose.
 """
@@ -18,7 +18,7 @@ SCRIPT = os.path.abspath(ba.__file__)
 # The module-level imports (the optional zstd of Python 3.14 aside): what every run needs.
 EVERY_RUN = {
     "argparse", "collections", "errno", "fcntl", "hashlib", "itertools", "json", "math", "os",
-    "queue", "shutil", "signal", "stat", "sys", "tarfile", "threading", "time", "types",
+    "queue", "shutil", "signal", "stat", "sys", "threading", "time", "types",
     "zlib",
 }
 
