@@ -115,11 +115,13 @@ class DemandCase(DriveSimTestCase):
         with open(os.path.join(self.dest, MARKER)) as f:
             self.assertNotIn("state", json.load(f))
         asked = sum(self.sizes[r] + 1024 for r in self.asked)  # each with its header
-        # the index is read first; the kernel's read-ahead past the end of a read that
-        # stops where it begins (the stream's, and the one ahead of it, which both end with
-        # the archive's last member) may read it again, once each; and the kernel reads
-        # whole pages (a few KiB around where each read starts and stops)
-        self.assertLessEqual(read, self.size + asked + 2 * self.index + (64 << 10),
+        # The kernel adds its own: the index, read first, may be read again past the end of
+        # a read that stops where it begins (the stream's and the one ahead of it); and an
+        # open of the file (the index's read, the read ahead) drops what the kernel had read
+        # ahead for the stream (FUSE keeps no page cache across opens), which is read again:
+        # 256 KiB at most each. The restore asking for nothing reads up to 270 KB over the
+        # archive here too.
+        self.assertLessEqual(read, self.size + asked + 2 * self.index + (512 << 10),
                              f"read {read} bytes: more than the {self.size}-byte archive, "
                              f"the {asked} bytes asked for and the {self.index}-byte index")
 
