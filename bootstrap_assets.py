@@ -49,8 +49,7 @@ The file, top to bottom (one `# ---- name --` banner each):
     extraction: one pass            source to writer for tar and zip; the hash check
     the destination and its marker  what dest holds, the lock, staging, the marker
     install                         the finished folder into place, the old one aside
-    restore: progressive            the index read and trusted; each file in place as verified;
-                                    what a reader waits for read ahead of the stream (_Demand)
+    restore: progressive            the index trusted; files in place as verified; asked-for first
     report: progress and results    progress lines, RestoreResult, SaveResult
     save: walk                      what a save packs
     save: what a partial folder lacks  carried over from its archive by ranges, verified
