@@ -4829,6 +4829,23 @@ class _SpansAhead:
         self.stream.close()
 
 
+def _indexed_members(stream, index, tar_start, fix):
+    """(member, its index entry) for each member of a read from tar_start, whose header is
+    checked against the index: one it does not describe is CorruptArchive (fix: what the
+    message then tells to do). A layer's list of deletions is passed over."""
+    entries = iter([entry for entry in index.members if entry.header >= tar_start])
+    for member in _tar_members(stream):
+        if member.parts == (DELETED_NAME,) and index.deleted is not None:
+            stream.skip(member.size + (-member.size) % BLOCK)
+            continue
+        entry = next(entries, None)
+        if entry is None or not _same_member(member, entry,
+                                             index.path_of("/".join(member.parts))):
+            raise CorruptArchive(f"member {member.name!r} is damaged: its header does not "
+                                 f"match the archive's index. {fix}")
+        yield member, entry
+
+
 def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, last,
                      installer, progress, counter, demand=None, number=0, ahead=False):
     """One read of _install_from: the members from tar_start to the one at header last.
@@ -4836,21 +4853,12 @@ def _install_segment(source, index, fmt, tar_start, stored_start, stop, wanted, 
     ahead claims it first (the other reads past it); a read ahead (ahead=True, progress
     None) ends where the stream is about to take over."""
     stages, data = _stored_stream(source, stored_start, fmt, counter, stop)
-    entries = iter([entry for entry in index.members if entry.header >= tar_start])
     try:
         stream = _TarStream(data)
-        for member in _tar_members(stream):
-            if member.parts == (DELETED_NAME,) and index.deleted is not None:
-                stream.skip(member.size + (-member.size) % BLOCK)
-                continue
-            entry = next(entries, None)
-            path = index.path_of("/".join(member.parts))
-            if entry is None or not _same_member(member, entry, path):
-                raise CorruptArchive(
-                    f"member {member.name!r} is damaged: its header does not match the "
-                    f"archive's index. Only the files verified before it were installed. "
-                    f"Fix: save again from a complete copy of the folder, or restore the "
-                    f"previous version (--previous 1).")
+        for member, entry in _indexed_members(
+                stream, index, tar_start, "Only the files verified before it were installed. "
+                "Fix: save again from a complete copy of the folder, or restore the previous "
+                "version (--previous 1)."):
             take = entry.path in wanted
             if demand is not None:
                 take = demand.claim(number, entry, take, ahead)
@@ -5804,22 +5812,13 @@ def _carried_segment(source, index, fmt, tar_start, stored_start, stop, group):
     """One read of _carried_content: the members from tar_start to the last of group, each
     checked against the index, the content of group's hashed against it."""
     stages, data = _stored_stream(source, stored_start, fmt, _Counter(), stop)
-    entries = iter([entry for entry in index.members if entry.header >= tar_start])
     wanted = {entry.header for entry in group}
     fix = (f"Nothing was published; {source.path} is as it was. Fix: keep your changes as a "
            f"layer meanwhile (save --incremental), and look for an intact copy in the "
            f"previous version (restore --previous 1 --dest ANOTHER_FOLDER).")
     try:
         stream = _TarStream(data)
-        for member in _tar_members(stream):
-            if member.parts == (DELETED_NAME,) and index.deleted is not None:
-                stream.skip(member.size + (-member.size) % BLOCK)
-                continue
-            entry = next(entries, None)
-            if entry is None or not _same_member(member, entry,
-                                                 index.path_of("/".join(member.parts))):
-                raise CorruptArchive(f"member {member.name!r} is damaged: its header does not "
-                                     f"match the archive's index. {fix}")
+        for member, entry in _indexed_members(stream, index, tar_start, fix):
             if entry.header in wanted:
                 hasher = hashlib.sha256()
                 for piece in stream.pieces(member.size):
