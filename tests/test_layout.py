@@ -202,10 +202,21 @@ class CommandLineToolArchiveTests(h.BATestCase):
         if not shutil.which("tar"):
             self.skipTest("no tar command")
         archive = os.path.join(self.tmp, name)
-        r = subprocess.run(["tar"] + args(archive), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if r.returncode != 0:
-            self.skipTest("tar could not make %s: %s" % (name, r.stdout.decode(errors="replace")))
-        return archive
+        for attempt in range(2):
+            r = subprocess.run(["tar"] + args(archive), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                self.skipTest("tar could not make %s: %s" % (name, r.stdout.decode(errors="replace")))
+            # The subject is our reader: an archive the tool chain itself left damaged (one
+            # CI run under Python 3.10 read a truncated a.tar.zst that zstd -t also rejects)
+            # is made again, not blamed on the reader.
+            if not name.endswith(".zst"):
+                return archive
+            check = subprocess.run(["zstd", "-tq", archive], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+            if check.returncode == 0:
+                return archive
+        self.fail("tar --zstd made a damaged %s twice: %s" % (name, check.stdout.decode(errors="replace")))
 
     def _check(self, archive, fmt, mtimes=True, modes=True):
         for engine in h.engines():
