@@ -292,6 +292,32 @@ def cli(*args, timeout=120):
                           universal_newlines=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def said(p):
+    """A CompletedProcess of cli() as a failure message: its exit code and output's ends."""
+    return f"exit {p.returncode}\nstdout: {p.stdout[-1500:]}\nstderr: {p.stderr[-1500:]}"
+
+
+def saved_mixed_profile(name, archive, prefix, scale="0.05"):
+    """A module's fixture: make_assets.py's mixed profile at scale in a new temporary folder,
+    saved there by our `save` (default order, a plain tar) as master/<archive>; returns (the
+    folder, the profile's path). Skips the module without FUSE, drivesim or make_assets.py."""
+    if not os.path.exists("/dev/fuse"):
+        raise unittest.SkipTest(f"{prefix} needs /dev/fuse for drivesim (FUSE)")
+    if not os.path.exists(DRIVESIM) or not os.path.exists(MAKE_ASSETS):
+        raise unittest.SkipTest("drivesim or make_assets.py not found beside the repository")
+    folder = tempfile.mkdtemp(prefix=f"bootstrap-{prefix.replace('_', '-')}-")
+    try:
+        src = os.path.join(folder, "src", name)
+        run([sys.executable, MAKE_ASSETS, "create", src, "--profile", "mixed", "--scale", scale])
+        p = cli("save", "--dest", src, "--archive", os.path.join(folder, "master", archive),
+                "--format", "tar", "--drive-mount", "", "--quiet")
+        assert p.returncode == 0, said(p)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, src
+
+
 MARKER = ".bootstrap_assets.json"
 
 

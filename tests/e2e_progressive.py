@@ -27,8 +27,9 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (REPO, HERE) if p not in sys.path]
 
 import progressive_tools as pt  # noqa: E402
-from drivesim_fixture import (DRIVESIM, MAKE_ASSETS, MARKER, SCRIPT,  # noqa: E402
-                              DriveSimTestCase, clean_env, cli, diff_text, run, tree_digest)
+from drivesim_fixture import (MAKE_ASSETS, MARKER, SCRIPT, DriveSimTestCase,  # noqa: E402
+                              clean_env, cli, diff_text, run, said, saved_mixed_profile,
+                              tree_digest)
 
 NAME = "_assets"
 ARCHIVE = "assets.tar"
@@ -86,31 +87,14 @@ def want_of(root):
 
 def setUpModule():
     global W, SRC, WANT, DIGEST
-    if not os.path.exists("/dev/fuse"):
-        raise unittest.SkipTest("e2e_progressive needs /dev/fuse for drivesim (FUSE)")
-    if not os.path.exists(DRIVESIM) or not os.path.exists(MAKE_ASSETS):
-        raise unittest.SkipTest(f"drivesim or make_assets.py not found beside the repository")
-    W = tempfile.mkdtemp(prefix="bootstrap-e2e-progressive-")
-    try:
-        SRC = os.path.join(W, "src", NAME)
-        run([sys.executable, MAKE_ASSETS, "create", SRC, "--profile", "mixed", "--scale", "0.05"])
-        p = cli("save", "--dest", SRC, "--archive", os.path.join(W, "master", ARCHIVE),
-                "--format", "tar", "--drive-mount", "", "--quiet")
-        assert p.returncode == 0, p.stdout + p.stderr
-        WANT = want_of(SRC)
-        DIGEST = tree_digest(SRC)
-    except BaseException:
-        shutil.rmtree(W, ignore_errors=True)
-        raise
+    W, SRC = saved_mixed_profile(NAME, ARCHIVE, "e2e_progressive")
+    WANT = want_of(SRC)
+    DIGEST = tree_digest(SRC)
 
 
 def tearDownModule():
     if W:
         shutil.rmtree(W, ignore_errors=True)
-
-
-def said(p):
-    return f"exit {p.returncode}\nstdout: {p.stdout[-1500:]}\nstderr: {p.stderr[-1500:]}"
 
 
 def ours(pid):
