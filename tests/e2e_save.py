@@ -194,7 +194,10 @@ class RoundTrip(SaveCase):
         self.assertEqual(r.sha256, sha256_file(os.path.join(backing, "MyDrive", ARCHIVE)))
         self.assertGreaterEqual(read, size, f"verify read {read} bytes of a {size}-byte "
                                             "archive off the mount: not read back")
-        self.assertLess(read, size * 1.05 + 65536, f"verify read {read} bytes for {size}")
+        # Read once, not twice. The margin is for the mount, not the tool: under load, a read
+        # back that meets bytes not yet visible is retried, and the kernel may fetch a FUSE
+        # read-ahead window again (one CI run read 16.83 MB back for a 15.81 MB archive).
+        self.assertLess(read, size * 1.05 + (2 << 20), f"verify read {read} bytes for {size}")
         warned = " ".join(r.warnings)
         for skipped in ("cache/pipe", "escape", "cache/escape2"):
             self.assertIn(skipped, warned, f"no warning about {skipped}: {r.warnings}")
